@@ -1,0 +1,52 @@
+"""Running Alembic from onbrand: upgrade, downgrade, and "are we current?" checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from core.db.database import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+_LOCK_ID = 0x0B_B4_A4_D0  # pg_advisory lock: one migrator at a time across processes
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    await _run(db, lambda cfg: command.upgrade(cfg, revision))
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    await _run(db, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+        )
+
+
+async def _run(db: Database, fn: object) -> None:
+    def in_sync(connection: Connection) -> None:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        fn(cfg)  # type: ignore[operator]
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(in_sync)

@@ -1,0 +1,257 @@
+"""The schema: SQLAlchemy 2.0 typed models.
+
+Alembic migrations in ``migrations/`` must describe exactly this (a test compares them).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.domain import FeedbackKind, GenerationKind, GenerationStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
+    """A text column limited to the enum's values by a CHECK constraint (no PG enum type)."""
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONB,
+        datetime: DateTime(timezone=True),
+    }
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class Workspace(Base):
+    """A Slack workspace, a Discord guild, or the local CLI."""
+
+    __tablename__ = "workspaces"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = _now()
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("workspace_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = _now()
+
+
+class PresetVersion(Base):
+    """One version of a brand preset: its YAML text, keyed by content hash."""
+
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    yaml_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    preset_name: Mapped[str] = mapped_column(String(64))
+    starts_on: Mapped[date | None] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    gpu_budget_seconds: Mapped[float | None] = mapped_column(Float)
+    rush: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+
+
+class ChannelBinding(Base):
+    """A channel's campaign and preset; a locked binding can't be overridden by flags."""
+
+    __tablename__ = "channel_bindings"
+    __table_args__ = (UniqueConstraint("platform", "workspace_external_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_external_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    preset_name: Mapped[str] = mapped_column(String(64))
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Generation(Base):
+    """One request (1–4 images) with its lineage, parameters, status and timings."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("ix_generations_status_queued_at", "status", "queued_at"),
+        Index("ix_generations_campaign_id_queued_at", "campaign_id", "queued_at"),
+        Index("ix_generations_user_id_queued_at", "user_id", "queued_at"),
+        Index(
+            "ix_generations_undelivered",
+            "finished_at",
+            postgresql_where=text("delivered_at IS NULL AND status IN ('done', 'failed')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("generations.id", ondelete="SET NULL"), index=True
+    )
+    source_index: Mapped[int | None] = mapped_column(Integer)  # which parent image U/V used
+    kind: Mapped[GenerationKind] = mapped_column(_enum(GenerationKind, "generation_kind"))
+    platform: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    preset_id: Mapped[int] = mapped_column(ForeignKey("presets.id", ondelete="RESTRICT"))
+    preset_name: Mapped[str] = mapped_column(String(64))
+    preset_version: Mapped[str] = mapped_column(String(64))
+    raw_prompt: Mapped[str] = mapped_column(Text)
+    final_prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[GenerationStatus] = mapped_column(
+        _enum(GenerationStatus, "generation_status"), default=GenerationStatus.QUEUED
+    )
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    queued_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    reply_target: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    delivered_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """A chat message we posted for a generation: lets reactions and edits find it."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("platform", "channel_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), index=True
+    )
+    platform: Mapped[str] = mapped_column(String(16))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # "status" (queued/progress) or "result"
+    created_at: Mapped[datetime] = _now()
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("generation_id", "index"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE")
+    )
+    index: Mapped[int] = mapped_column(Integer)  # 1-based, as on the buttons
+    storage_key: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    palette_score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _now()
+
+
+class Feedback(Base):
+    """A reaction or approval; one per user, target and kind."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id", "generation_id", "image_id", "kind", postgresql_nulls_not_distinct=True
+        ),
+        Index("ix_feedback_generation_id_kind", "generation_id", "kind"),
+        Index("ix_feedback_image_id_kind", "image_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE")
+    )
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
+    emoji: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = _now()
+
+
+class AuditLog(Base):
+    """Who did what: bindings, campaign changes, blocked prompts."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(200))  # "platform:workspace:user"
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)

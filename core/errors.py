@@ -1,0 +1,61 @@
+"""Errors that carry the text a user sees.
+
+A ``UserError`` is raised for anything the person who typed the command can fix. Its
+``user_message`` is safe to show (to that user only); adapters render it ephemerally. Anything else
+is a bug or an outage: adapters show a generic message with a reference id and log the traceback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class UserError(Exception):
+    """Bad input or a refused request; ``user_message`` says what to change."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class GrammarError(UserError):
+    """The ``/imagine`` text could not be parsed."""
+
+
+class PresetError(UserError):
+    """A preset file is invalid, or a request conflicts with its preset."""
+
+
+class LockedSetting(PresetError):
+    """The user tried to change something the brand locked."""
+
+
+class BlockedPrompt(UserError):
+    """The prompt contains a banned term."""
+
+    def __init__(self, term: str) -> None:
+        super().__init__(
+            f"This prompt can't be used: it contains the banned term “{term}”. "
+            "Rephrase it without that term and try again."
+        )
+        self.term = term
+
+
+class QuotaExceeded(UserError):
+    """A quota or budget is used up; ``retry_at`` says when trying again can work."""
+
+    def __init__(self, user_message: str, retry_at: datetime | None = None) -> None:
+        super().__init__(user_message)
+        self.retry_at = retry_at
+
+
+class NotAllowed(UserError):
+    """The actor's role does not permit this action."""
+
+
+class NotFound(UserError):
+    """A named thing (preset, campaign, generation) does not exist."""
+
+
+class ConfigError(Exception):
+    """The process is misconfigured; the message says which setting to fix (never a secret)."""

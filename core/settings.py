@@ -1,0 +1,134 @@
+"""Configuration from the environment, read once per process (``get_settings``).
+
+Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or messages.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A list read from one environment variable as ``a,b,c`` (JSON lists work too).
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- storage -----------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path(".onbrand"), alias="ONBRAND_DATA_DIR")
+    presets_dir: Path = Field(default=Path("presets"), alias="ONBRAND_PRESETS_DIR")
+    image_store: str = Field(default="", alias="ONBRAND_IMAGE_STORE")
+
+    # --- brand policy ------------------------------------------------------------------------
+    default_preset: str = Field(default="acme-spring", alias="ONBRAND_DEFAULT_PRESET")
+    banned_terms: CommaList = Field(default_factory=list, alias="ONBRAND_BANNED_TERMS")
+
+    # --- roles: comma-separated "platform:user-id" entries -------------------------------------
+    admins: CommaList = Field(default_factory=list, alias="ONBRAND_ADMINS")
+    reviewers: CommaList = Field(default_factory=list, alias="ONBRAND_REVIEWERS")
+
+    # --- worker ------------------------------------------------------------------------------
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(default="auto", alias="ONBRAND_DEVICE")
+    max_batch: int | None = Field(default=None, alias="ONBRAND_MAX_BATCH", ge=1, le=64)
+    batch_window_ms: int = Field(default=25, alias="ONBRAND_BATCH_WINDOW_MS", ge=0)
+    heartbeat_timeout_s: float = Field(default=30.0, alias="ONBRAND_HEARTBEAT_TIMEOUT", gt=0)
+    max_attempts: int = Field(default=3, alias="ONBRAND_MAX_ATTEMPTS", ge=1)
+
+    # --- platforms ---------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
+    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="DISCORD_GUILD_IDS"
+    )
+    discord_api_base: str | None = Field(default=None, alias="DISCORD_API_BASE")
+    discord_gateway_url: str | None = Field(default=None, alias="DISCORD_GATEWAY_URL")
+    http_host: str = Field(default="127.0.0.1", alias="ONBRAND_HTTP_HOST")
+    http_port: int = Field(default=3000, alias="ONBRAND_HTTP_PORT")
+
+    # --- engines -----------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+
+    @field_validator("banned_terms", "admins", "reviewers", "discord_guild_ids", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        """Accept ``a,b,c`` in the environment as well as JSON lists."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres", "postgresql+asyncpg"):
+            raise ValueError(
+                f"DATABASE_URL must be a PostgreSQL URL (postgresql:// or postgresql+asyncpg://), "
+                f"not {scheme}://"
+            )
+        return value
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_token is not None
+
+    def masked(self) -> dict[str, str]:
+        """The effective configuration for display: secrets and URL passwords masked."""
+        shown: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            key = field.alias or name
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                shown[key] = mask_url(secret) if "://" in secret else "********"
+            elif isinstance(value, list):
+                shown[key] = ", ".join(map(str, value)) or "(unset)"
+            elif value is None:
+                shown[key] = "(unset)"
+            else:
+                shown[key] = str(value)
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://user:pw@host/db`` → ``postgresql://user:****@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()
