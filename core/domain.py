@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 class Platform(enum.StrEnum):
@@ -195,3 +195,56 @@ class AuditEntry:
     subject: str
     details: dict[str, object]
     at: datetime
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A channel bound to a campaign and/or preset."""
+
+    platform: Platform
+    workspace_id: str
+    channel_id: str
+    preset: str
+    campaign: str | None = None
+    locked: bool = False
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    preset: str
+    starts_on: date | None = None
+    ends_on: date | None = None
+    gpu_budget_seconds: float | None = None
+    rush: bool = False
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A recorded generation as the service and the worker see it."""
+
+    id: uuid.UUID
+    kind: GenerationKind
+    status: GenerationStatus
+    user_id: int
+    requester: str  # "platform:workspace:user" of who asked
+    raw_prompt: str
+    params: Params
+    reply_target: ReplyTarget
+    parent_id: uuid.UUID | None = None
+    source_index: int | None = None
+    campaign: str | None = None
+    campaign_id: int | None = None
+    image_count: int = 0
+    error: str | None = None
+    preset_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A chat message onbrand posted, as the platform identifies it."""
+
+    platform: Platform
+    channel_id: str
+    message_id: str

@@ -6,15 +6,33 @@ Each port has a real implementation (wired in ``core.bootstrap``) and an in-memo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 from PIL import Image
 
-# progress(job_id, step, total_steps): called from the engine as denoising advances.
+from core.domain import (
+    Actor,
+    Binding,
+    Campaign,
+    FeedbackKind,
+    Generation,
+    GenerationKind,
+    GenerationStatus,
+    MessageRef,
+    Params,
+    Platform,
+    ReplyTarget,
+)
+
+# progress(job_id, step, total_steps): called from the engine as denoising advances,
+# always on the event loop that awaits the engine call.
 ProgressFn = Callable[[str, int, int], None]
-# cancelled(job_id) -> True when the job should stop at the next step.
+# cancelled(job_id) -> True when the job should stop at the next step. Engines may poll it from
+# their worker thread (DiffusersEngine does, after every step): keep it quick and thread-safe.
 CancelledFn = Callable[[str], bool]
 
 
@@ -99,3 +117,142 @@ class ImageStore(Protocol):
     async def get(self, key: str) -> bytes: ...
 
     async def exists(self, key: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    """What the service records for one request, before the queue takes it."""
+
+    id: uuid.UUID
+    kind: GenerationKind
+    platform: Platform
+    user_id: int
+    campaign_id: int | None
+    preset_id: int
+    raw_prompt: str
+    params: Params
+    reply_target: ReplyTarget
+    parent_id: uuid.UUID | None = None
+    source_index: int | None = None
+
+
+class Repository(Protocol):
+    """onbrand's records, inside one unit of work (transaction)."""
+
+    async def ensure_user(self, actor: Actor) -> int:
+        """The user's id, creating the workspace and user rows on first sight."""
+        ...
+
+    async def binding_for(self, target: ReplyTarget) -> Binding | None: ...
+
+    async def save_binding(self, binding: Binding, created_by: int) -> None:
+        """Create or replace the channel's binding."""
+        ...
+
+    async def delete_binding(self, target: ReplyTarget) -> bool: ...
+
+    async def campaign(self, name: str) -> Campaign | None: ...
+
+    async def campaigns(self) -> list[Campaign]: ...
+
+    async def add_campaign(self, campaign: Campaign, owner_id: int | None) -> Campaign:
+        """Insert; raises ``UserError`` when the name is taken."""
+        ...
+
+    async def record_preset(self, name: str, version: str, text: str) -> int:
+        """The id of this preset version, stored once per (name, version)."""
+        ...
+
+    async def add_generation(self, generation: NewGeneration) -> None: ...
+
+    async def generation(self, generation_id: uuid.UUID) -> Generation | None: ...
+
+    async def images_requested_since(self, user_id: int, since: datetime) -> int:
+        """Images asked for by the user since ``since`` (failed and cancelled ones don't count)."""
+        ...
+
+    async def active_count(self, user_id: int) -> int:
+        """The user's generations that are queued or running."""
+        ...
+
+    async def campaign_gpu_seconds(self, campaign_id: int) -> float: ...
+
+    async def set_status(
+        self, generation_id: uuid.UUID, status: GenerationStatus, *, only_from: Sequence[str]
+    ) -> bool:
+        """Move to ``status`` if the current status is in ``only_from``; True if it moved."""
+        ...
+
+    async def record_message(
+        self, generation_id: uuid.UUID, ref: MessageRef, role: str
+    ) -> None: ...
+
+    async def generation_for_message(self, ref: MessageRef) -> uuid.UUID | None:
+        """The generation whose *result* was posted as this message."""
+        ...
+
+    async def image_ids(self, generation_id: uuid.UUID) -> dict[int, int]:
+        """Image index (1-based) → image id."""
+        ...
+
+    async def add_feedback(
+        self,
+        generation_id: uuid.UUID,
+        image_id: int | None,
+        user_id: int,
+        kind: FeedbackKind,
+        emoji: str,
+    ) -> bool:
+        """Record; False when this user already gave this feedback on this target."""
+        ...
+
+    async def remove_feedback(
+        self, generation_id: uuid.UUID, image_id: int | None, user_id: int, kind: FeedbackKind
+    ) -> bool: ...
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        details: dict[str, Any],
+        campaign_id: int | None = None,
+    ) -> None: ...
+
+
+class JobQueue(Protocol):
+    """The generation queue, inside the same unit of work as the records."""
+
+    async def enqueue(self, generation_id: uuid.UUID, *, priority: int) -> None:
+        """Queue a job; higher priority first, then first come first served."""
+        ...
+
+    async def remove(self, generation_id: uuid.UUID) -> bool:
+        """Take a job that is still waiting off the queue; False if it isn't waiting."""
+        ...
+
+    async def position(self, generation_id: uuid.UUID) -> int | None:
+        """1-based place among waiting jobs; None when it is no longer waiting."""
+        ...
+
+    async def eta_seconds(self, generation_id: uuid.UUID) -> float | None:
+        """Estimated seconds until done, from recent throughput; None without history."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over the records and the queue: commit, or nothing happened."""
+
+    repo: Repository
+    queue: JobQueue
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Roll back unless ``commit`` was called."""
+        ...
+
+    async def commit(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db.database import async_url, resolve_database_url
 from core.db.models import Base
+from core.queue import include_name
 from core.settings import get_settings
 
 config = context.config
@@ -29,13 +30,19 @@ def run_migrations_offline() -> None:
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
         compare_type=True,
+        include_name=include_name,  # pgqueuer's tables belong to pgqueuer
     )
     with context.begin_transaction():
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_name=include_name,  # pgqueuer's tables belong to pgqueuer
+    )
     with context.begin_transaction():
         context.run_migrations()
 

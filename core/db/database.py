@@ -43,10 +43,14 @@ def resolve_database_url(settings: Settings) -> str:
 class Database:
     """One async engine per process, and sessions that keep objects usable after commit."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, connect_timeout: float = 10.0) -> None:
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+            self.url,
+            pool_size=pool_size,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"timeout": connect_timeout},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

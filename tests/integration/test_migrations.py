@@ -14,6 +14,7 @@ from sqlalchemy import Connection, inspect
 from core.db import Database
 from core.db.migrate import current_revision, downgrade, head_revision, upgrade
 from core.db.models import Base
+from core.queue import include_name
 from tests.conftest import _with_database
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,9 @@ async def scratch_db(pg_admin_url: str) -> AsyncIterator[Database]:
 
 
 def _diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": include_name}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

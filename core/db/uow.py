@@ -1,0 +1,82 @@
+"""``UnitOfWork`` on PostgreSQL: one session, one transaction, records and queue together.
+
+The queue runs on the very asyncpg connection under the session, so ``add_generation`` and
+``enqueue`` land in one PostgreSQL transaction: ``commit`` keeps both, anything else drops both.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.database import Database
+from core.db.repository import SqlRepository
+from core.ports import JobQueue, Repository, UnitOfWorkFactory
+from core.queue import PgJobQueue
+
+__all__ = ["SqlUnitOfWork", "sql_uow_factory"]
+
+
+class SqlUnitOfWork:
+    """``async with SqlUnitOfWork(db) as uow: …; await uow.commit()``; no commit, no changes.
+
+    ``commit`` may be called more than once: work after a commit is a new transaction that the
+    exit rolls back unless it is committed too.
+    """
+
+    repo: Repository  # a SqlRepository on the session
+    queue: JobQueue  # a PgJobQueue on the session's asyncpg connection
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        if self._session is not None:
+            raise RuntimeError("this unit of work is already open")
+        session = self._db.sessions()
+        try:
+            raw = await self._begin(session)
+        except BaseException:
+            await session.close()
+            raise
+        self._session = session
+        self.repo = SqlRepository(session)
+        self.queue = PgJobQueue(raw)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            await session.rollback()  # a no-op for the part that was committed
+        finally:
+            await session.close()
+
+    async def commit(self) -> None:
+        if self._session is None:
+            raise RuntimeError("commit outside of `async with`")
+        await self._session.commit()
+        await self._begin(self._session)
+
+    @staticmethod
+    async def _begin(session: AsyncSession) -> object:
+        """Open the transaction now and return the asyncpg connection that carries it.
+
+        SQLAlchemy's asyncpg adapter sends BEGIN only with its first statement; the queue talks
+        to the connection directly, so without this its first write would autocommit.
+        """
+        connection = await session.connection()
+        await connection.execute(text("SELECT 1"))
+        raw = await connection.get_raw_connection()
+        return raw.driver_connection
+
+
+def sql_uow_factory(db: Database) -> UnitOfWorkFactory:
+    """A fresh ``SqlUnitOfWork`` per call, on ``db``'s connection pool."""
+
+    def factory() -> SqlUnitOfWork:
+        return SqlUnitOfWork(db)
+
+    return factory
