@@ -1,0 +1,314 @@
+"""GPU throughput of a Stable-Diffusion-1.5-shaped pipeline: images/s, eager vs compiled UNet.
+
+The pipeline is built from configs with random weights (SD 1.5's UNet and VAE, CLIP ViT-L/14's
+text encoder, a byte-level CLIP tokenizer written here): nothing is downloaded, and the speed of a
+pipeline does not depend on what its weights learned. It runs 512×512, 25 DDIM steps, CFG on,
+float16, batches of 1, 4 and 8, first eager, then with ``torch.compile`` on the UNet, and prints a
+table plus JSON (written to ``bench/results/gpu.json``).
+
+Without CUDA it says so, runs a tiny CPU smoke test (64 px, 2 steps) and exits 0.
+
+    python bench/gpu.py            # full run (3 timed runs per cell, well under 8 minutes)
+    python bench/gpu.py --quick    # 1 timed run per cell
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"
+
+# Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5) shapes.
+SD15_UNET: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "down_block_types": (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ),
+    "up_block_types": (
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ),
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+SD15_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "sample_size": 512,
+}
+CLIP_L14_TEXT: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
+}
+# A few-million-parameter version of the same layout for the CPU smoke run.
+TINY_UNET: dict[str, Any] = {
+    **SD15_UNET,
+    "sample_size": 8,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 32,
+    "norm_num_groups": 16,
+}
+TINY_VAE: dict[str, Any] = {
+    **SD15_VAE,
+    "layers_per_block": 1,
+    "block_out_channels": (16, 32),
+    "down_block_types": ("DownEncoderBlock2D",) * 2,
+    "up_block_types": ("UpDecoderBlock2D",) * 2,
+    "norm_num_groups": 16,
+    "sample_size": 64,
+}
+TINY_TEXT: dict[str, Any] = {
+    **CLIP_L14_TEXT,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "projection_dim": 32,
+}
+SD15_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2/CLIP's byte → printable character table."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    keep += range(ord("®"), ord("ÿ") + 1)
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def make_tokenizer(folder: Path) -> Any:
+    """A CLIP tokenizer with a byte-level vocabulary and no merges (one token per character)."""
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+    )
+
+
+def build_pipeline(shape: str, device: str, dtype: Any) -> Any:
+    """An SD-layout pipeline with random weights, built directly on ``device``."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet_cfg, vae_cfg, text_cfg = (
+        (SD15_UNET, SD15_VAE, CLIP_L14_TEXT)
+        if shape == "sd15"
+        else (TINY_UNET, TINY_VAE, TINY_TEXT)
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**unet_cfg)
+        vae = AutoencoderKL(**vae_cfg)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = make_tokenizer(Path(tmp))
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.to(device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def time_batch(pipe: Any, batch: int, size: int, steps: int, runs: int, device: str) -> float:
+    """Seconds per call (mean of ``runs``) for ``batch`` images; NaNs of random weights ignored."""
+    import numpy as np
+    import torch
+
+    def call() -> None:
+        generators = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+        with np.errstate(all="ignore"):
+            pipe(
+                prompt=["a sneaker on a beach at sunset"] * batch,
+                negative_prompt=["blurry"] * batch,
+                width=size,
+                height=size,
+                num_inference_steps=steps,
+                guidance_scale=7.5,
+                generator=generators,
+                output_type="np",
+            )
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    call()  # warm-up (and compilation)
+    start = time.perf_counter()
+    for _ in range(runs):
+        call()
+    return (time.perf_counter() - start) / runs
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'mode':<9} {'batch':>5} {'s/call':>8} {'images/s':>9} {'vs eager':>9}"
+    lines = [head, "-" * len(head)]
+    eager = {r["batch"]: r["images_per_s"] for r in rows if r["mode"] == "eager"}
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"{r['mode']:<9} {r['batch']:>5} {'skipped: ' + r['skipped']:>28}")
+            continue
+        ratio = r["images_per_s"] / eager[r["batch"]] if r["batch"] in eager else float("nan")
+        lines.append(
+            f"{r['mode']:<9} {r['batch']:>5} {r['s_per_call']:>8.3f} "
+            f"{r['images_per_s']:>9.2f} {ratio:>8.2f}×"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one timed run per cell")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument(
+        "--compile-mode", default=None, help="torch.compile mode (default: default)"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=420, help="skip the cells left after this many seconds"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("transformers.utils.import_utils").setLevel(logging.ERROR)
+    import diffusers
+    import torch
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()  # casting random weights to fp16 "warns"
+    started = time.perf_counter()
+    if not torch.cuda.is_available():
+        print("no CUDA device here: GPU benchmark skipped; running the CPU smoke test instead")
+        pipe = build_pipeline("tiny", "cpu", torch.float32)
+        rows = []
+        for batch in (1, 2):
+            seconds = time_batch(pipe, batch, 64, 2, 1, "cpu")
+            rows.append(
+                {
+                    "mode": "eager",
+                    "batch": batch,
+                    "s_per_call": seconds,
+                    "images_per_s": batch / seconds,
+                }
+            )
+        print(table(rows))
+        print(json.dumps({"cuda": False, "smoke": rows}, indent=2))
+        return 0
+
+    runs = 1 if args.quick else 3
+    device, dtype = "cuda", torch.float16
+    pipe = build_pipeline("sd15", device, dtype)
+    build_s = time.perf_counter() - started
+    rows = []
+    modes = ["eager"] if args.no_compile else ["eager", "compiled"]
+    for mode in modes:
+        if mode == "compiled":
+            pipe.unet.compile(mode=args.compile_mode, dynamic=False)
+        for batch in args.batches:
+            elapsed = time.perf_counter() - started
+            if elapsed > args.budget_s:
+                rows.append({"mode": mode, "batch": batch, "skipped": f"over {args.budget_s:.0f}s"})
+                continue
+            t0 = time.perf_counter()
+            seconds = time_batch(pipe, batch, args.size, args.steps, runs, device)
+            rows.append(
+                {
+                    "mode": mode,
+                    "batch": batch,
+                    "s_per_call": seconds,
+                    "images_per_s": batch / seconds,
+                    "cell_wall_s": time.perf_counter() - t0,  # includes warm-up / compilation
+                }
+            )
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    result = {
+        "cuda": True,
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "dtype": "float16",
+        "size": args.size,
+        "steps": args.steps,
+        "guidance": 7.5,
+        "scheduler": "DDIMScheduler",
+        "attention": "SDPA",
+        "compile_mode": args.compile_mode or "default",
+        "timed_runs_per_cell": runs,
+        "build_s": build_s,
+        "total_s": time.perf_counter() - started,
+        "rows": rows,
+    }
+    print()
+    print(table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
