@@ -1,0 +1,130 @@
+"""Group compatible jobs into one engine call.
+
+One ``Batcher`` per device. Jobs wait up to ``window_s`` for company; then the oldest waiting job
+and every compatible job after it (same key: engine, model, size, steps, guidance) go to the
+engine together, up to ``max_images`` images. A job with more images than fit is split into
+pieces that keep their seeds, so a batched image is the image the job would make alone. Work
+that can't be batched (variations, upscales) runs through ``exclusive`` under the same device
+lock, so one device does one thing at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from core.ports import GenerateJob, JobResult
+
+T = TypeVar("T")
+RunBatch = Callable[[Hashable, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
+PIECE = "#"  # piece ids are "<job id>#<n>"
+
+
+@dataclass
+class _Piece:
+    key: Hashable
+    job: GenerateJob
+    future: asyncio.Future[JobResult]
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(self, run: RunBatch, *, max_images: int, window_s: float) -> None:
+        if max_images < 1:
+            raise ValueError("max_images must be at least 1")
+        self._run = run
+        self.max_images = max_images
+        self.window_s = window_s
+        self._waiting: list[_Piece] = []
+        self._wakeup = asyncio.Event()
+        self._device = asyncio.Lock()
+        self._ids = itertools.count()
+        self.batch_sizes: list[int] = []  # images per engine call, for metrics and tests
+
+    async def submit(self, key: Hashable, job: GenerateJob) -> JobResult:
+        """Run ``job`` in some batch; its images come back in seed order."""
+        pieces = [
+            _Piece(
+                key,
+                replace(
+                    job,
+                    job_id=f"{job.job_id}{PIECE}{next(self._ids)}",
+                    seeds=job.seeds[i : i + self.max_images],
+                ),
+                asyncio.get_running_loop().create_future(),
+            )
+            for i in range(0, len(job.seeds), self.max_images)
+        ]
+        self._waiting.extend(pieces)
+        self._wakeup.set()
+        results = await asyncio.gather(*(p.future for p in pieces))
+        if any(r.cancelled for r in results):
+            return JobResult(job.job_id, (), cancelled=True)
+        return JobResult(job.job_id, tuple(image for r in results for image in r.images))
+
+    async def exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run unbatchable work with the device to itself."""
+        async with self._device:
+            return await work()
+
+    async def serve(self) -> None:
+        """Form and run batches until cancelled."""
+        while True:
+            while not self._waiting:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            oldest = self._waiting[0]
+            # Wait for company, unless the oldest compatible group is already full.
+            wait = oldest.arrived + self.window_s - time.monotonic()
+            if wait > 0 and self._images(self._compatible(oldest)) < self.max_images:
+                await asyncio.sleep(wait)
+            batch = self._take(oldest)
+            async with self._device:
+                await self._run_batch(batch)
+
+    def _compatible(self, oldest: _Piece) -> list[_Piece]:
+        return [p for p in self._waiting if p.key == oldest.key]
+
+    @staticmethod
+    def _images(pieces: Sequence[_Piece]) -> int:
+        return sum(len(p.job.seeds) for p in pieces)
+
+    def _take(self, oldest: _Piece) -> list[_Piece]:
+        batch: list[_Piece] = []
+        images = 0
+        for piece in self._compatible(oldest):
+            if images + len(piece.job.seeds) > self.max_images:
+                continue
+            batch.append(piece)
+            images += len(piece.job.seeds)
+        for piece in batch:
+            self._waiting.remove(piece)
+        return batch
+
+    async def _run_batch(self, batch: list[_Piece]) -> None:
+        self.batch_sizes.append(self._images(batch))
+        try:
+            results = await self._run(batch[0].key, [p.job for p in batch])
+        except Exception as exc:  # every job of a failed call fails with the same error
+            for piece in batch:
+                if not piece.future.done():
+                    piece.future.set_exception(exc)
+            return
+        by_id = {r.job_id: r for r in results}
+        for piece in batch:
+            if piece.future.done():
+                continue
+            result = by_id.get(piece.job.job_id)
+            if result is None:
+                piece.future.set_exception(RuntimeError(f"engine returned no {piece.job.job_id}"))
+            else:
+                piece.future.set_result(result)
+
+
+def job_of(piece_id: str) -> str:
+    """The job id a piece id belongs to."""
+    return piece_id.rsplit(PIECE, 1)[0]

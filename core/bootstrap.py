@@ -1,0 +1,148 @@
+"""The composition root: the one place that turns settings into connected adapters.
+
+Nothing connects at import time; each process calls ``build_app`` once at start.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.db import Database, resolve_database_url
+from core.db.migrate import upgrade
+from core.domain import Actor, Platform, ReplyTarget, Role
+from core.errors import ConfigError, PresetError
+from core.presets import Preset, load_presets
+from core.service import Service, ServiceConfig
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.engines.registry import EngineRegistry
+    from core.ports import ImageStore
+    from core.worker import Worker
+
+
+async def open_database(settings: Settings, *, migrate: bool = True) -> Database:
+    """Connect to ``DATABASE_URL`` (or start the embedded server) and optionally migrate."""
+    try:
+        url = resolve_database_url(settings)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ConfigError(f"database: {exc}") from exc
+    db = Database(url)
+    if migrate:
+        await upgrade(db)
+    return db
+
+
+def load_brand_presets(settings: Settings) -> dict[str, Preset]:
+    try:
+        presets = load_presets(settings.presets_dir)
+    except PresetError as exc:
+        raise ConfigError(f"presets in {settings.presets_dir}:\n{exc.user_message}") from exc
+    except OSError as exc:
+        raise ConfigError(f"presets directory {settings.presets_dir}: {exc.strerror}") from exc
+    if not presets:
+        raise ConfigError(f"no presets in {settings.presets_dir} (set ONBRAND_PRESETS_DIR)")
+    if settings.default_preset not in presets:
+        raise ConfigError(
+            f"ONBRAND_DEFAULT_PRESET={settings.default_preset} is not one of: "
+            f"{', '.join(sorted(presets))}"
+        )
+    return presets
+
+
+def service_config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(
+        default_preset=settings.default_preset,
+        global_banned=tuple(settings.banned_terms),
+        admins=frozenset(settings.admins),
+        reviewers=frozenset(settings.reviewers),
+    )
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    service: Service
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def build_app(settings: Settings, *, migrate: bool = True) -> App:
+    """Database (migrated), presets and the service, wired once per process."""
+    from core.db.uow import sql_uow_factory
+
+    presets = load_brand_presets(settings)
+    db = await open_database(settings, migrate=migrate)
+    service = Service(sql_uow_factory(db), presets, service_config(settings))
+    return App(settings, db, service)
+
+
+def cli_actor() -> Actor:
+    """Whoever runs the CLI on this machine: an operator, so an admin and a reviewer."""
+    return Actor(
+        Platform.CLI,
+        "local",
+        getpass.getuser(),
+        getpass.getuser(),
+        frozenset({Role.MEMBER, Role.REVIEWER, Role.ADMIN}),
+    )
+
+
+def cli_target(channel: str = "terminal") -> ReplyTarget:
+    return ReplyTarget(Platform.CLI, "local", channel)
+
+
+def build_store(settings: Settings) -> ImageStore:
+    """The image store: a local directory under the data dir unless configured otherwise."""
+    from core.storage import LocalImageStore
+
+    if settings.image_store and not settings.image_store.startswith("file://"):
+        raise ConfigError(
+            f"ONBRAND_IMAGE_STORE={settings.image_store}: only a local directory "
+            "(file:///path, or unset for the data dir) is supported in this version"
+        )
+    root = settings.image_store.removeprefix("file://") or str(settings.images_dir)
+    return LocalImageStore(Path(root))
+
+
+def build_engines(settings: Settings) -> EngineRegistry:
+    from core.engines.registry import EngineRegistry
+
+    openai: dict[str, Any] = {}
+    if settings.openai_api_key is not None:
+        openai["api_key"] = settings.openai_api_key.get_secret_value()
+    if settings.openai_base_url:
+        openai["base_url"] = settings.openai_base_url
+    return EngineRegistry({"diffusers": {"device": settings.device}, "openai": openai})
+
+
+def build_worker(app: App, **overrides: Any) -> Worker:
+    from core.worker import Worker, WorkerConfig
+
+    settings = app.settings
+    max_batch = settings.max_batch or (8 if _has_cuda() else 4)
+    config = WorkerConfig(
+        max_batch=overrides.get("max_batch") or max_batch,
+        batch_window_s=(overrides.get("batch_window_ms") or settings.batch_window_ms) / 1000,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        max_attempts=settings.max_attempts,
+    )
+    return Worker(
+        app.db, build_engines(settings), build_store(settings), app.service.presets, config
+    )
+
+
+def _has_cuda() -> bool:
+    """True when torch is installed and sees a CUDA device (without importing torch otherwise)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,145 @@
+"""Getting results back to the chat: events for speed, a sweep so nothing is ever lost.
+
+A bot process runs one ``Delivery`` for its platform. Worker events (LISTEN/NOTIFY) make it
+edit the status message as progress comes in and post the result the moment a generation
+finishes; a periodic sweep posts anything finished but not yet delivered — after the bot was
+down, after an event was missed, or after the platform refused a post. A generation is marked
+delivered only after its result was posted, so a failure means a retry, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Protocol
+
+from core.cards import result_card, status_card
+from core.db import delivery as queries
+from core.db.database import Database
+from core.domain import Generation, GenerationStatus, MessageRef, Platform, ReplyTarget, ResultCard
+from core.events import Event, subscribe
+from core.ports import ImageStore
+from core.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class ChatSink(Protocol):
+    """What an adapter does for delivery: edit a status message, post a result."""
+
+    platform: Platform
+    max_upload_bytes: int
+
+    async def update_status(self, ref: MessageRef, card: ResultCard) -> None: ...
+
+    async def post_result(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef: ...
+
+
+class Delivery:
+    def __init__(
+        self,
+        db: Database,
+        service: Service,
+        store: ImageStore,
+        sink: ChatSink,
+        *,
+        sweep_interval_s: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.service = service
+        self.store = store
+        self.sink = sink
+        self.sweep_interval_s = sweep_interval_s
+        self._in_flight: set[uuid.UUID] = set()
+        self.delivered = 0
+
+    async def run(self) -> None:
+        """Listen for events and sweep, until cancelled."""
+        async with subscribe(self.db.dsn) as events:
+            sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-sweep")
+            try:
+                while True:
+                    event = await events.get()
+                    if event.platform == self.sink.platform.value:
+                        await self._on_event(event)
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    async def _on_event(self, event: Event) -> None:
+        try:
+            if event.type == "progress":
+                await self.show_progress(event.generation_id)
+            elif event.type in ("done", "failed", "cancelled"):
+                await self.deliver(event.generation_id)
+        except Exception:
+            log.exception("delivery of %s failed; the sweep will retry", event.generation_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("delivery sweep failed")
+            await asyncio.sleep(self.sweep_interval_s)
+
+    async def sweep(self) -> int:
+        """Deliver every finished, undelivered generation of this platform; how many were."""
+        done = 0
+        for generation_id in await queries.undelivered(self.db, self.sink.platform):
+            try:
+                done += await self.deliver(generation_id)
+            except Exception:
+                log.exception("delivery of %s failed; will retry", generation_id)
+        return done
+
+    async def show_progress(self, generation_id: uuid.UUID) -> None:
+        ref = await queries.status_message(self.db, generation_id)
+        if ref is None:
+            return
+        generation = await self.service.generation(generation_id)
+        if generation.status is GenerationStatus.RUNNING:
+            progress = await queries.progress(self.db, generation_id)
+            await self.sink.update_status(ref, status_card(generation, progress=progress))
+
+    async def deliver(self, generation_id: uuid.UUID) -> bool:
+        """Post the result once; False if it was already delivered or is being delivered."""
+        if generation_id in self._in_flight:
+            return False
+        self._in_flight.add(generation_id)
+        try:
+            generation = await self.service.generation(generation_id)
+            if not generation.status.finished:
+                return False
+            originals = [
+                await self.store.get(key)
+                for key in await queries.image_keys(self.db, generation_id)
+            ]
+            card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
+            status_ref = await queries.status_message(self.db, generation_id)
+            if await queries.is_delivered(self.db, generation_id):
+                return False
+            posted = await self.sink.post_result(generation.reply_target, card, generation)
+            await self.service.record_message(generation_id, posted, "result")
+            await queries.mark_delivered(self.db, generation_id)
+            if status_ref is not None:
+                closing = ResultCard(text=_closing_text(generation))
+                with contextlib.suppress(Exception):  # cosmetic; the result is already posted
+                    await self.sink.update_status(status_ref, closing)
+            self.delivered += 1
+            return True
+        finally:
+            self._in_flight.discard(generation_id)
+
+
+def _closing_text(generation: Generation) -> str:
+    return {
+        GenerationStatus.DONE: "✅ Done — the images are below.",
+        GenerationStatus.FAILED: "⚠️ Failed — details below.",
+        GenerationStatus.CANCELLED: "✖ Cancelled.",
+    }.get(generation.status, "")

@@ -1,0 +1,124 @@
+"""Health checks shared by ``onbrand doctor`` and the processes' readiness endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from core.db import Database
+from core.db.migrate import current_revision, head_revision
+from core.errors import ConfigError
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason that never contains a password (asyncpg's messages don't)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+async def check_database(settings: Settings) -> tuple[list[Check], Database | None]:
+    from core.bootstrap import open_database
+
+    try:
+        db = await open_database(settings, migrate=False)
+    except ConfigError as exc:
+        return [Check("database", False, str(exc))], None
+    try:
+        version = await asyncio.wait_for(db.ping(), timeout=15)
+    except Exception as exc:  # any failure to reach the server is the finding itself
+        await db.dispose()
+        where = "DATABASE_URL" if settings.database_url else "the embedded server"
+        return [Check("database", False, f"cannot reach {where}: {_reason(exc)}")], None
+    checks = [Check("database", True, f"PostgreSQL {version} at {db.display_url}")]
+    current, head = await current_revision(db), head_revision()
+    if current == head:
+        checks.append(Check("migrations", True, f"schema at head ({head})"))
+    else:
+        checks.append(
+            Check(
+                "migrations", False, f"schema at {current}, head is {head}: run `onbrand migrate`"
+            )
+        )
+    return checks, db
+
+
+def check_presets(settings: Settings) -> list[Check]:
+    from core.presets import load_presets
+
+    try:
+        presets = load_presets(settings.presets_dir)
+    except (OSError, ValueError) as exc:
+        return [Check("presets", False, str(getattr(exc, "user_message", exc)))]
+    checks = [Check("presets", bool(presets), f"{len(presets)} valid in {settings.presets_dir}")]
+    if settings.default_preset not in presets:
+        checks.append(
+            Check(
+                "default preset",
+                False,
+                f"ONBRAND_DEFAULT_PRESET={settings.default_preset} is not among "
+                f"{', '.join(sorted(presets)) or 'the presets'}",
+            )
+        )
+    return checks
+
+
+def check_adapters(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    if settings.slack_enabled:
+        mode_ok = settings.slack_app_token is not None or settings.slack_signing_secret is not None
+        mode = "Socket Mode" if settings.slack_app_token else "HTTP mode"
+        detail = (
+            f"token present, {mode}"
+            if mode_ok
+            else "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) "
+            "nor SLACK_SIGNING_SECRET (HTTP mode) is"
+        )
+        checks.append(Check("slack", mode_ok, detail))
+    if settings.discord_enabled:
+        checks.append(Check("discord", True, "token present"))
+    if not checks:
+        checks.append(Check("chat adapters", True, "none configured: CLI only"))
+    return checks
+
+
+def check_engines(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("diffusers"):
+        checks.append(Check("diffusers engine", True, f"installed, device {settings.device}"))
+    else:
+        checks.append(
+            Check("diffusers engine", False, "not installed: pip install 'onbrand[diffusers]'")
+        )
+    return checks
+
+
+def check_data_dir(settings: Settings) -> list[Check]:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(settings.data_dir, os.W_OK)
+    except OSError as exc:
+        return [Check("data dir", False, f"{settings.data_dir}: {exc.strerror}")]
+    return [Check("data dir", writable, f"{settings.data_dir.resolve()}")]
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    db_checks, db = await check_database(settings)
+    checks += db_checks
+    if db is not None:
+        await db.dispose()
+    checks += check_presets(settings)
+    checks += check_adapters(settings)
+    checks += check_engines(settings)
+    checks += check_data_dir(settings)
+    return checks

@@ -1,0 +1,404 @@
+"""The queue and the worker on real PostgreSQL: fairness, batching, progress, cancellation,
+retries, crash recovery (a real process killed with SIGKILL), graceful shutdown and delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select, text
+
+from core.db import Database
+from core.db.models import Generation as GenerationRow
+from core.db.models import Image as ImageRow
+from core.db.uow import sql_uow_factory
+from core.delivery import Delivery
+from core.domain import (
+    Action,
+    ActionKind,
+    Actor,
+    Generation,
+    GenerationStatus,
+    MessageRef,
+    Platform,
+    ReplyTarget,
+    ResultCard,
+)
+from core.engines.fake import FakeEngine
+from core.engines.registry import EngineRegistry
+from core.imaging import read_parameters, read_xmp
+from core.presets import Preset, parse_preset
+from core.service import Service, ServiceConfig
+from core.storage import LocalImageStore
+from core.worker import Worker, WorkerConfig
+
+pytestmark = pytest.mark.integration
+
+PRESET = """
+name: test-brand
+brand: Test
+prompt: "{prompt}, test style"
+aspect_ratios: {"1:1": [64, 64]}
+default_aspect: "1:1"
+engine: {kind: fake, model: fake-1, steps: 10, guidance: 5.0}
+palette: ["#FF0000", "#0000FF"]
+limits: {images_per_user_per_day: 1000, queued_per_user: 50}
+"""
+HERE = ReplyTarget(Platform.SLACK, "T1", "C1")
+
+
+def actor(name: str) -> Actor:
+    return Actor(Platform.SLACK, "T1", name, name)
+
+
+@pytest.fixture
+def preset() -> Preset:
+    return parse_preset(PRESET)
+
+
+@pytest.fixture
+def service(db: Database, preset: Preset) -> Service:
+    return Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig("test-brand"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalImageStore:
+    return LocalImageStore(tmp_path / "images")
+
+
+def make_worker(
+    db: Database,
+    store: LocalImageStore,
+    preset: Preset,
+    engine: FakeEngine,
+    **config: float,
+) -> Worker:
+    engines = EngineRegistry()
+    engines.put("fake", engine)
+    options = {"max_batch": 4, "batch_window_s": 0.05, "progress_interval_s": 0.1} | config
+    return Worker(db, engines, store, {preset.name: preset}, WorkerConfig(**options))  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield task
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def statuses(db: Database, ids: list[uuid.UUID]) -> dict[uuid.UUID, GenerationStatus]:
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(GenerationRow.id, GenerationRow.status).where(GenerationRow.id.in_(ids))
+        )
+        return {r.id: r.status for r in rows}
+
+
+def all_finished(db: Database, ids: list[uuid.UUID]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return all(s.finished for s in (await statuses(db, ids)).values())
+
+    return check
+
+
+async def test_a_job_is_generated_stored_and_recorded(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    ticket = await service.imagine("a red circle --seed 11", actor("ann"), HERE)
+    (gid,) = ticket.generation_ids
+    worker = make_worker(db, store, preset, FakeEngine())
+    await asyncio.wait_for(worker.run(drain=True), timeout=30)
+
+    generation = await service.generation(gid)
+    assert generation.status is GenerationStatus.DONE
+    assert generation.image_count == 4
+    async with db.sessions() as session:
+        row = await session.get(GenerationRow, gid)
+        assert row is not None
+        assert row.progress == 1.0
+        assert row.started_at is not None
+        assert row.finished_at is not None
+        assert row.gpu_seconds is not None
+        assert row.gpu_seconds >= 0
+        images = (
+            await session.scalars(
+                select(ImageRow).where(ImageRow.generation_id == gid).order_by(ImageRow.index)
+            )
+        ).all()
+    assert [i.index for i in images] == [1, 2, 3, 4]
+    data = await store.get(images[0].storage_key)
+    assert images[0].sha256 == images[0].storage_key.split(".")[0]
+    assert images[0].palette_score is not None
+    parameters = read_parameters(data) or ""
+    assert "a red circle, test style" in parameters
+    assert "Seed: 11" in parameters
+    assert f"Generation id: {gid}" in parameters
+    assert "trainedAlgorithmicMedia" in (read_xmp(data) or "")
+    assert Image.open(io.BytesIO(data)).size == (64, 64)
+
+
+async def test_one_user_cannot_starve_another(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    a_jobs = [
+        (await service.imagine(f"a circle {i} --n 1", actor("ann"), HERE)).generation_ids[0]
+        for i in range(20)
+    ]
+    b_job = (await service.imagine("a square --n 1", actor("bob"), HERE)).generation_ids[0]
+    worker = make_worker(db, store, preset, FakeEngine(), max_batch=1, batch_window_s=0)
+    await asyncio.wait_for(worker.run(drain=True), timeout=60)
+
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(GenerationRow.id, GenerationRow.started_at, GenerationRow.status)
+        )
+        started = {r.id: r.started_at for r in rows}
+    assert all(started.values())
+    assert started[b_job] < started[a_jobs[2]], "B waited behind A's backlog"
+
+
+async def test_compatible_jobs_share_one_engine_call(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    engine = FakeEngine()
+    ids = [
+        (await service.imagine(f"shape {i} --n 2", actor(f"u{i}"), HERE)).generation_ids[0]
+        for i in range(2)
+    ]
+    worker = make_worker(db, store, preset, engine, batch_window_s=0.3)
+    await asyncio.wait_for(worker.run(drain=True), timeout=30)
+    assert all(s is GenerationStatus.DONE for s in (await statuses(db, ids)).values())
+    generate_calls = [c for c in engine.calls if c.method == "generate"]
+    assert len(generate_calls) == 1
+    assert len(generate_calls[0].job_ids) == 2
+    assert worker.batcher.batch_sizes == [4]
+
+
+async def test_a_queued_job_cancelled_never_runs(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    ann = actor("ann")
+    gid = (await service.imagine("a circle", ann, HERE)).generation_ids[0]
+    await service.act(Action(ActionKind.CANCEL, gid).custom_id, ann, HERE)
+    engine = FakeEngine()
+    await asyncio.wait_for(make_worker(db, store, preset, engine).run(drain=True), timeout=30)
+    assert (await statuses(db, [gid]))[gid] is GenerationStatus.CANCELLED
+    assert engine.calls == []
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM pgqueuer")) == 0
+
+
+async def test_a_running_job_cancelled_stops_and_its_batch_mates_finish(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    ann, bob = actor("ann"), actor("bob")
+    doomed = (await service.imagine("slow circle --n 2", ann, HERE)).generation_ids[0]
+    mate = (await service.imagine("slow square --n 2", bob, HERE)).generation_ids[0]
+    engine = FakeEngine(step_delay=0.3)
+    worker = make_worker(db, store, preset, engine, batch_window_s=0.3)
+    async with running(worker):
+
+        async def doomed_running() -> bool:
+            async with db.sessions() as session:
+                row = await session.get(GenerationRow, doomed, populate_existing=True)
+                return row is not None and row.progress > 0
+
+        await eventually(doomed_running)
+        await service.act(Action(ActionKind.CANCEL, doomed).custom_id, ann, HERE)
+        cancelled_at = time.monotonic()
+        await eventually(all_finished(db, [doomed, mate]))
+    final = await statuses(db, [doomed, mate])
+    assert final == {doomed: GenerationStatus.CANCELLED, mate: GenerationStatus.DONE}
+    assert time.monotonic() - cancelled_at < 10
+    async with db.sessions() as session:
+        kept = await session.scalar(
+            select(text("count(*)")).select_from(ImageRow).where(ImageRow.generation_id == doomed)
+        )
+    assert kept == 0
+
+
+async def test_a_failing_job_is_retried_then_fails_with_a_reference(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    gid = (await service.imagine("boom", actor("ann"), HERE)).generation_ids[0]
+    worker = make_worker(
+        db, store, preset, FakeEngine(fail_on=["boom"]), retry_delay_s=0, max_attempts=3
+    )
+    async with running(worker):
+        await eventually(all_finished(db, [gid]))
+    generation = await service.generation(gid)
+    assert generation.status is GenerationStatus.FAILED
+    assert generation.error == f"generation failed, reference {gid}"
+    async with db.sessions() as session:
+        row = await session.get(GenerationRow, gid)
+        assert row is not None
+        assert row.attempts == 3
+
+
+@contextlib.contextmanager
+def worker_process(
+    database_url: str, images: Path, step_delay: float, heartbeat_s: float
+) -> Iterator[subprocess.Popen[str]]:
+    env = os.environ | {"DATABASE_URL": database_url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.worker_process",
+            str(images),
+            str(step_delay),
+            str(heartbeat_s),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "worker ready"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+async def test_a_job_whose_worker_was_killed_is_finished_once_by_another(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset, database_url: str
+) -> None:
+    gid = (await service.imagine("slow circle", actor("ann"), HERE)).generation_ids[0]
+    with worker_process(database_url, store.root, step_delay=1.0, heartbeat_s=2.0) as proc:
+
+        async def started() -> bool:
+            return (await statuses(db, [gid]))[gid] is GenerationStatus.RUNNING
+
+        await eventually(started)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    survivor = make_worker(db, store, preset, FakeEngine(), heartbeat_timeout_s=2.0)
+    async with running(survivor):
+        await eventually(all_finished(db, [gid]), within=30)
+    generation = await service.generation(gid)
+    assert generation.status is GenerationStatus.DONE
+    assert generation.image_count == 4
+    async with db.sessions() as session:
+        row = await session.get(GenerationRow, gid)
+        assert row is not None
+        assert row.attempts == 2
+
+
+async def test_sigterm_finishes_the_batch_in_hand_then_exits_0(
+    db: Database, service: Service, store: LocalImageStore, database_url: str
+) -> None:
+    gid = (await service.imagine("slow circle", actor("ann"), HERE)).generation_ids[0]
+    with worker_process(database_url, store.root, step_delay=0.3, heartbeat_s=10) as proc:
+
+        async def started() -> bool:
+            return (await statuses(db, [gid]))[gid] is GenerationStatus.RUNNING
+
+        await eventually(started)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+        assert proc.returncode == 0, out
+    assert (await statuses(db, [gid]))[gid] is GenerationStatus.DONE
+
+
+class RecordingSink:
+    """A chat platform that records what it was asked to post."""
+
+    platform = Platform.SLACK
+    max_upload_bytes = 8 * 1024 * 1024
+
+    def __init__(self, *, fail_times: int = 0) -> None:
+        self.posted: list[tuple[uuid.UUID, ResultCard]] = []
+        self.edits: list[tuple[MessageRef, ResultCard]] = []
+        self.fail_times = fail_times
+
+    async def update_status(self, ref: MessageRef, card: ResultCard) -> None:
+        self.edits.append((ref, card))
+
+    async def post_result(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("platform is down")
+        self.posted.append((generation.id, card))
+        return MessageRef(Platform.SLACK, target.channel_id, f"result-{len(self.posted)}")
+
+
+async def test_results_finished_while_the_bot_was_down_are_delivered_once(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    gid = (await service.imagine("a circle", actor("ann"), HERE)).generation_ids[0]
+    status = MessageRef(Platform.SLACK, "C1", "status-1")
+    await service.record_message(gid, status, "status")
+    await asyncio.wait_for(make_worker(db, store, preset, FakeEngine()).run(drain=True), timeout=30)
+
+    sink = RecordingSink(fail_times=1)
+    delivery = Delivery(db, service, store, sink)
+    assert await delivery.sweep() == 0  # the platform refused: still undelivered
+    assert await delivery.sweep() == 1
+    assert await delivery.sweep() == 0  # never twice
+    ((posted_id, card),) = sink.posted
+    assert posted_id == gid
+    assert [a.label for a in card.actions] == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "🔄"]
+    assert card.images[0].data[:3] == b"\xff\xd8\xff"  # a JPEG preview
+    assert sink.edits[-1][0] == status
+    assert "Done" in sink.edits[-1][1].text
+    # Reactions on the posted result now count.
+    assert await service.react(
+        MessageRef(Platform.SLACK, "C1", "result-1"), "star", actor("bob"), added=True
+    )
+
+
+async def test_events_drive_progress_edits_and_delivery(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    gid = (await service.imagine("slowish circle", actor("ann"), HERE)).generation_ids[0]
+    status = MessageRef(Platform.SLACK, "C1", "status-1")
+    await service.record_message(gid, status, "status")
+    sink = RecordingSink()
+    delivery = Delivery(db, service, store, sink, sweep_interval_s=3600)
+    listening = asyncio.create_task(delivery.run())
+    await asyncio.sleep(0.5)  # LISTEN is in place
+    worker = make_worker(db, store, preset, FakeEngine(step_delay=0.1))
+    try:
+        async with running(worker):
+
+            async def posted() -> bool:
+                return bool(sink.posted)
+
+            await eventually(posted)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+    assert [g for g, _ in sink.posted] == [gid]
+    progress_texts = [card.text for ref, card in sink.edits if "Generating" in card.text]
+    assert progress_texts, "no progress edit reached the status message"
