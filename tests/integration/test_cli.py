@@ -1,0 +1,208 @@
+"""The ``onbrand`` command as a user runs it: real processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_PRESET = """
+name: cli-test
+brand: CLI Test
+prompt: "{prompt}, test style"
+aspect_ratios: {"1:1": [64, 64], "16:9": [112, 64]}
+default_aspect: "1:1"
+engine: {kind: fake, model: fake-1, steps: 3, guidance: 5.0}
+limits: {images_per_user_per_day: 1000, queued_per_user: 50}
+"""
+
+
+def onbrand(
+    *args: str, env: dict[str, str], cwd: Path = REPO, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBRAND_", "SLACK_"))}
+    return clean | {
+        "DATABASE_URL": database_url,
+        "ONBRAND_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(REPO),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture
+def fake_presets(tmp_path: Path) -> Path:
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "cli-test.yaml").write_text(FAKE_PRESET)
+    return folder
+
+
+def test_doctor_reports_a_healthy_setup(env: dict[str, str]) -> None:
+    assert onbrand("migrate", env=env).returncode == 0
+    result = onbrand("doctor", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "healthy" in result.stdout
+    assert "FAILED" not in result.stdout
+
+
+def test_doctor_names_the_failing_part_without_a_traceback(env: dict[str, str]) -> None:
+    env = env | {"DATABASE_URL": "postgresql://onbrand:s3cret-pw@127.0.0.1:1/nowhere"}
+    result = onbrand("doctor", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "FAILED" in output
+    assert "database" in output
+    assert "Traceback" not in output
+    assert "s3cret-pw" not in output
+
+
+def test_a_non_postgres_url_is_refused_clearly(env: dict[str, str]) -> None:
+    result = onbrand("doctor", env=env | {"DATABASE_URL": "sqlite:///x.db"})
+    assert result.returncode == 2
+    assert "PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_presets_validate_passes_the_shipped_ones_and_lists_every_problem(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shipped = sorted(str(p) for p in (REPO / "presets").glob("*.yaml"))
+    assert len(shipped) >= 2
+    assert onbrand("presets", "validate", *shipped, env=env).returncode == 0
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        (REPO / "presets" / "acme-spring.yaml")
+        .read_text()
+        .replace('default_aspect: "1:1"', 'default_aspect: "2:1"')
+        .replace("name: acme-spring", "name: Acme Spring")
+    )
+    result = onbrand("presets", "validate", str(broken), env=env)
+    assert result.returncode == 1
+    assert "broken.yaml" in result.stderr
+    assert "name" in result.stderr
+    assert "default_aspect" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("prompt", "code", "expected"),
+    [
+        ("a red circle --ar 16:9 --seed 3", 0, '"seed": 3'),
+        ("red N-I-K-E shoes", 3, "nike"),
+        ("a red circle --ar 16:0", 2, "--ar"),
+        ("red shoes --steps 30", 2, "locked"),
+    ],
+)
+def test_presets_check(env: dict[str, str], prompt: str, code: int, expected: str) -> None:
+    result = onbrand("presets", "check", "acme-spring", prompt, env=env)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert expected in (result.stdout + result.stderr)
+
+
+def test_campaigns_are_created_listed_and_bound(env: dict[str, str]) -> None:
+    made = onbrand("campaign", "create", "cli-spring", "--preset", "acme-spring", env=env)
+    assert made.returncode == 0, made.stderr
+    again = onbrand("campaign", "create", "cli-spring", "--preset", "acme-spring", env=env)
+    assert again.returncode == 2
+    assert "cli-spring" in again.stderr
+    listed = onbrand("campaign", "list", env=env)
+    assert "cli-spring" in listed.stdout
+    bound = onbrand(
+        "campaign", "bind", "cli-spring", "--platform", "slack", "--channel", "C9",
+        "--workspace", "T9", "--locked", env=env,
+    )  # fmt: skip
+    assert bound.returncode == 0, bound.stderr
+    assert "locked" in bound.stdout
+
+
+def test_imagine_writes_the_images_and_the_grid(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path
+) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    out = tmp_path / "out"
+    result = onbrand("imagine", "a blue square", "--seed", "5", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    paths = [Path(line) for line in result.stdout.split()]
+    assert [p.name for p in paths] == ["1.png", "2.png", "3.png", "4.png", "grid.png"]
+    assert all(p.is_file() for p in paths)
+    assert Image.open(paths[0]).size == (64, 64)
+    assert Image.open(paths[-1]).size[0] > 2 * 64
+
+
+def test_imagine_shows_a_user_error_and_exits_2(env: dict[str, str], fake_presets: Path) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    result = onbrand("imagine", "a square --ar 4:3", env=env)
+    assert result.returncode == 2
+    assert "Aspect ratio 4:3 is not available" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unfinished_commands_say_so(env: dict[str, str]) -> None:
+    result = onbrand("export", "x", env=env)
+    assert result.returncode != 0
+    assert "not yet available" in result.stderr
+
+
+def test_the_embedded_server_is_shared_and_stopped_by_the_last_process(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    embedded = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+    embedded["ONBRAND_DATA_DIR"] = str(tmp_path / "embedded")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bots.cli", "worker"],
+        env=embedded,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        pid_file = tmp_path / "embedded" / "pg" / "postmaster.pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():
+            assert worker.poll() is None, worker.communicate()[0]
+            assert time.monotonic() < deadline, "embedded server did not start"
+            time.sleep(0.2)
+        # A second process joins the same server (once the worker has migrated it).
+        deadline = time.monotonic() + 120
+        doctor = onbrand("doctor", env=embedded)
+        while doctor.returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            doctor = onbrand("doctor", env=embedded)
+        if doctor.returncode != 0:
+            worker.kill()
+            pytest.fail(f"doctor: {doctor.stdout}\nworker: {worker.communicate()[0]}")
+        assert pid_file.exists(), "the second process must not stop the shared server"
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, out
+        deadline = time.monotonic() + 20
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_file.exists(), "the last process out stops the server"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
