@@ -77,7 +77,7 @@ async def migrated_db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def db(migrated_db: Database) -> AsyncIterator[Database]:
+async def db(migrated_db: Database) -> Database:
     """The run's database, emptied before each test that asks for it."""
     async with migrated_db.engine.begin() as conn:
         tables = await conn.exec_driver_sql(
@@ -87,4 +87,4 @@ async def db(migrated_db: Database) -> AsyncIterator[Database]:
         names = tables.scalar()
         if names:
             await conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    yield migrated_db
+    return migrated_db

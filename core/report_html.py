@@ -1,0 +1,374 @@
+"""The HTML contact sheet: one self-contained file with inline SVG charts and JPEG thumbnails."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from html import escape
+
+from PIL import Image
+
+from core.reports import CampaignReport, ImageRow, Slice, _duration, _fmt, _pct
+
+THUMB_PX = 256
+ACCENT = "#4f46e5"
+ACCENT_SOFT = "#a5b4fc"
+MAX_BARS = 15
+MAX_SHEET = 120  # cards per contact sheet section: the file stays a few MB at most
+
+
+def thumbnail(data: bytes, size: int = THUMB_PX) -> str:
+    """A ``data:`` URI of a JPEG no larger than ``size`` px on its long side."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        rgb = img.convert("RGB")
+        buf = io.BytesIO()
+        rgb.save(buf, "JPEG", quality=82, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _nice_max(value: float, ticks: int = 4) -> float:
+    """The smallest ``ticks`` × (1, 2 or 5 × 10ᵏ) at or above ``value``: round gridlines."""
+    if value <= 0:
+        return float(ticks)
+    step = 10 ** math.floor(math.log10(value / ticks))
+    for factor in (1, 2, 5, 10):
+        if factor * step * ticks >= value:
+            return float(factor * step * ticks)
+    return float(10 * step * ticks)
+
+
+def _every_day(slices: Sequence[Slice]) -> list[Slice]:
+    """Per-day slices with the quiet days in between filled in as zeros."""
+    if not slices:
+        return []
+    have = {s.key: s for s in slices}
+    first, last = date.fromisoformat(slices[0].key), date.fromisoformat(slices[-1].key)
+    days = []
+    for n in range((last - first).days + 1):
+        key = (first + timedelta(days=n)).isoformat()
+        days.append(have.get(key) or Slice(key, 0, 0, 0, 0, 0, 0, None, None, 0.0))
+    return days
+
+
+def _axis_label(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:g}"
+
+
+def _column_chart(slices: Sequence[Slice], title: str) -> str:
+    """Images per day: vertical bars on a time axis."""
+    width, height, left, bottom, top = 1060, 240, 44, 28, 12
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    slices = _every_day(slices)
+    if not slices:
+        return _empty_chart(title)
+    peak = _nice_max(max(s.images for s in slices))
+    n = len(slices)
+    slot = plot_w / n
+    bar = max(1.0, slot * 0.72)
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'class="chart" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for k in range(5):
+        y = top + plot_h - plot_h * k / 4
+        parts.append(
+            f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
+            f"{_axis_label(peak * k / 4)}</text>"
+        )
+    for k, s in enumerate(slices):
+        h = plot_h * s.images / peak
+        x = left + slot * k + (slot - bar) / 2
+        parts.append(
+            f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+            f'rx="{min(2.0, bar / 3):.1f}" fill="{ACCENT}"><title>{escape(s.key)}: '
+            f"{s.images:,} images</title></rect>"
+        )
+    step = max(1, n // 8)
+    for k in range(0, n, step):
+        x = left + slot * k + slot / 2
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 8}" class="tick" text-anchor="middle">'
+            f"{escape(slices[k].key[5:])}</text>"
+        )
+    parts.append("</svg>")
+    return _figure(title, "".join(parts))
+
+
+def _bar_chart(
+    rows: Sequence[tuple[str, float, str]], title: str, *, peak: float | None = None
+) -> str:
+    """Horizontal bars: (label, value, value text)."""
+    if not rows:
+        return _empty_chart(title)
+    rows = rows[:MAX_BARS]
+    label_w, width, row_h = 190, 520, 26
+    height = row_h * len(rows) + 8
+    top_value = peak if peak is not None else _nice_max(max(v for _, v, _ in rows))
+    plot_w = width - label_w - 70
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'class="chart" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for k, (label, value, shown) in enumerate(rows):
+        y = 4 + row_h * k
+        w = max(1.5, plot_w * value / top_value) if top_value else 1.5
+        short = label if len(label) <= 26 else label[:25] + "…"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" class="label" text-anchor="end">'
+            f"{escape(short)}<title>{escape(label)}</title></text>"
+            f'<rect x="{label_w}" y="{y + 4}" width="{plot_w}" height="{row_h - 8}" rx="3" '
+            f'fill="#eef0f6"/>'
+            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="3" '
+            f'fill="{ACCENT}"/>'
+            f'<text x="{label_w + plot_w + 8}" y="{y + 17}" class="value">{escape(shown)}</text>'
+        )
+    parts.append("</svg>")
+    return _figure(title, "".join(parts))
+
+
+def _empty_chart(title: str) -> str:
+    svg = (
+        '<svg viewBox="0 0 520 60" class="chart" xmlns="http://www.w3.org/2000/svg">'
+        '<text x="260" y="34" class="tick" text-anchor="middle">no data</text></svg>'
+    )
+    return _figure(title, svg)
+
+
+def _figure(title: str, svg: str) -> str:
+    return f'<figure class="panel"><figcaption>{escape(title)}</figcaption>{svg}</figure>'
+
+
+def _card(label: str, value: str, note: str = "") -> str:
+    sub = f'<div class="note">{escape(note)}</div>' if note else ""
+    return (
+        f'<div class="kpi"><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(value)}</div>{sub}</div>'
+    )
+
+
+def _image_card(image: ImageRow, thumbs: Mapping[str, str]) -> str:
+    src = thumbs.get(image.storage_key)
+    picture = (
+        f'<img src="{src}" alt="{escape(image.prompt)}" loading="lazy">'
+        if src
+        else '<div class="missing">image unavailable</div>'
+    )
+    badges = f'<span class="badge fav">★ {image.favourites}</span>' if image.favourites else ""
+    if image.likes:
+        badges += f'<span class="badge">{image.likes} like{"s" if image.likes > 1 else ""}</span>'
+    if image.approved:
+        badges += '<span class="badge ok">✓ approved</span>'
+    facts = [
+        ("by", image.user),
+        ("seed", "–" if image.seed is None else str(image.seed)),
+        ("model", image.model or "–"),
+        ("preset", f"{image.preset} @ {image.preset_version[:10]}"),
+        ("size", f"{image.width}×{image.height}"),
+        ("kind", image.kind),
+    ]
+    if image.approved_by:
+        facts.append(("approved by", ", ".join(image.approved_by)))
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    return (
+        f'<article class="shot"><div class="frame">{picture}</div>'
+        f'<div class="meta"><div class="badges">{badges}</div>'
+        f'<p class="prompt">{escape(image.prompt)}</p>'
+        f"<details><summary>final prompt</summary><p>{escape(image.final_prompt)}</p></details>"
+        f'<dl>{rows}</dl><div class="id">{escape(image.generation_id[:8])} · '
+        f"#{image.index}</div></div></article>"
+    )
+
+
+def _sheet(title: str, images: Sequence[ImageRow], thumbs: Mapping[str, str]) -> str:
+    if not images:
+        body = '<p class="empty">None yet.</p>'
+    else:
+        shown = images[:MAX_SHEET]
+        body = '<div class="sheet">' + "".join(_image_card(i, thumbs) for i in shown) + "</div>"
+        if len(images) > MAX_SHEET:
+            body += (
+                f'<p class="empty">… and {len(images) - MAX_SHEET:,} more: '
+                "the CSV export lists every image.</p>"
+            )
+    return f"<section><h2>{escape(title)}</h2>{body}</section>"
+
+
+def _table(title: str, slices: Sequence[Slice]) -> str:
+    if not slices:
+        return ""
+    head = (
+        "<tr><th></th><th>requests</th><th>images</th><th>users</th><th>★ rate</th>"
+        "<th>✓ images</th><th>GPU s</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{escape(s.key)}</td><td>{s.requests:,}</td><td>{s.images:,}</td>"
+        f"<td>{s.users:,}</td><td>{_pct(s.favourite_rate)}</td><td>{s.approved_images:,}</td>"
+        f"<td>{_fmt(s.gpu_seconds)}</td></tr>"
+        for s in slices
+    )
+    return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}</table></div>'
+
+
+CSS = """
+:root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f6f7fb; --accent:__ACCENT__; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--ink);
+  font: 15px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Inter, Roboto,
+        "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1180px; margin: 0 auto; padding: 40px 32px 64px; }
+header { display:flex; justify-content:space-between; align-items:flex-end; gap:24px;
+  border-bottom:1px solid var(--line); padding-bottom:20px; margin-bottom:28px; }
+.eyebrow { text-transform:uppercase; letter-spacing:.12em; font-size:12px; color:var(--accent);
+  font-weight:600; }
+h1 { font-size:34px; line-height:1.15; margin:6px 0 4px; letter-spacing:-.02em; }
+.sub { color:var(--muted); }
+.stamp { color:var(--muted); font-size:13px; text-align:right; }
+h2 { font-size:20px; margin:40px 0 14px; letter-spacing:-.01em; }
+h3 { font-size:14px; margin:0 0 10px; color:var(--muted); font-weight:600; }
+.kpis { display:grid; grid-template-columns:repeat(5, minmax(0, 1fr)); gap:14px; }
+.kpi { background:#fff; border:1px solid var(--line); border-radius:12px; padding:14px 16px; }
+.kpi .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.06em; }
+.kpi .value { font-size:26px; font-weight:650; letter-spacing:-.02em; margin-top:2px;
+  font-variant-numeric: tabular-nums; }
+.kpi .note { color:var(--muted); font-size:12px; }
+.panel { background:#fff; border:1px solid var(--line); border-radius:12px; padding:16px 18px;
+  margin:0; }
+figcaption { font-size:14px; font-weight:600; color:var(--muted); margin-bottom:8px; }
+.charts { display:grid; grid-template-columns:1fr 1fr; gap:16px; margin-top:16px; }
+.charts .wide { grid-column: 1 / -1; }
+.chart { width:100%; height:auto; display:block; }
+.chart .grid { stroke:#eef0f6; stroke-width:1; }
+.chart .tick { fill:var(--muted); font-size:11px; }
+.chart .label { fill:var(--ink); font-size:12px; }
+.chart .value { fill:var(--muted); font-size:12px; font-variant-numeric: tabular-nums; }
+.tables { display:grid; grid-template-columns:1fr 1fr; gap:16px; }
+table { width:100%; border-collapse:collapse; font-size:13px; font-variant-numeric: tabular-nums; }
+th, td { padding:5px 8px; text-align:right; border-bottom:1px solid var(--line); }
+th:first-child, td:first-child { text-align:left; max-width:220px; overflow:hidden;
+  text-overflow:ellipsis; white-space:nowrap; }
+th { color:var(--muted); font-weight:600; font-size:12px; }
+tr:last-child td { border-bottom:0; }
+.sheet { display:grid; grid-template-columns:repeat(auto-fill, minmax(250px, 1fr)); gap:18px; }
+.shot { background:#fff; border:1px solid var(--line); border-radius:12px; overflow:hidden;
+  display:flex; flex-direction:column; }
+.frame { aspect-ratio: 1 / 1; background:#eef0f6; display:flex; align-items:center;
+  justify-content:center; }
+.frame img { width:100%; height:100%; object-fit:cover; display:block; }
+.missing { color:var(--muted); font-size:13px; }
+.meta { padding:12px 14px 14px; font-size:13px; }
+.badges { display:flex; gap:6px; flex-wrap:wrap; margin-bottom:6px; }
+.badge { background:#f3f4f6; border-radius:999px; padding:1px 9px; font-size:12px;
+  font-weight:600; }
+.badge.fav { background:#fef3c7; color:#92400e; }
+.badge.ok { background:#dcfce7; color:#166534; }
+.prompt { margin:0 0 6px; font-weight:550; }
+details { color:var(--muted); margin-bottom:6px; }
+details p { margin:4px 0 0; }
+summary { cursor:pointer; font-size:12px; }
+dl { display:grid; grid-template-columns:auto 1fr; gap:1px 10px; margin:0; }
+dt { color:var(--muted); }
+dd { margin:0; overflow-wrap:anywhere; }
+.id { color:var(--muted); font-size:11px; margin-top:8px; font-family: ui-monospace, Menlo,
+  monospace; }
+.empty { color:var(--muted); }
+footer { margin-top:48px; color:var(--muted); font-size:12px; }
+@media (max-width: 800px) { .charts, .tables { grid-template-columns:1fr; }
+  .kpis { grid-template-columns:repeat(2, minmax(0, 1fr)); } }
+@media print { body { background:#fff; } .panel, .kpi, .shot { break-inside: avoid; } }
+""".replace("__ACCENT__", ACCENT)
+
+
+def render_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
+    """The report as one HTML file: KPIs, three SVG charts, tables and the contact sheet."""
+    t, e, c = report.totals, report.engagement, report.cost
+    wanted = {i.storage_key for i in (*report.top_images, *report.approved_images[:MAX_SHEET])}
+    thumbs: dict[str, str] = {}
+    for key in wanted:
+        data = thumbnails.get(key)
+        if data:
+            try:
+                thumbs[key] = thumbnail(data)
+            except OSError:
+                continue  # not an image Pillow can read: shown as unavailable
+    when = (
+        "all time"
+        if report.since is None and report.until is None
+        else (f"{report.since or '…'} → {report.until or '…'}")
+    )
+    kpis = "".join(
+        (
+            _card(
+                "Requests",
+                f"{t.requests:,}",
+                f"{t.variations:,} var · {t.upscales:,} up · {t.rerolls:,} reroll",
+            ),
+            _card("Images", f"{t.images:,}", f"{t.failed:,} failed · {t.cancelled:,} cancelled"),
+            _card("People", f"{t.users:,}", f"{t.blocked_prompts:,} blocked prompts"),
+            _card("Favourite rate", _pct(e.favourite_rate), f"{e.favourites:,} ★"),
+            _card("Approval rate", _pct(e.approval_rate), f"{e.approved_images:,} approved"),
+            _card(
+                "GPU time",
+                _duration(c.gpu_seconds),
+                f"{_duration(c.gpu_seconds_per_approved_image)} per approved",
+            ),
+            _card("Queue wait", _duration(c.queue_wait_p50), f"p95 {_duration(c.queue_wait_p95)}"),
+            _card("Generation", _duration(c.generation_p50), f"p95 {_duration(c.generation_p95)}"),
+            _card("To first ★", _duration(e.median_seconds_to_first_favourite), "median"),
+            _card("To approval", _duration(e.median_seconds_to_approval), "median"),
+        )
+    )
+    fav_rows = [
+        (s.key, s.favourite_rate or 0.0, _pct(s.favourite_rate)) for s in report.per_preset_version
+    ]
+    fav_peak = max([r for _, r, _ in fav_rows] + [0.0])
+    gpu_rows = sorted(
+        ((s.key, s.gpu_seconds, _duration(s.gpu_seconds)) for s in report.per_user),
+        key=lambda r: -r[1],
+    )
+    charts = (
+        '<div class="charts">'
+        f'<div class="wide">{_column_chart(report.per_day, "Images per day")}</div>'
+        + _bar_chart(
+            fav_rows,
+            "Favourite rate per preset version",
+            peak=min(1.0, _nice_max(fav_peak * 100) / 100) if fav_peak else 1.0,
+        )
+        + _bar_chart(gpu_rows, "GPU time per user")
+        + "</div>"
+    )
+    tables = (
+        '<div class="tables">'
+        + _table("Per user", report.per_user[:MAX_BARS])
+        + _table("Per preset version", report.per_preset_version)
+        + _table("Per platform", report.per_platform)
+        + "</div>"
+    )
+    pseudo = " · users pseudonymised" if report.pseudonymised else ""
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(report.campaign.name)} — campaign report</title>"
+        f"<style>{CSS}</style></head><body><main>"
+        '<header><div><div class="eyebrow">Campaign report</div>'
+        f"<h1>{escape(report.campaign.name)}</h1>"
+        f'<div class="sub">Preset {escape(report.campaign.preset)} · {escape(when)}'
+        f"{pseudo}</div></div>"
+        f'<div class="stamp">generated {report.generated_at:%Y-%m-%d %H:%M} UTC</div></header>'
+        f'<section class="kpis">{kpis}</section>'
+        f"<section><h2>Activity</h2>{charts}</section>"
+        f"<section><h2>Breakdowns</h2>{tables}</section>"
+        + _sheet("Most favourited", report.top_images, thumbs)
+        + _sheet("Approved", report.approved_images, thumbs)
+        + "<footer>onbrand · images are AI-generated · figures defined in docs/reports.md"
+        "</footer></main></body></html>\n"
+    )
