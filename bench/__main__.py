@@ -13,7 +13,7 @@ def available() -> list[str]:
     return sorted(
         m.name.replace("_", "-")
         for m in pkgutil.iter_modules([str(here)])
-        if m.name not in ("runner", "__main__")
+        if m.name not in ("runner", "__main__") and not m.name.startswith("_")
     )
 
 

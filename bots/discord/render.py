@@ -1,0 +1,91 @@
+"""``ResultCard`` → a Discord message: embed, attachments and a view of ``ActionButton`` s."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import discord
+from PIL import Image
+
+from bots.discord.buttons import ActionButton
+from core.domain import Action, ActionKind, CardImage, ResultCard
+from core.imaging import encode_preview
+
+EMBED_DESCRIPTION_MAX = 4096
+FIELD_VALUE_MAX = 1024
+MAX_ROW_ITEMS = 5
+MAX_ROWS = 5
+COLOUR = discord.Colour(0x00A6A6)
+DOWNSIZED_NOTE = (
+    "Preview downsized to fit this server's upload limit; "
+    "the full-size original is kept in onbrand's image store."
+)
+
+
+@dataclass
+class Rendered:
+    """The pieces of one message. ``files`` are single-use: render again to send again."""
+
+    embed: discord.Embed
+    files: list[discord.File] = field(default_factory=list)
+    view: discord.ui.View | None = None
+    downsized: bool = False
+
+
+def render_card(card: ResultCard, *, max_upload_bytes: int) -> Rendered:
+    """Render ``card``; images larger than ``max_upload_bytes`` are re-encoded smaller."""
+    embed = discord.Embed(description=_clip(card.text, EMBED_DESCRIPTION_MAX), colour=COLOUR)
+    for label, value in card.fields:
+        embed.add_field(name=label, value=_clip(value or "—", FIELD_VALUE_MAX), inline=True)
+    files: list[discord.File] = []
+    downsized = False
+    budget = max_upload_bytes // max(1, len(card.images))
+    for index, image in enumerate(card.images):
+        fitted, shrunk = fit_image(image, budget)
+        downsized |= shrunk
+        files.append(discord.File(io.BytesIO(fitted.data), filename=fitted.filename))
+        if index == 0:
+            embed.set_image(url=f"attachment://{fitted.filename}")
+    if downsized:
+        embed.set_footer(text=DOWNSIZED_NOTE)
+    return Rendered(embed, files, action_view(card.actions), downsized)
+
+
+def fit_image(image: CardImage, max_bytes: int) -> tuple[CardImage, bool]:
+    """The image itself when it fits, else a JPEG preview that does (and True)."""
+    if len(image.data) <= max_bytes:
+        return image, False
+    with Image.open(io.BytesIO(image.data)) as opened:
+        data = encode_preview(opened, max_bytes=max_bytes)
+    name = PurePath(image.filename).with_suffix(".jpg").name
+    return CardImage(name, data, "image/jpeg"), True
+
+
+def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
+    """Buttons in rows of at most five: upscales, then variations, then 🔄 and ✖."""
+    if not actions:
+        return None
+    groups: list[list[Action]] = [
+        [a for a in actions if a.kind is ActionKind.UPSCALE],
+        [a for a in actions if a.kind is ActionKind.VARY],
+        [a for a in actions if a.kind in (ActionKind.REROLL, ActionKind.CANCEL)],
+    ]
+    view = discord.ui.View(timeout=None)
+    row = 0
+    for group in groups:
+        for start in range(0, len(group), MAX_ROW_ITEMS):
+            if row >= MAX_ROWS:
+                raise ValueError(f"too many buttons for one message: {len(actions)}")
+            for action in group[start : start + MAX_ROW_ITEMS]:
+                button = ActionButton.for_action(action)
+                button.row = row
+                view.add_item(button)
+            row += 1
+    return view
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,73 @@
+"""The Slack adapter (slack-bolt): ``serve_slack`` runs it until ``stop`` is set.
+
+Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed), else HTTP on
+``ONBRAND_HTTP_HOST:ONBRAND_HTTP_PORT`` at ``/slack/events`` with signing-secret verification.
+Results reach Slack through a ``Delivery`` (worker events + a periodic sweep) that runs alongside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from bots.slack.app import SlackBot, build_slack_app, slack_client
+from bots.slack.sink import SlackSink
+from core.bootstrap import App, build_store
+from core.delivery import Delivery
+
+__all__ = ["SlackBot", "SlackSink", "build_slack_app", "serve_slack", "slack_client"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+async def serve_slack(app: App, stop: asyncio.Event) -> None:
+    """Take commands and deliver results until ``stop``; then stop taking commands, let the
+    listeners in flight finish, send the pending status edits, and return."""
+    settings = app.settings
+    client = slack_client(settings)
+    bot = SlackBot(app, client=client)
+    sink = SlackSink(client, service=app.service)
+    delivery = Delivery(app.db, app.service, build_store(settings), sink)
+    delivering = asyncio.create_task(delivery.run(), name="slack-delivery")
+    try:
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            log.info("slack: connected in Socket Mode")
+            try:
+                await stop.wait()
+            finally:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+        else:
+            runner = web.AppRunner(
+                bot.bolt.web_app(path=EVENTS_PATH), access_log=None, handle_signals=False
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+            log.info(
+                "slack: listening on http://%s:%d%s",
+                settings.http_host,
+                settings.http_port,
+                EVENTS_PATH,
+            )
+            try:
+                await stop.wait()
+            finally:
+                await site.stop()  # no new requests; answered ones finish
+                await bot.drain()
+                await runner.cleanup()
+        await bot.drain()
+    finally:
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+        await sink.flush()
+        log.info("slack: stopped")
