@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -202,18 +202,81 @@ def imagine(
     raise typer.Exit(_with_app(go))
 
 
-@app.command()
-def report(campaign: Annotated[str, typer.Argument(help="Campaign name.")]) -> None:
-    """A campaign report (markdown, csv, json or html)."""
-    del campaign
-    _not_yet("report")
+ReportFormat = Literal["md", "csv", "json", "html"]
 
 
 @app.command()
-def export(campaign: Annotated[str, typer.Argument(help="Campaign name.")]) -> None:
-    """Export a campaign's approved or favourite originals as a zip."""
-    del campaign
-    _not_yet("export")
+def report(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md (default), csv, json or html.")] = "md",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file.")] = None,
+    pseudonymise: Annotated[
+        bool, typer.Option(help="Replace user names by stable pseudonyms.")
+    ] = False,
+) -> None:
+    """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
+    from core.bootstrap import build_store, report_thumbnails
+    from core.reports import build_report, to_csv, to_html, to_json, to_markdown
+
+    if fmt not in ("md", "csv", "json", "html"):
+        err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
+        raise typer.Exit(2)
+    first, last = _parse_day(since, "--since"), _parse_day(until, "--until")
+
+    async def go(app: App) -> str:
+        made = await build_report(
+            app.db,
+            campaign,
+            since=first,
+            until=last,
+            pseudonymise=pseudonymise,
+            include_images=fmt in ("csv", "json"),
+        )
+        if fmt == "csv":
+            return to_csv(made)
+        if fmt == "json":
+            return to_json(made)
+        if fmt == "html":
+            return to_html(made, await report_thumbnails(made, build_store(app.settings)))
+        return to_markdown(made)
+
+    text = _with_app(go)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def export(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The zip file to write.")],
+    approved: Annotated[bool, typer.Option("--approved", help="Approved images.")] = False,
+    favourites: Annotated[bool, typer.Option("--favourites", help="Favourited images.")] = False,
+    pseudonymise: Annotated[
+        bool, typer.Option(help="Replace user names by stable pseudonyms.")
+    ] = False,
+) -> None:
+    """Full-resolution originals and a manifest.csv, for handing to designers."""
+    from core.bootstrap import build_store
+    from core.reports import export_zip
+
+    if approved == favourites:
+        err.print("[red]error:[/red] choose one of --approved or --favourites")
+        raise typer.Exit(2)
+    which: Literal["approved", "favourites"] = "approved" if approved else "favourites"
+
+    async def go(app: App) -> int:
+        store = build_store(app.settings)
+        return await export_zip(
+            app.db, campaign, which, output, store.get, pseudonymise=pseudonymise
+        )
+
+    count = _with_app(go)
+    out.print(f"wrote {count} {which} images to {output}", highlight=False)
 
 
 @presets_app.command("list")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +49,34 @@ async def run_all(app: App, announce: Callable[[str], None]) -> None:
         stopping.set()
 
     _on_stop_signals(stop)
-    adapters: list[str] = []
+    adapters: dict[str, Coroutine[Any, Any, None]] = {}
     if app.settings.slack_enabled:
-        adapters.append("slack (not available in this version)")
+        from bots.slack import serve_slack
+
+        adapters["slack"] = serve_slack(app, stopping)
     if app.settings.discord_enabled:
-        adapters.append("discord (not available in this version)")
+        from bots.discord import serve_discord
+
+        adapters["discord"] = serve_discord(app, stopping)
     announce(
         "chat adapters: " + ", ".join(adapters)
         if adapters
         else "no chat adapter configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
         "serving the CLI (`onbrand imagine`) and the worker"
     )
-    await worker.run()
+    tasks = [asyncio.create_task(worker.run(), name="worker")] + [
+        asyncio.create_task(coro, name=name) for name, coro in adapters.items()
+    ]
+    try:
+        # Run until a signal, or until any part ends (an adapter with a refused token, say).
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+        log.info("%s stopped", task.get_name())
 
 
 async def wait_for(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,14 @@ from core.db import Database, resolve_database_url
 from core.db.migrate import upgrade
 from core.domain import Actor, Platform, ReplyTarget, Role
 from core.errors import ConfigError, PresetError
+from core.ports import ImageStore
 from core.presets import Preset, load_presets
-from core.service import Service, ServiceConfig
+from core.service import ReportBundle, ReportSource, Service, ServiceConfig
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.engines.registry import EngineRegistry
-    from core.ports import ImageStore
+    from core.reports import CampaignReport
     from core.worker import Worker
 
 
@@ -78,8 +80,31 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
 
     presets = load_brand_presets(settings)
     db = await open_database(settings, migrate=migrate)
-    service = Service(sql_uow_factory(db), presets, service_config(settings))
+    reports = report_source(db, build_store(settings))
+    service = Service(sql_uow_factory(db), presets, service_config(settings), reports=reports)
     return App(settings, db, service)
+
+
+async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
+    """The originals the HTML contact sheet shows (top and approved images), by storage key."""
+    keys = {image.storage_key for image in (*report.top_images, *report.approved_images)}
+    return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
+
+
+def report_source(db: Database, store: ImageStore) -> ReportSource:
+    """How the service makes a chat report: the summary plus the CSV and HTML files."""
+    from core.reports import build_report, to_csv, to_html, to_markdown
+
+    async def make(
+        campaign: str, since: date | None, until: date | None, pseudonymise: bool
+    ) -> ReportBundle:
+        report = await build_report(
+            db, campaign, since=since, until=until, pseudonymise=pseudonymise
+        )
+        html = to_html(report, await report_thumbnails(report, store))
+        return ReportBundle(campaign, to_markdown(report), to_csv(report), html)
+
+    return make
 
 
 def cli_actor() -> Actor:

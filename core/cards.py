@@ -85,6 +85,16 @@ def result_card(
     )
 
 
+def closing_card(generation: Generation) -> ResultCard:
+    """What the status message says once the result is posted (no buttons any more)."""
+    text = {
+        GenerationStatus.DONE: "✅ Done — the images are below.",
+        GenerationStatus.FAILED: "⚠️ Failed — details below.",
+        GenerationStatus.CANCELLED: "✖ Cancelled.",
+    }.get(generation.status, "")
+    return ResultCard(text=text)
+
+
 def _what(generation: Generation) -> str:
     prompt = generation.raw_prompt
     short = prompt if len(prompt) <= 120 else prompt[:117] + "…"

@@ -15,7 +15,7 @@ import logging
 import uuid
 from typing import Protocol
 
-from core.cards import result_card, status_card
+from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
 from core.domain import Generation, GenerationStatus, MessageRef, Platform, ReplyTarget, ResultCard
@@ -55,21 +55,38 @@ class Delivery:
         self.sink = sink
         self.sweep_interval_s = sweep_interval_s
         self._in_flight: set[uuid.UUID] = set()
+        self._stopping = asyncio.Event()
         self.delivered = 0
 
     async def run(self) -> None:
-        """Listen for events and sweep, until cancelled."""
+        """Listen for events and sweep, until ``stop`` (or cancellation)."""
         async with subscribe(self.db.dsn) as events:
             sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-sweep")
             try:
-                while True:
-                    event = await events.get()
-                    if event.platform == self.sink.platform.value:
+                while not self._stopping.is_set():
+                    event = await self._next(events)
+                    if event is not None and event.platform == self.sink.platform.value:
                         await self._on_event(event)
             finally:
-                sweeper.cancel()
+                self._stopping.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+
+    def stop(self) -> None:
+        """Graceful stop: the delivery in hand finishes, then ``run`` returns."""
+        self._stopping.set()
+
+    async def _next(self, events: asyncio.Queue[Event]) -> Event | None:
+        getting = asyncio.ensure_future(events.get())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((getting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if getting.done():
+            return getting.result()
+        getting.cancel()
+        return None
 
     async def _on_event(self, event: Event) -> None:
         try:
@@ -81,17 +98,20 @@ class Delivery:
             log.exception("delivery of %s failed; the sweep will retry", event.generation_id)
 
     async def _sweep_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.sweep()
             except Exception:
                 log.exception("delivery sweep failed")
-            await asyncio.sleep(self.sweep_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval_s)
 
     async def sweep(self) -> int:
         """Deliver every finished, undelivered generation of this platform; how many were."""
         done = 0
         for generation_id in await queries.undelivered(self.db, self.sink.platform):
+            if self._stopping.is_set():
+                break
             try:
                 done += await self.deliver(generation_id)
             except Exception:
@@ -128,18 +148,10 @@ class Delivery:
             await self.service.record_message(generation_id, posted, "result")
             await queries.mark_delivered(self.db, generation_id)
             if status_ref is not None:
-                closing = ResultCard(text=_closing_text(generation))
+                closing = closing_card(generation)
                 with contextlib.suppress(Exception):  # cosmetic; the result is already posted
                     await self.sink.update_status(status_ref, closing)
             self.delivered += 1
             return True
         finally:
             self._in_flight.discard(generation_id)
-
-
-def _closing_text(generation: Generation) -> str:
-    return {
-        GenerationStatus.DONE: "✅ Done — the images are below.",
-        GenerationStatus.FAILED: "⚠️ Failed — details below.",
-        GenerationStatus.CANCELLED: "✖ Cancelled.",
-    }.get(generation.status, "")

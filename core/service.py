@@ -174,7 +174,7 @@ class Service:
                     planned.append((params, preset, campaign, request.prompt))
 
                 _, first_preset, first_campaign, _ = planned[0]
-                await self._check_quotas(
+                active = await self._check_quotas(
                     uow, user_id, [p for p, *_ in planned], first_preset.limits, first_campaign
                 )
                 ids: list[uuid.UUID] = []
@@ -193,7 +193,7 @@ class Service:
                         params=params,
                         reply_target=where,
                     )
-                    await self._record_and_enqueue(uow, generation, campaign)
+                    await self._record_and_enqueue(uow, generation, campaign, active + len(ids))
                     ids.append(generation.id)
                 ticket = await self._ticket(uow, ids)
                 await uow.commit()
@@ -266,7 +266,8 @@ class Service:
         params: Sequence[Params],
         limits: Limits,
         campaign: Campaign | None,
-    ) -> None:
+    ) -> int:
+        """Raise ``QuotaExceeded`` if this would go over a limit; else the user's active jobs."""
         now = self._clock()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         wanted = sum(p.n for p in params)
@@ -295,13 +296,17 @@ class Service:
                     f"({spent:.0f} of {campaign.gpu_budget_seconds:.0f} s); "
                     "ask an admin to raise it."
                 )
+        return active
 
     async def _record_and_enqueue(
-        self, uow: UnitOfWork, generation: NewGeneration, campaign: Campaign | None
+        self,
+        uow: UnitOfWork,
+        generation: NewGeneration,
+        campaign: Campaign | None,
+        waiting: int,
     ) -> None:
         # Fairness: a job's priority is minus the number of jobs its user already has waiting,
         # so the queue serves users round-robin; rush campaigns get a level of their own.
-        waiting = await uow.repo.active_count(generation.user_id)
         await uow.repo.add_generation(generation)
         boost = RUSH_PRIORITY if campaign is not None and campaign.rush else 0
         await uow.queue.enqueue(generation.id, priority=boost - waiting)
@@ -398,7 +403,7 @@ class Service:
             self._check_dates(campaign)
         preset = self.presets.get(parent.params.preset)
         limits = preset.limits if preset is not None else Limits()
-        await self._check_quotas(uow, user_id, [params], limits, campaign)
+        active = await self._check_quotas(uow, user_id, [params], limits, campaign)
         if parent.preset_id is None:
             raise NotFound("The preset version of that result is no longer recorded.")
         child = NewGeneration(
@@ -414,7 +419,7 @@ class Service:
             parent_id=parent.id,
             source_index=source,
         )
-        await self._record_and_enqueue(uow, child, campaign)
+        await self._record_and_enqueue(uow, child, campaign, active)
         return await self._ticket(uow, [child.id])
 
     # --- reactions -------------------------------------------------------------------------

@@ -77,9 +77,7 @@ async def serve_discord(
                     raise task.exception()  # type: ignore[misc]
             log.info("discord adapter stopping (%d results delivered)", delivery.delivered)
         finally:
-            for task in tasks:
-                if task.get_name() == "discord-delivery":
-                    task.cancel()
+            delivery.stop()  # the result being posted, if any, finishes first
             await bot.close()  # flushes pending status edits, then closes the gateway
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -28,18 +28,16 @@ from discord import app_commands
 
 from bots.discord.buttons import ActionButton
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
-from core.cards import status_card
+from core.cards import closing_card, status_card
 from core.domain import (
     Action,
     ActionKind,
     Actor,
     Binding,
     Campaign,
-    GenerationStatus,
     MessageRef,
     Platform,
     ReplyTarget,
-    ResultCard,
     Ticket,
 )
 from core.errors import UserError
@@ -61,11 +59,6 @@ GENERIC_ERROR = (
     "Something went wrong on our side (reference {ref}). Please try again; "
     "if it keeps happening, give an admin this reference."
 )
-CLOSING = {
-    GenerationStatus.DONE: "✅ Done — the images are below.",
-    GenerationStatus.FAILED: "⚠️ Failed — details below.",
-    GenerationStatus.CANCELLED: "✖ Cancelled.",
-}
 QUIET = discord.AllowedMentions.none()
 
 Interaction = discord.Interaction["OnbrandBot"]
@@ -232,8 +225,8 @@ class OnbrandBot(discord.Client):
             # A fast job may have been delivered before its status message was recorded; then
             # the delivery could not close it, so close it here.
             latest = await self.service.generation(generation_id)
-            if latest.status in CLOSING:
-                await self.sink.update_status(ref, ResultCard(text=CLOSING[latest.status]))
+            if latest.status.finished:
+                await self.sink.update_status(ref, closing_card(latest))
         return refs
 
     async def finish_private(
@@ -259,8 +252,8 @@ class OnbrandBot(discord.Client):
             if Action.parse(custom_id).kind is ActionKind.CANCEL:
                 if (message := interaction.message) is not None:
                     ref = MessageRef(Platform.DISCORD, str(message.channel.id), str(message.id))
-                    closing = ResultCard(text=CLOSING[GenerationStatus.CANCELLED])
-                    await self.sink.update_status(ref, closing)
+                    cancelled = await self.service.generation(ticket.generation_ids[0])
+                    await self.sink.update_status(ref, closing_card(cancelled))
                 await send_private(interaction, "✖ Cancelled.")
                 return
             await self.announce_queued(interaction, ticket, actor)

@@ -66,8 +66,8 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
                 await runner.cleanup()
         await bot.drain()
     finally:
-        delivering.cancel()
+        delivery.stop()  # the result being posted, if any, finishes first
         with contextlib.suppress(asyncio.CancelledError):
-            await delivering
+            await asyncio.wait_for(delivering, 30)
         await sink.flush()
         log.info("slack: stopped")

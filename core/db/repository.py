@@ -32,6 +32,7 @@ from core.domain import (
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
+from core.events import Event, EventType, publish
 from core.ports import NewGeneration
 
 __all__ = ["SqlRepository", "params_from_json", "params_to_json", "reply_target_to_json"]
@@ -90,12 +91,16 @@ class SqlRepository:
     # ------------------------------------------------------------------ users and workspaces
 
     async def ensure_user(self, actor: Actor) -> int:
-        workspace_id = await self._ensure_workspace(actor.platform, actor.workspace_id)
         display_name = actor.display_name[:200]
+        # The common case, a known user, costs one round trip.
         found = (
             await self.session.execute(
-                select(m.User.id, m.User.display_name).where(
-                    m.User.workspace_id == workspace_id, m.User.external_id == actor.user_id
+                select(m.User.id, m.User.display_name)
+                .join(m.Workspace, m.Workspace.id == m.User.workspace_id)
+                .where(
+                    m.Workspace.platform == actor.platform.value,
+                    m.Workspace.external_id == actor.workspace_id,
+                    m.User.external_id == actor.user_id,
                 )
             )
         ).one_or_none()
@@ -105,7 +110,8 @@ class SqlRepository:
                 await self.session.execute(
                     update(m.User).where(m.User.id == user_id).values(display_name=display_name)
                 )
-            return user_id
+            return int(user_id)
+        workspace_id = await self._ensure_workspace(actor.platform, actor.workspace_id)
         inserted: int | None = await self.session.scalar(
             insert(m.User)
             .values(
@@ -248,6 +254,12 @@ class SqlRepository:
     # ------------------------------------------------------------------------------- presets
 
     async def record_preset(self, name: str, version: str, text: str) -> int:
+        known = select(m.PresetVersion.id).where(
+            m.PresetVersion.name == name, m.PresetVersion.version == version
+        )
+        found: int | None = await self.session.scalar(known)  # the common case: one round trip
+        if found is not None:
+            return found
         inserted: int | None = await self.session.scalar(
             insert(m.PresetVersion)
             .values(name=name, version=version, yaml_text=text)
@@ -256,11 +268,7 @@ class SqlRepository:
         )
         if inserted is not None:
             return inserted
-        return await self._one_id(
-            select(m.PresetVersion.id).where(
-                m.PresetVersion.name == name, m.PresetVersion.version == version
-            )
-        )
+        return await self._one_id(known)  # another transaction inserted it first
 
     # --------------------------------------------------------------------------- generations
 
@@ -368,14 +376,23 @@ class SqlRepository:
             values["started_at"] = func.clock_timestamp()
         if status.finished:
             values["finished_at"] = func.clock_timestamp()
-        moved = await self.session.scalar(
+        platform = await self.session.scalar(
             update(m.Generation)
             .where(m.Generation.id == generation_id, m.Generation.status.in_(sources))
             .values(**values)
-            .returning(m.Generation.id)
+            .returning(m.Generation.platform)
             .execution_options(synchronize_session=False)
         )
-        return moved is not None
+        if platform is None:
+            return False
+        if status.finished:  # tell the bots now (sent at commit), not at their next sweep
+            connection = await self.session.connection()
+            raw = await connection.get_raw_connection()
+            event: EventType = "cancelled" if status is GenerationStatus.CANCELLED else "failed"
+            if status is GenerationStatus.DONE:
+                event = "done"
+            await publish(raw.driver_connection, Event(event, generation_id, platform))
+        return True
 
     # ------------------------------------------------------------------------------ messages
 

@@ -159,10 +159,28 @@ def test_imagine_shows_a_user_error_and_exits_2(env: dict[str, str], fake_preset
     assert "Traceback" not in result.stderr
 
 
-def test_unfinished_commands_say_so(env: dict[str, str]) -> None:
-    result = onbrand("export", "x", env=env)
-    assert result.returncode != 0
-    assert "not yet available" in result.stderr
+def test_export_needs_one_selection(env: dict[str, str], tmp_path: Path) -> None:
+    result = onbrand("export", "x", "-o", str(tmp_path / "x.zip"), env=env)
+    assert result.returncode == 2
+    assert "--approved or --favourites" in result.stderr
+
+
+def test_report_formats_and_refusals(env: dict[str, str], fake_presets: Path) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    assert onbrand("campaign", "create", "rep", "--preset", "cli-test", env=env).returncode == 0
+    made = onbrand("imagine", "a circle --campaign rep --n 2", "--out", "/tmp/ignored", env=env)
+    assert made.returncode == 0, made.stderr
+    md = onbrand("report", "rep", env=env)
+    assert md.returncode == 0, md.stderr
+    assert "# Campaign report: rep" in md.stdout
+    as_json = onbrand("report", "rep", "--format", "json", env=env)
+    assert '"requests": 1' in as_json.stdout
+    assert '"images": 2' in as_json.stdout
+    as_csv = onbrand("report", "rep", "--format", "csv", env=env)
+    assert len(as_csv.stdout.strip().splitlines()) == 3  # header + 2 images
+    missing = onbrand("report", "nope", env=env)
+    assert missing.returncode == 2
+    assert "nope" in missing.stderr
 
 
 def test_the_embedded_server_is_shared_and_stopped_by_the_last_process(
