@@ -13,10 +13,10 @@ $(PY):
 install: $(PY)
 	$(INSTALL) -e '.[all,dev]'
 
-# The main job on embedded defaults: nothing else needs to be configured.
+# The main job on embedded defaults: nothing else needs to be configured. Starts the embedded
+# PostgreSQL, queues a job, runs a worker in-process and writes a 2×2 grid to onbrand-out/.
 demo: install
-	$(VENV)/bin/onbrand migrate
-	$(VENV)/bin/onbrand doctor
+	$(VENV)/bin/onbrand imagine "$(PROMPT)"
 
 # System tools some tests drive (exiftool reads our AI disclosure back).
 tools:

@@ -143,7 +143,16 @@ class Generation(Base):
     __tablename__ = "generations"
     __table_args__ = (
         Index("ix_generations_status_queued_at", "status", "queued_at"),
-        Index("ix_generations_campaign_id_queued_at", "campaign_id", "queued_at"),
+        # Covering: campaign reports read these columns without touching the table.
+        Index(
+            "ix_generations_campaign_id_queued_at",
+            "campaign_id",
+            "queued_at",
+            postgresql_include=[
+                "id", "kind", "status", "platform", "user_id", "preset_name", "preset_version",
+                "started_at", "finished_at", "gpu_seconds",
+            ],
+        ),  # fmt: skip
         Index("ix_generations_user_id_queued_at", "user_id", "queued_at"),
         Index(
             "ix_generations_undelivered",
@@ -225,7 +234,11 @@ class Feedback(Base):
         UniqueConstraint(
             "user_id", "generation_id", "image_id", "kind", postgresql_nulls_not_distinct=True
         ),
-        Index("ix_feedback_generation_id_kind", "generation_id", "kind"),
+        Index(
+            "ix_feedback_generation_id",
+            "generation_id",
+            postgresql_include=["image_id", "user_id", "kind", "created_at"],
+        ),
         Index("ix_feedback_image_id_kind", "image_id", "kind"),
     )
 
