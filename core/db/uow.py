@@ -58,7 +58,8 @@ class SqlUnitOfWork:
         if self._session is None:
             raise RuntimeError("commit outside of `async with`")
         await self._session.commit()
-        await self._begin(self._session)
+        # The next transaction may run on another pooled connection: the queue must follow it.
+        self.queue = PgJobQueue(await self._begin(self._session))
 
     @staticmethod
     async def _begin(session: AsyncSession) -> object:
