@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
@@ -16,6 +15,7 @@ from rich.console import Console
 
 from core.domain import Binding, Campaign, GenerationStatus, Platform, ReplyTarget
 from core.errors import ConfigError, UserError
+from core.logs import setup_logging
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -68,10 +68,7 @@ def _settings() -> Settings:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose=verbose)
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Long-running processes: ``onbrand worker`` and ``onbrand run``; and the CLI's wait for results.
 
-SIGTERM and SIGINT stop them gracefully: no new jobs are claimed, the jobs in hand finish, and
-the process exits 0.
+SIGTERM and SIGINT stop them gracefully: no new jobs are claimed, the jobs in hand finish, the
+results are delivered, and the process exits 0 — within ``ONBRAND_SHUTDOWN_GRACE_S`` (default 30),
+after which it exits anyway with ``EXIT_GRACE_EXCEEDED``. With ``ONBRAND_METRICS_PORT`` set, both
+serve ``/metrics``, ``/healthz`` and ``/readyz`` (``core.metrics``).
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from core import metrics
 from core.bootstrap import App, build_store, build_worker
 from core.db import delivery as delivery_queries
 from core.domain import Generation, GenerationStatus
+from core.errors import ConfigError
 from core.events import subscribe
 from core.imaging import make_grid
 
@@ -31,52 +37,205 @@ def _on_stop_signals(stop: Callable[[], None]) -> None:
             loop.add_signal_handler(sig, stop)
 
 
+EXIT_GRACE_EXCEEDED = 3
+"""Exit status when the work in hand did not finish within ``ONBRAND_SHUTDOWN_GRACE_S``."""
+
+
+class _Shutdown:
+    """The stop signal and the grace period that starts with it."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.requested = asyncio.Event()
+        self._deadline: float | None = None
+
+    def request(self) -> None:
+        if not self.requested.is_set():
+            log.info("stopping: finishing the work in hand (grace period %g s)", self.grace_s)
+            self._deadline = asyncio.get_running_loop().time() + self.grace_s
+            self.requested.set()
+
+    def remaining(self) -> float:
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self.grace_s
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    async def wait_any(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        """Until a stop is requested or any of ``tasks`` ends."""
+        stopping = asyncio.create_task(self.requested.wait())
+        try:
+            await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+
+    async def finish(self, tasks: Sequence[asyncio.Task[Any]], what: str) -> None:
+        """Wait for ``tasks`` within the grace period; past it, cancel them and exit non-zero."""
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.remaining())
+        if not pending:
+            return
+        names = ", ".join(sorted(t.get_name() for t in pending))
+        log.error(
+            "%s did not stop within the %g s grace period (ONBRAND_SHUTDOWN_GRACE_S): "
+            "interrupting %s; jobs in hand are claimed again by another worker after the "
+            "heartbeat timeout, undelivered results are posted by the next bot",
+            what,
+            self.grace_s,
+            names,
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=5)
+        # Cleanup may still block on a thread (a GPU step): don't let it hold the exit.
+        threading.Timer(10, os._exit, (EXIT_GRACE_EXCEEDED,)).start()
+        raise SystemExit(EXIT_GRACE_EXCEEDED)
+
+
+def _raise_failures(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+        log.info("%s stopped", task.get_name())
+
+
 async def run_worker(app: App, *, drain: bool = False, **overrides: Any) -> None:
+    """A worker until SIGTERM/SIGINT (or, with ``drain``, an empty queue); metrics and health
+    on ``ONBRAND_METRICS_PORT`` when set."""
     worker = build_worker(app, **overrides)
-    _on_stop_signals(worker.stop)
-    log.info("worker started (max batch %d)", worker.config.max_batch)
-    await worker.run(drain=drain)
+    worker.engines = metrics.InstrumentedEngines(worker.engines)
+    shutdown = _Shutdown(app.settings.shutdown_grace_s)
+    readiness = metrics.READINESS
+    readiness.clear()
+    kinds = {preset.engine.kind for preset in app.service.presets.values()}
+    readiness.add_check("database", metrics.database_check(app.db))
+    readiness.add_check("engines", metrics.engines_check(worker.engines, kinds))
+
+    def stop() -> None:
+        worker.stop()
+        readiness.set("worker", False, "stopping")
+        shutdown.request()
+
+    _on_stop_signals(stop)
+    async with metrics.serve(app.settings, app.db):
+        readiness.set("worker", True, "taking jobs")
+        log.info("worker started (max batch %d)", worker.config.max_batch)
+        task = asyncio.create_task(worker.run(drain=drain), name="worker")
+        await shutdown.wait_any([task])
+        if not task.done():
+            stop()
+        await shutdown.finish([task], "the worker")
+        _raise_failures([task])
     log.info("worker stopped after %d generations", worker.completed)
 
 
 async def run_all(app: App, announce: Callable[[str], None]) -> None:
-    """One machine: a worker plus every chat adapter whose credentials are configured."""
-    worker = build_worker(app)
-    stopping = asyncio.Event()
+    """One machine: a worker plus every chat adapter whose credentials are configured.
+
+    SIGTERM: the worker finishes its batch, the results are delivered, then the adapters stop;
+    all within ``ONBRAND_SHUTDOWN_GRACE_S`` or the process exits with ``EXIT_GRACE_EXCEEDED``.
+    ``ONBRAND_RUN_WORKER=false`` runs the adapters alone (bots on CPU machines)."""
+    from core.domain import Platform
+
+    settings = app.settings
+    worker = build_worker(app) if settings.run_worker else None
+    if worker is not None:
+        worker.engines = metrics.InstrumentedEngines(worker.engines)
+    shutdown = _Shutdown(settings.shutdown_grace_s)
+    adapters_stop = asyncio.Event()  # the adapters' own stop: no more commands, then return
+    readiness = metrics.READINESS
+    readiness.clear()
+    readiness.add_check("database", metrics.database_check(app.db))
 
     def stop() -> None:
-        worker.stop()
-        stopping.set()
+        if worker is not None:
+            worker.stop()
+        readiness.set("stopping", False, "shutting down")
+        shutdown.request()
 
     _on_stop_signals(stop)
     adapters: dict[str, Coroutine[Any, Any, None]] = {}
-    if app.settings.slack_enabled:
+    platforms: list[Platform] = []
+    if settings.slack_enabled:
         from bots.slack import serve_slack
 
-        adapters["slack"] = serve_slack(app, stopping)
-    if app.settings.discord_enabled:
-        from bots.discord import serve_discord
+        adapters["slack"] = serve_slack(app, adapters_stop)
+        platforms.append(Platform.SLACK)
+    if settings.discord_enabled:
+        from bots.discord import OnbrandBot, serve_discord
 
-        adapters["discord"] = serve_discord(app, stopping)
+        bot = OnbrandBot(app.service, guild_ids=settings.discord_guild_ids)
+        adapters["discord"] = serve_discord(app, adapters_stop, bot=bot)
+        platforms.append(Platform.DISCORD)
+
+        async def discord_ready() -> tuple[bool, str]:
+            if bot.is_ready() and not bot.is_closed():
+                return True, "gateway connected"
+            return False, "gateway not connected"
+
+        readiness.add_check("discord", discord_ready)
     announce(
         "chat adapters: " + ", ".join(adapters)
         if adapters
         else "no chat adapter configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
         "serving the CLI (`onbrand imagine`) and the worker"
     )
-    tasks = [asyncio.create_task(worker.run(), name="worker")] + [
-        asyncio.create_task(coro, name=name) for name, coro in adapters.items()
-    ]
-    try:
+    if worker is None and not adapters:
+        raise ConfigError("ONBRAND_RUN_WORKER=false and no chat adapter configured: nothing to run")
+    async with metrics.serve(settings, app.db):
+        working = [asyncio.create_task(worker.run(), name="worker")] if worker is not None else []
+        chatting = [asyncio.create_task(coro, name=name) for name, coro in adapters.items()]
+        if worker is not None:
+            kinds = {preset.engine.kind for preset in app.service.presets.values()}
+            readiness.add_check("engines", metrics.engines_check(worker.engines, kinds))
+        if "slack" in adapters:
+            slack_task = chatting[list(adapters).index("slack")]
+            if settings.slack_app_token is None:
+                readiness.add_check(
+                    "slack", _alive_and(slack_task, settings.http_host, settings.http_port)
+                )
+            else:
+                readiness.add_check("slack", _alive_and(slack_task))
         # Run until a signal, or until any part ends (an adapter with a refused token, say).
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for task, result in zip(tasks, results, strict=True):
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise result
-        log.info("%s stopped", task.get_name())
+        await shutdown.wait_any([*working, *chatting])
+        stop()  # also when a part ended by itself: the others stop too
+        await shutdown.finish(working, "the worker")
+        if chatting and not any(t.done() for t in chatting):
+            await _flush_deliveries(app, platforms, min(10.0, shutdown.remaining() / 2))
+        adapters_stop.set()
+        await shutdown.finish(chatting, "the chat adapters")
+        _raise_failures([*working, *chatting])
+
+
+def _alive_and(task: asyncio.Task[None], host: str | None = None, port: int = 0) -> Any:
+    """Readiness of an adapter: its task runs (and, in HTTP mode, its port answers)."""
+    listening = metrics.tcp_check(host, port) if host is not None else None
+
+    async def check() -> tuple[bool, str]:
+        if task.done():
+            return False, "adapter stopped"
+        if listening is not None:
+            return await listening()
+        return True, "running"
+
+    return check
+
+
+async def _flush_deliveries(app: App, platforms: Sequence[Any], within_s: float) -> None:
+    """Give the running deliveries up to ``within_s`` to post results finished so far (the
+    worker's last batch, say); what is left is posted by the next bot's sweep, never lost."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        left = 0
+        for platform in platforms:
+            left += len(await delivery_queries.undelivered(app.db, platform, limit=1))
+        if not left:
+            return
+        if loop.time() >= deadline:
+            log.warning("stopping with results not yet delivered; the next start posts them")
+            return
+        await asyncio.sleep(0.2)
 
 
 async def wait_for(

@@ -123,15 +123,41 @@ def cli_target(channel: str = "terminal") -> ReplyTarget:
 
 
 def build_store(settings: Settings) -> ImageStore:
-    """The image store: a local directory under the data dir unless configured otherwise."""
+    """The image store: ``s3://bucket/prefix`` (S3-compatible) or a local directory (the data
+    dir's ``images`` unless ``file:///path``). A distributed deployment needs shared storage."""
     from core.storage import LocalImageStore
 
-    if settings.image_store and not settings.image_store.startswith("file://"):
-        raise ConfigError(
-            f"ONBRAND_IMAGE_STORE={settings.image_store}: only a local directory "
-            "(file:///path, or unset for the data dir) is supported in this version"
+    url = settings.image_store.strip()
+    if url.startswith("s3://"):
+        from core.storage_s3 import S3ImageStore, parse_s3_url
+
+        try:
+            bucket, prefix = parse_s3_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"ONBRAND_IMAGE_STORE: {exc}") from exc
+        key_id, secret = settings.aws_access_key_id, settings.aws_secret_access_key
+        return S3ImageStore(
+            bucket,
+            prefix,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.aws_region,
+            access_key_id=key_id.get_secret_value() if key_id else None,
+            secret_access_key=secret.get_secret_value() if secret else None,
         )
-    root = settings.image_store.removeprefix("file://") or str(settings.images_dir)
+    if url and not url.startswith("file://"):
+        raise ConfigError(
+            f"ONBRAND_IMAGE_STORE={url}: expected s3://bucket/prefix (S3, MinIO, R2), "
+            "file:///path, or unset for the data dir"
+        )
+    if settings.deployment == "distributed":
+        raise ConfigError(
+            "ONBRAND_DEPLOYMENT=distributed needs image storage that bots and workers share, "
+            f"but images would go to a local directory ({url or settings.images_dir}). "
+            "Set ONBRAND_IMAGE_STORE=s3://bucket/prefix (plus AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY, AWS_REGION and, for MinIO or R2, ONBRAND_S3_ENDPOINT_URL), "
+            "or ONBRAND_DEPLOYMENT=single when everything runs on one machine."
+        )
+    root = url.removeprefix("file://") or str(settings.images_dir)
     return LocalImageStore(Path(root))
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A list read from one environment variable as ``a,b,c`` (JSON lists work too).
@@ -27,6 +27,29 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".onbrand"), alias="ONBRAND_DATA_DIR")
     presets_dir: Path = Field(default=Path("presets"), alias="ONBRAND_PRESETS_DIR")
     image_store: str = Field(default="", alias="ONBRAND_IMAGE_STORE")
+    # S3-compatible image storage (ONBRAND_IMAGE_STORE=s3://bucket/prefix). Credentials may also
+    # come from boto3's usual chain (instance profile, IRSA, ~/.aws) when these are unset.
+    s3_endpoint_url: str | None = Field(default=None, alias="ONBRAND_S3_ENDPOINT_URL")
+    aws_access_key_id: SecretStr | None = Field(default=None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY")
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+
+    # --- operations --------------------------------------------------------------------------
+    # single: bots and workers share one machine (and the local image directory);
+    # distributed: workers run elsewhere, so images must live in shared (S3) storage.
+    deployment: Literal["single", "distributed"] = Field(
+        default="single", alias="ONBRAND_DEPLOYMENT"
+    )
+    metrics_port: int | None = Field(default=None, alias="ONBRAND_METRICS_PORT", ge=1, le=65535)
+    metrics_host: str = Field(default="0.0.0.0", alias="ONBRAND_METRICS_HOST")
+    shutdown_grace_s: float = Field(default=30.0, alias="ONBRAND_SHUTDOWN_GRACE_S", gt=0)
+    run_worker: bool = Field(default=True, alias="ONBRAND_RUN_WORKER")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", alias="ONBRAND_LOG_LEVEL"
+    )
+    log_format: Literal["auto", "json", "text"] = Field(default="auto", alias="ONBRAND_LOG_FORMAT")
 
     # --- brand policy ------------------------------------------------------------------------
     default_preset: str = Field(default="acme-spring", alias="ONBRAND_DEFAULT_PRESET")
@@ -71,6 +94,16 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
@@ -99,6 +132,21 @@ class Settings(BaseSettings):
     @property
     def discord_enabled(self) -> bool:
         return self.discord_token is not None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret (and a database URL's password), for the log masker."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and (secret := value.get_secret_value()):
+                values.append(secret)
+                if "://" in secret:
+                    from urllib.parse import unquote, urlsplit
+
+                    password = urlsplit(secret).password
+                    if password:
+                        values += [password, unquote(password)]
+        return values
 
     def masked(self) -> dict[str, str]:
         """The effective configuration for display: secrets and URL passwords masked."""

@@ -149,10 +149,18 @@ class Generation(Base):
             "campaign_id",
             "queued_at",
             postgresql_include=[
-                "id", "kind", "status", "platform", "user_id", "preset_name", "preset_version",
-                "started_at", "finished_at", "gpu_seconds",
+                "id",
+                "kind",
+                "status",
+                "platform",
+                "user_id",
+                "preset_name",
+                "preset_version",
+                "started_at",
+                "finished_at",
+                "gpu_seconds",
             ],
-        ),  # fmt: skip
+        ),
         Index("ix_generations_user_id_queued_at", "user_id", "queued_at"),
         Index(
             "ix_generations_undelivered",
