@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Protocol
 
+from core import logs, metrics
 from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
@@ -133,25 +134,29 @@ class Delivery:
             return False
         self._in_flight.add(generation_id)
         try:
-            generation = await self.service.generation(generation_id)
-            if not generation.status.finished:
-                return False
-            originals = [
-                await self.store.get(key)
-                for key in await queries.image_keys(self.db, generation_id)
-            ]
-            card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
-            status_ref = await queries.status_message(self.db, generation_id)
-            if await queries.is_delivered(self.db, generation_id):
-                return False
-            posted = await self.sink.post_result(generation.reply_target, card, generation)
-            await self.service.record_message(generation_id, posted, "result")
-            await queries.mark_delivered(self.db, generation_id)
-            if status_ref is not None:
-                closing = closing_card(generation)
-                with contextlib.suppress(Exception):  # cosmetic; the result is already posted
-                    await self.sink.update_status(status_ref, closing)
-            self.delivered += 1
-            return True
+            with logs.bound(generation=generation_id):
+                return await self._deliver(generation_id)
         finally:
             self._in_flight.discard(generation_id)
+
+    async def _deliver(self, generation_id: uuid.UUID) -> bool:
+        generation = await self.service.generation(generation_id)
+        if not generation.status.finished:
+            return False
+        originals = [
+            await self.store.get(key) for key in await queries.image_keys(self.db, generation_id)
+        ]
+        card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
+        status_ref = await queries.status_message(self.db, generation_id)
+        if await queries.is_delivered(self.db, generation_id):
+            return False
+        posted = await self.sink.post_result(generation.reply_target, card, generation)
+        await self.service.record_message(generation_id, posted, "result")
+        lag = await queries.mark_delivered(self.db, generation_id)
+        if lag is not None:
+            metrics.delivered(self.sink.platform.value, lag_s=lag)
+        if status_ref is not None:
+            with contextlib.suppress(Exception):  # cosmetic; the result is already posted
+                await self.sink.update_status(status_ref, closing_card(generation))
+        self.delivered += 1
+        return True

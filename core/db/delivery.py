@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 
@@ -31,15 +32,24 @@ async def undelivered(db: Database, platform: Platform, limit: int = 50) -> list
         return list(rows)
 
 
-async def mark_delivered(db: Database, generation_id: uuid.UUID) -> bool:
+async def mark_delivered(db: Database, generation_id: uuid.UUID) -> float | None:
+    """Mark the result posted; the delivery lag in seconds (finished → posted), None if it
+    was already marked."""
     async with db.transaction() as session:
-        moved = await session.scalar(
-            update(GenerationRow)
-            .where(GenerationRow.id == generation_id, GenerationRow.delivered_at.is_(None))
-            .values(delivered_at=func.now())
-            .returning(GenerationRow.id)
-        )
-    return moved is not None
+        row = (
+            await session.execute(
+                update(GenerationRow)
+                .where(GenerationRow.id == generation_id, GenerationRow.delivered_at.is_(None))
+                .values(delivered_at=func.now())
+                .returning(GenerationRow.id, GenerationRow.finished_at)
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    if row.finished_at is None:
+        return 0.0
+    lag: float = (datetime.now(UTC) - row.finished_at).total_seconds()
+    return max(0.0, lag)
 
 
 async def image_keys(db: Database, generation_id: uuid.UUID) -> list[str]:
