@@ -28,6 +28,7 @@ from discord import app_commands
 
 from bots.discord.buttons import ActionButton
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
+from core import metrics
 from core.cards import closing_card, status_card
 from core.domain import (
     Action,
@@ -142,6 +143,7 @@ class OnbrandBot(discord.Client):
             intents=discord.Intents.default(),
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=QUIET,
+            http_trace=metrics.http_trace("discord"),  # 4xx/5xx and 429s → metrics
         )
         self.service = service
         self.guild_ids = tuple(guild_ids)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
 from bots.slack.sink import SlackSink
+from core import metrics
 from core.bootstrap import App, build_store
 from core.delivery import Delivery
 
@@ -40,6 +41,7 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
 
             handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
             await handler.connect_async()  # type: ignore[no-untyped-call]
+            metrics.READINESS.set("slack", True, "socket connected")
             log.info("slack: connected in Socket Mode")
             try:
                 await stop.wait()
