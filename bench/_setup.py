@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -40,7 +41,12 @@ async def scratch_database() -> AsyncIterator[Database]:
 
 
 def bench_preset(
-    *, engine: str = "fake", model: str = "fake-1", size: int = 64, steps: int = 1
+    *,
+    engine: str = "fake",
+    model: str = "fake-1",
+    size: int = 64,
+    steps: int = 1,
+    guidance: float = 5.0,
 ) -> Preset:
     return parse_preset(
         f"""
@@ -49,7 +55,7 @@ brand: Bench
 prompt: "{{prompt}}"
 aspect_ratios: {{"1:1": [{size}, {size}]}}
 default_aspect: "1:1"
-engine: {{kind: {engine}, model: "{model}", steps: {steps}, guidance: 5.0}}
+engine: {{kind: {engine}, model: {json.dumps(model)}, steps: {steps}, guidance: {guidance}}}
 limits: {{images_per_user_per_day: 1000000, queued_per_user: 1000000}}
 """
     )
@@ -65,3 +71,18 @@ def bench_actor(i: int) -> Actor:
 
 def tmp_images(root: str) -> Path:
     return Path(root) / "images"
+
+
+PROMPTS = (
+    "red circle on blue background",
+    "green square on yellow background",
+    "white triangle on black background",
+    "orange star on purple background",
+)
+
+
+def model_source(model: str) -> str:
+    """``tiny`` → the bundled checkpoint's folder; a folder → its absolute path; else as given."""
+    from core.engines.diffusers import resolve_model
+
+    return resolve_model(model)

@@ -1,19 +1,33 @@
-"""``python -m bench queue [--jobs N]``: jobs/s through onbrand's queue and worker vs pgqueuer bare.
+"""``python -m bench queue [--jobs N] [--rounds R] [--no-processes]``: jobs/s through onbrand's
+queue and worker vs pgqueuer bare.
 
-Side by side in one run on one database: (a) pgqueuer alone draining N jobs into a no-op
-entrypoint; (b) onbrand's worker (claim, mark running, engine, store the image, record it, NOTIFY)
-draining N generations with an engine that returns a 8×8 image at once, with 1 and with 4 workers.
-The ratio (b)/(a) is the headline; the goal is ≥ 0.8.
+Side by side in one run on one database, repeated ``--rounds`` times in rotating order (the
+machine is shared; the median of the per-round ratios is the headline):
+
+- pgqueuer alone draining N jobs into a no-op entrypoint (the same ``batch_size`` and
+  ``max_concurrent_tasks`` as an onbrand worker);
+- onbrand's worker draining N generations (claim, mark running, engine, watermark/tag/encode the
+  PNG, store it durably, record it and mark done, NOTIFY) with an engine that returns an 8×8 image
+  at once: 1 worker, 4 workers in this process, and 4 worker processes (``--no-processes`` skips
+  them). Workers use their defaults (``WorkerConfig(max_batch=4)``) with no batch window.
+
+The goal is ≥ 0.8 of bare.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from pgqueuer import Queries, QueueManager
@@ -29,6 +43,8 @@ from core.ports import GenerateJob, JobResult
 from core.storage import LocalImageStore
 from core.worker import Worker, WorkerConfig
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 class InstantEngine(FakeEngine):
     """A no-op engine: an 8×8 image per seed, no steps."""
@@ -40,6 +56,16 @@ class InstantEngine(FakeEngine):
             JobResult(job.job_id, tuple(Image.new("RGB", (8, 8)) for _ in job.seeds))
             for job in jobs
         ]
+
+
+def worker_config() -> WorkerConfig:
+    return WorkerConfig(max_batch=4, batch_window_s=0)
+
+
+def make_worker(db: Database, images: Path) -> Worker:
+    engines = EngineRegistry()
+    engines.put("fake", InstantEngine())
+    return Worker(db, engines, LocalImageStore(images), {}, worker_config())
 
 
 async def bare_pgqueuer(db: Database, jobs: int) -> float:
@@ -54,32 +80,28 @@ async def bare_pgqueuer(db: Database, jobs: int) -> float:
         nonlocal done
         done += 1
 
+    config = worker_config()
     start = time.perf_counter()
-    await manager.run(batch_size=4, max_concurrent_tasks=8, mode=QueueExecutionMode.drain)
+    await manager.run(
+        batch_size=config.claim_size,
+        max_concurrent_tasks=config.in_flight,
+        mode=QueueExecutionMode.drain,
+    )
     elapsed = time.perf_counter() - start
     assert done == jobs, (done, jobs)
     await conn.close()
     return jobs / elapsed
 
 
-async def onbrand_workers(db: Database, jobs: int, workers: int, images: Path) -> float:
-    preset = bench_preset(size=32)
-    service = bench_service(db, preset)
+async def enqueue_generations(db: Database, jobs: int) -> None:
+    service = bench_service(db, bench_preset(size=32))
     for i in range(jobs):
         await service.imagine(f"job {i} --n 1", bench_actor(i), HERE)
-    pool = []
-    for _ in range(workers):
-        engines = EngineRegistry()
-        engines.put("fake", InstantEngine())
-        pool.append(
-            Worker(
-                db,
-                engines,
-                LocalImageStore(images),
-                {},
-                WorkerConfig(max_batch=4, batch_window_s=0),
-            )
-        )
+
+
+async def onbrand_workers(db: Database, jobs: int, workers: int, images: Path) -> float:
+    await enqueue_generations(db, jobs)
+    pool = [make_worker(db, images) for _ in range(workers)]
     start = time.perf_counter()
     await asyncio.gather(*(w.run(drain=True) for w in pool))
     elapsed = time.perf_counter() - start
@@ -88,35 +110,117 @@ async def onbrand_workers(db: Database, jobs: int, workers: int, images: Path) -
     return jobs / elapsed
 
 
-def _target():
-    from bench._setup import HERE
+async def onbrand_processes(db: Database, jobs: int, processes: int, images: Path) -> float:
+    """``processes`` worker processes; timed from the go signal to the last one's end."""
+    await enqueue_generations(db, jobs)
+    env = os.environ | {"DATABASE_URL": db.dsn}
+    command = [sys.executable, "-m", "bench.queue", "--serve", str(images)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            assert line.strip() == b"ready", line
+        start = time.time()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        outputs = [await asyncio.wait_for(proc.communicate(), timeout=600) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+    results = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+    completed = sum(r["completed"] for r in results)
+    assert completed == jobs, (completed, jobs)
+    return jobs / (max(r["ended"] for r in results) - start)
 
-    return HERE
+
+async def serve(images: Path) -> None:
+    """One worker process of ``onbrand_processes``: ready, wait for go, drain, report."""
+    db = Database(os.environ["DATABASE_URL"])
+    worker = make_worker(db, images)
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await worker.run(drain=True)
+    print(json.dumps({"completed": worker.completed, "ended": time.time()}), flush=True)
+    await db.dispose()
 
 
-async def run(jobs: int) -> int:
+Measure = Callable[[Database, int, Path], Coroutine[Any, Any, float]]
+
+
+async def run(jobs: int, rounds: int, processes: bool) -> dict[str, float]:
+    configs: dict[str, Measure] = {
+        "pgqueuer bare, no-op": lambda db, n, _: bare_pgqueuer(db, n),
+        "onbrand, 1 worker": lambda db, n, p: onbrand_workers(db, n, 1, p),
+        "onbrand, 4 workers (1 process)": lambda db, n, p: onbrand_workers(db, n, 4, p),
+    }
+    if processes:
+        configs["onbrand, 4 worker processes"] = lambda db, n, p: onbrand_processes(db, n, 4, p)
+    names = list(configs)
+    rates: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         async with scratch_database() as db:
-            bare = await bare_pgqueuer(db, jobs)
-        async with scratch_database() as db:
-            one = await onbrand_workers(db, jobs, 1, Path(tmp) / "a")
-        async with scratch_database() as db:
-            four = await onbrand_workers(db, jobs, 4, Path(tmp) / "b")
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    rate = await configs[name](db, jobs, Path(tmp) / f"images-{r}")
+                    rates[name].append(rate)
+    bare = rates[names[0]]
+    rows = [
+        Row(
+            name,
+            statistics.median(values),
+            "jobs/s",
+            {"rounds": " ".join(f"{v:.0f}" for v in values)},
+        )
+        for name, values in rates.items()
+    ]
+    ratios = {
+        f"{name.removeprefix('onbrand, ')} / bare": statistics.median(
+            v / b for v, b in zip(values, bare, strict=True)
+        )
+        for name, values in rates.items()
+        if name != names[0]
+    }
     report(
         "queue",
-        [
-            Row("pgqueuer bare, no-op", bare, "jobs/s"),
-            Row("onbrand, 1 worker", one, "jobs/s"),
-            Row("onbrand, 4 workers", four, "jobs/s"),
-        ],
-        ratios={"1 worker / bare": one / bare, "4 workers / bare": four / bare},
-        notes=f"{jobs} jobs each; onbrand jobs store a PNG and record it; goal >= 0.8",
+        rows,
+        ratios=ratios,
+        notes=(
+            f"{jobs} jobs per configuration, {rounds} rounds in rotating order, medians "
+            f"(ratios: median of per-round ratios); {os.cpu_count()} CPUs; "
+            "onbrand jobs store a PNG durably and record it; goal >= 0.8"
+        ),
     )
-    return 0
+    return ratios
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench queue")
     parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-processes", action="store_true", help="skip the 4-worker-process configuration"
+    )
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.jobs))
+    if args.serve is not None:
+        asyncio.run(serve(args.serve))
+        return 0
+    asyncio.run(run(args.jobs, args.rounds, not args.no_processes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -15,11 +15,13 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from core.ports import GenerateJob, JobResult
 
 T = TypeVar("T")
+K = TypeVar("K")
+R = TypeVar("R")
 RunBatch = Callable[[Hashable, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
 PIECE = "#"  # piece ids are "<job id>#<n>"
 
@@ -128,3 +130,46 @@ class Batcher:
 def job_of(piece_id: str) -> str:
     """The job id a piece id belongs to."""
     return piece_id.rsplit(PIECE, 1)[0]
+
+
+class Coalescer(Generic[K, R]):
+    """Group commit: calls that arrive while a flush is in flight (or in the same turn of the
+    event loop) go out together in the next flush.
+
+    ``flush(items)`` returns one result per item, in order. A lone call is flushed at once, so
+    coalescing adds no latency; under load, N concurrent calls cost one round trip instead of N.
+    If ``flush`` raises, every call of that flush raises the same exception.
+    """
+
+    def __init__(self, flush: Callable[[list[K]], Awaitable[Sequence[R]]]) -> None:
+        self._flush = flush
+        self._pending: list[tuple[K, asyncio.Future[R]]] = []
+        self._draining: asyncio.Task[None] | None = None
+        self.flushes = 0  # for metrics and tests
+
+    async def __call__(self, item: K) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                calls, self._pending = self._pending, []
+                self.flushes += 1
+                try:
+                    results = await self._flush([item for item, _ in calls])
+                except BaseException as exc:
+                    for _, future in calls:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), result in zip(calls, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._draining = None

@@ -2,7 +2,8 @@
 
 A key is the SHA-256 hex digest of the bytes plus a suffix (``<64 hex>.png``). Files live in
 sharded folders, ``root/ab/cd/abcd….png``, so no folder grows past a few thousand entries.
-Writes are atomic (a temporary file in the same folder, fsync, ``os.replace``), the same bytes are
+Writes are atomic and durable: a temporary file in the same folder, fsync, ``os.replace``, fsync
+of the folder (and of the parent of each shard folder created on the way). The same bytes are
 stored once, and keys are validated before they touch the filesystem, so a key can never point
 outside ``root``.
 """
@@ -16,13 +17,20 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["LocalImageStore", "make_key"]
+__all__ = ["BlockingPut", "LocalImageStore", "make_key"]
 
 _KEY: Final = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
 _SUFFIX: Final = re.compile(r"\.[a-z0-9]{1,8}")
 _TMP_PREFIX: Final = ".tmp-"
+
+
+@runtime_checkable
+class BlockingPut(Protocol):
+    """An image store that can also store from a worker thread, blocking (``LocalImageStore``)."""
+
+    def put_blocking(self, data: bytes, *, suffix: str = ".png") -> str: ...
 
 
 def make_key(data: bytes, suffix: str = ".png") -> str:
@@ -62,6 +70,13 @@ class LocalImageStore:
         _check_suffix(suffix)
         return await asyncio.to_thread(self._put, bytes(data), suffix)
 
+    def put_blocking(self, data: bytes, *, suffix: str = ".png") -> str:
+        """``put`` for a caller already in a worker thread (it blocks: never on the loop).
+
+        The worker encodes and stores an image in one thread hop with it."""
+        _check_suffix(suffix)
+        return self._put(bytes(data), suffix)
+
     async def get(self, key: str) -> bytes:
         path = self.path_for(key)
         return await asyncio.to_thread(self._get, key, path)
@@ -77,7 +92,7 @@ class LocalImageStore:
         path = self.path_for(key)
         if path.is_file():
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path.parent)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as tmp:
@@ -101,6 +116,21 @@ class LocalImageStore:
             return path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise KeyError(key) from None
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each new entry made durable (its parent
+    fsynced), so a stored image is never lost with a shard folder that vanished in a crash."""
+    missing: list[Path] = []
+    folder = directory
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    if not missing:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for new in reversed(missing):
+        _fsync_dir(new.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

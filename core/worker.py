@@ -3,8 +3,22 @@
 pgqueuer does the claiming (SKIP LOCKED, LISTEN/NOTIFY wake-ups with polling as a fallback),
 heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``) and retries.
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
-Images are watermarked, tagged with their parameters and an AI disclosure, stored, and only then
-is the generation marked done: ``done`` means every image is durably stored.
+Images are watermarked, tagged with their parameters and an AI disclosure (in threads), stored
+concurrently, and only then is the generation marked done: ``done`` means every image is durably
+stored.
+
+The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
+
+- the worker's records (``core.db.jobs``) are one plain-SQL statement each on a small asyncpg
+  pool, and concurrent jobs share them: the jobs of one claim start in one statement, the jobs
+  whose images are stored at about the same time finish in one (``Coalescer``, a group commit);
+- pgqueuer's own connection commits asynchronously (``QUEUE_SESSION``): its picks, heartbeats and
+  job-log rows need not wait for a WAL flush, because the generation row, not the queue, is the
+  record. If the database crashed and lost the last fraction of a second, a lost pick is claimed
+  again and a lost "job finished" makes the job reappear after the heartbeat timeout, where
+  ``jobs.start`` sees it is done and skips it; since WAL is written in order, a durable ``done``
+  implies everything committed before it is durable too;
+- the progress flusher sleeps while nothing runs.
 """
 
 from __future__ import annotations
@@ -24,10 +38,10 @@ from typing import Any
 
 from PIL import Image
 
-from core.batching import Batcher, job_of
+from core.batching import Batcher, Coalescer, job_of
 from core.db import jobs
 from core.db.database import Database
-from core.db.jobs import StartedJob, StoredImage
+from core.db.jobs import Finished, StartedJob, StoredImage
 from core.domain import GenerationKind, GenerationStatus
 from core.imaging import (
     ImageMetadata,
@@ -38,8 +52,12 @@ from core.imaging import (
 from core.ports import Engine, GenerateJob, ImageStore, JobResult, VaryJob
 from core.presets import Preset
 from core.queue import GENERATE
+from core.storage import BlockingPut
 
 log = logging.getLogger(__name__)
+
+QUEUE_SESSION: dict[str, str] = {"synchronous_commit": "off"}
+"""Session settings of pgqueuer's connection (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,16 @@ class WorkerConfig:
     max_attempts: int = 3
     progress_interval_s: float = 1.0
     retry_delay_s: float = 2.0
+    max_in_flight: int = 0  # jobs claimed at once; 0: two batches' worth (2 * max_batch)
+    claim_batch: int = 0  # jobs per dequeue; 0: max_batch
+
+    @property
+    def in_flight(self) -> int:
+        return max(self.max_in_flight or 2 * self.max_batch, 2 * self.claim_size)
+
+    @property
+    def claim_size(self) -> int:
+        return self.claim_batch or self.max_batch
 
 
 @dataclass
@@ -74,6 +102,12 @@ class Worker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._cancelled: set[uuid.UUID] = set()
         self._queue_manager: Any = None
+        self._sql: jobs.Sql | None = None
+        self._busy = asyncio.Event()  # set while any generation runs (wakes the flusher)
+        # Concurrent jobs start together and finish together: one statement (and one commit)
+        # for all the jobs of a claim, or of a batch, instead of one each.
+        self._start: Coalescer[uuid.UUID, StartedJob | None] = Coalescer(self._start_many)
+        self._finish: Coalescer[Finished, bool] = Coalescer(self._finish_many)
         self.completed = 0
 
     # --- the process -----------------------------------------------------------------------
@@ -84,7 +118,16 @@ class Worker:
         from pgqueuer import Queries, QueueManager
         from pgqueuer.types import QueueExecutionMode
 
-        connection = await asyncpg.connect(self.db.dsn)
+        connection = await asyncpg.connect(self.db.dsn, server_settings=QUEUE_SESSION)
+        # The worker's own statements (core.db.jobs) get a small pool of plain asyncpg
+        # connections: each job's start and finish are one round trip each.
+        pool = await asyncpg.create_pool(
+            self.db.dsn,
+            min_size=1,
+            max_size=self.config.in_flight + 1,
+            reset=_keep_session,
+        )
+        self._sql = pool
         manager = QueueManager(Queries.from_asyncpg_connection(connection))
         self._queue_manager = manager
 
@@ -97,8 +140,8 @@ class Worker:
         flushing = asyncio.create_task(self._flush_progress_forever(), name="progress")
         try:
             await manager.run(
-                batch_size=self.config.max_batch,
-                max_concurrent_tasks=2 * self.config.max_batch,
+                batch_size=self.config.claim_size,
+                max_concurrent_tasks=self.config.in_flight,
                 heartbeat_timeout=timedelta(seconds=self.config.heartbeat_timeout_s),
                 dequeue_timeout=timedelta(seconds=5),
                 mode=mode,
@@ -110,9 +153,13 @@ class Worker:
                 await serving
             with contextlib.suppress(asyncio.CancelledError):
                 await flushing
-            await self._flush_progress()
-            if not connection.is_closed():
-                await connection.close()
+            try:
+                await self._flush_progress()
+            finally:
+                self._sql = None
+                await pool.close()
+                if not connection.is_closed():
+                    await connection.close()
 
     def stop(self) -> None:
         """Graceful stop: claim nothing new, let the jobs in hand finish, then ``run`` returns."""
@@ -125,28 +172,30 @@ class Worker:
         """Run one generation to done, failed or cancelled (or ask the queue for a retry)."""
         from pgqueuer import RetryRequested
 
-        job = await jobs.start(self.db, generation_id)
+        sql = self._connected()
+        job = await self._start(generation_id)
         if job is None:
             return  # cancelled while waiting, or already finished by another worker
         if job.attempts > self.config.max_attempts:
             await self._fail(job, "gave up after repeated attempts (the worker kept stopping)")
             return
         self._running[job.id] = _Running(job.platform)
+        self._busy.set()
         started = time.perf_counter()
         try:
             result = await self._generate(job)
             elapsed = time.perf_counter() - started
             if result.cancelled or job.id in self._cancelled:
-                await jobs.end(self.db, job, GenerationStatus.CANCELLED, None, elapsed)
+                await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed)
                 return
             stored = await self._store(job, result.images)
-            await jobs.finish(self.db, job, stored, elapsed)
-            self.completed += 1
+            if await self._finish(Finished(job, stored, elapsed)):
+                self.completed += 1
         except Exception as exc:
             elapsed = time.perf_counter() - started
             log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
             if job.attempts < self.config.max_attempts and not _is_user_error(exc):
-                await jobs.end(self.db, job, GenerationStatus.QUEUED, _error_text(exc), elapsed)
+                await jobs.end(sql, job, GenerationStatus.QUEUED, _error_text(exc), elapsed)
                 raise RetryRequested(
                     delay=timedelta(seconds=self.config.retry_delay_s * job.attempts),
                     reason=type(exc).__name__,
@@ -155,6 +204,21 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
             self._cancelled.discard(job.id)
+            if not self._running:
+                self._busy.clear()
+
+    async def _start_many(self, ids: list[uuid.UUID]) -> list[StartedJob | None]:
+        started = await jobs.start_many(self._connected(), ids)
+        return [started.get(gid) for gid in ids]
+
+    async def _finish_many(self, finished: list[Finished]) -> list[bool]:
+        done = await jobs.finish_many(self._connected(), finished)
+        return [f.job.id in done for f in finished]
+
+    def _connected(self) -> jobs.Sql:
+        if self._sql is None:
+            raise RuntimeError("Worker.handle runs inside Worker.run")
+        return self._sql
 
     async def _fail(self, job: StartedJob, reason: str, elapsed: float = 0.0) -> None:
         message = (
@@ -162,7 +226,7 @@ class Worker:
             if reason.startswith("The image service refused")
             else f"generation failed, reference {job.id}"
         )
-        await jobs.end(self.db, job, GenerationStatus.FAILED, message, elapsed)
+        await jobs.end(self._connected(), job, GenerationStatus.FAILED, message, elapsed)
 
     async def _generate(self, job: StartedJob) -> JobResult:
         params = job.params
@@ -214,7 +278,7 @@ class Worker:
     async def _source_image(self, job: StartedJob) -> Image.Image:
         if job.parent_id is None or job.source_index is None:
             raise ValueError(f"{job.kind.value} {job.id} has no source image")
-        key = await jobs.source_image_key(self.db, job.parent_id, job.source_index)
+        key = await jobs.source_image_key(self._connected(), job.parent_id, job.source_index)
         if key is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
         data = await self.store.get(key)
@@ -242,21 +306,21 @@ class Worker:
 
     async def _flush_progress(self) -> None:
         """Write progress (at most once per interval per generation) and learn of cancels."""
+        if not self._running or self._sql is None:
+            return
         dirty = {gid: r for gid, r in self._running.items() if r.dirty}
         for running in dirty.values():
             running.dirty = False
         updates = {gid: (r.fraction, r.platform) for gid, r in dirty.items()}
-        # Also poll generations without new progress (e.g. waiting for the device).
-        quiet = [gid for gid in self._running if gid not in dirty]
-        self._cancelled |= await jobs.write_progress(self.db, updates)
-        if quiet:
-            statuses = await jobs.status_of(self.db, quiet)
-            self._cancelled |= {
-                gid for gid, status in statuses.items() if status is GenerationStatus.CANCELLED
-            }
+        # Also ask about generations without new progress (e.g. waiting for the device).
+        statuses = await jobs.sync_running(self._sql, list(self._running), updates)
+        self._cancelled |= {
+            gid for gid, status in statuses.items() if status is GenerationStatus.CANCELLED
+        }
 
     async def _flush_progress_forever(self) -> None:
         while True:
+            await self._busy.wait()  # nothing runs: nothing to write, no polling
             await asyncio.sleep(self.config.progress_interval_s)
             try:
                 await self._flush_progress()
@@ -266,23 +330,35 @@ class Worker:
     # --- storing ---------------------------------------------------------------------------
 
     async def _store(self, job: StartedJob, images: Sequence[Image.Image]) -> list[StoredImage]:
+        """Watermark, tag, encode (in threads) and durably store every image, concurrently."""
         preset = self.presets.get(job.params.preset)
-        stored = []
-        for index, image in enumerate(images, start=1):
-            data, score = await asyncio.to_thread(self._finish_image, job, preset, index, image)
-            key = await self.store.put(data, suffix=".png")
-            stored.append(
-                StoredImage(
-                    index=index,
-                    storage_key=key,
-                    sha256=key.split(".", 1)[0],
-                    width=image.width,
-                    height=image.height,
-                    size=len(data),
-                    palette_score=score,
-                )
+        blocking = self.store if isinstance(self.store, BlockingPut) else None
+
+        def encode_and_put(
+            store: BlockingPut, index: int, image: Image.Image
+        ) -> tuple[bytes, float | None, str]:
+            data, score = self._finish_image(job, preset, index, image)
+            return data, score, store.put_blocking(data, suffix=".png")
+
+        async def one(index: int, image: Image.Image) -> StoredImage:
+            if blocking is not None:  # one thread hop for both
+                data, score, key = await asyncio.to_thread(encode_and_put, blocking, index, image)
+            else:
+                data, score = await asyncio.to_thread(self._finish_image, job, preset, index, image)
+                key = await self.store.put(data, suffix=".png")
+            return StoredImage(
+                index=index,
+                storage_key=key,
+                sha256=key.split(".", 1)[0],
+                width=image.width,
+                height=image.height,
+                size=len(data),
+                palette_score=score,
             )
-        return stored
+
+        if len(images) == 1:
+            return [await one(1, images[0])]
+        return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images, start=1))))
 
     def _finish_image(
         self, job: StartedJob, preset: Preset | None, index: int, image: Image.Image
@@ -318,6 +394,11 @@ class Worker:
         )
         score = palette_score(image, preset.palette) if preset and preset.palette else None
         return encode_png(image, meta), score
+
+
+async def _keep_session(connection: Any) -> None:
+    """Pool reset: our statements leave no session state behind (``set_config`` is local to
+    its statement's transaction), so skip asyncpg's reset round trip on every release."""
 
 
 @lru_cache(maxsize=32)

@@ -402,3 +402,74 @@ async def test_events_drive_progress_edits_and_delivery(
     assert [g for g, _ in sink.posted] == [gid]
     progress_texts = [card.text for ref, card in sink.edits if "Generating" in card.text]
     assert progress_texts, "no progress edit reached the status message"
+
+
+async def test_concurrent_jobs_start_and_finish_in_shared_statements(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    ids = [
+        (await service.imagine(f"shape {i} --n 1", actor(f"u{i}"), HERE)).generation_ids[0]
+        for i in range(8)
+    ]
+    worker = make_worker(db, store, preset, FakeEngine(), batch_window_s=0)
+    await asyncio.wait_for(worker.run(drain=True), timeout=30)
+    assert set((await statuses(db, ids)).values()) == {GenerationStatus.DONE}
+    assert worker.completed == 8
+    # Jobs claimed together start in one statement; jobs stored together finish in one.
+    assert worker._start.flushes < 8
+    assert worker._finish.flushes < 8
+    async with db.sessions() as session:
+        counts = await session.execute(
+            select(ImageRow.generation_id, text("count(*)")).group_by(ImageRow.generation_id)
+        )
+        assert {gid: n for gid, n in counts.all()} == dict.fromkeys(ids, 1)
+
+
+async def test_finish_never_overwrites_a_generation_cancelled_meanwhile(
+    db: Database, service: Service, preset: Preset
+) -> None:
+    import asyncpg
+
+    from core.db import jobs
+    from core.events import subscribe
+
+    ann = actor("ann")
+    kept, cancelled = [
+        (await service.imagine(f"circle {i} --n 1", ann, HERE)).generation_ids[0] for i in range(2)
+    ]
+    sql = await asyncpg.connect(db.dsn)
+    try:
+        started = await jobs.start_many(sql, [kept, cancelled])
+        assert set(started) == {kept, cancelled}
+        assert all(job.attempts == 1 for job in started.values())
+        await service.act(Action(ActionKind.CANCEL, cancelled).custom_id, ann, HERE)
+        assert await jobs.start(sql, cancelled) is None  # no longer runnable
+
+        image = jobs.StoredImage(1, "a" * 64 + ".png", "a" * 64, 64, 64, 10, None)
+        async with subscribe(db.dsn) as events:
+            done = await jobs.finish_many(
+                sql,
+                [
+                    jobs.Finished(started[kept], [image], 0.5),
+                    jobs.Finished(started[cancelled], [image], 0.5),
+                ],
+            )
+            assert done == {kept}
+            event = await asyncio.wait_for(events.get(), timeout=5)
+            assert (event.type, event.generation_id) == ("done", kept)
+            # Finishing again (a re-claimed job) changes nothing and says so.
+            assert not await jobs.finish(sql, started[kept], [image], 0.5)
+            await asyncio.sleep(0.2)
+            assert events.empty(), "no second done event"
+    finally:
+        await sql.close()
+    assert await statuses(db, [kept, cancelled]) == {
+        kept: GenerationStatus.DONE,
+        cancelled: GenerationStatus.CANCELLED,
+    }
+    async with db.sessions() as session:
+        recorded = (await session.execute(select(ImageRow.generation_id))).scalars().all()
+        assert recorded == [kept]
+        row = await session.get(GenerationRow, kept)
+        assert row is not None
+        assert row.gpu_seconds == 0.5

@@ -168,3 +168,34 @@ async def test_concurrent_puts_of_different_bytes(store: LocalImageStore) -> Non
 async def test_stored_files_are_readable_by_others(store: LocalImageStore) -> None:
     key = await store.put(b"shared")
     assert store.path_for(key).stat().st_mode & 0o044 == 0o044
+
+
+def test_new_shard_folders_and_each_file_are_made_durable(
+    store: LocalImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.storage
+
+    synced: list[Path] = []
+    monkeypatch.setattr(core.storage, "_fsync_dir", synced.append)
+    store.root.mkdir(parents=True)
+    key = store._put(b"first", ".png")
+    shard = store.path_for(key).parent
+    # The new folders' entries (in root, in root/ab), then the file's entry in root/ab/cd.
+    assert synced == [store.root, shard.parent, shard]
+
+    synced.clear()
+    second = make_key(b"second")
+    store.path_for(second).parent.mkdir(parents=True, exist_ok=True)
+    store._put(b"second", ".png")
+    assert synced == [store.path_for(second).parent]  # existing folders: only the file's entry
+
+
+def test_put_blocking_stores_like_put(store: LocalImageStore) -> None:
+    from core.storage import BlockingPut
+
+    assert isinstance(store, BlockingPut)
+    key = store.put_blocking(b"from a thread", suffix=".webp")
+    assert key == make_key(b"from a thread", ".webp")
+    assert store.path_for(key).read_bytes() == b"from a thread"
+    with pytest.raises(ValueError, match="bad image suffix"):
+        store.put_blocking(b"x", suffix="png")
