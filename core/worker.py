@@ -38,6 +38,7 @@ from typing import Any
 
 from PIL import Image
 
+from core import logs, metrics
 from core.batching import Batcher, Coalescer, job_of
 from core.db import jobs
 from core.db.database import Database
@@ -170,14 +171,20 @@ class Worker:
 
     async def handle(self, generation_id: uuid.UUID) -> None:
         """Run one generation to done, failed or cancelled (or ask the queue for a retry)."""
+        with logs.bound(generation=generation_id):
+            await self._handle(generation_id)
+
+    async def _handle(self, generation_id: uuid.UUID) -> None:
         from pgqueuer import RetryRequested
 
         sql = self._connected()
         job = await self._start(generation_id)
         if job is None:
             return  # cancelled while waiting, or already finished by another worker
+        metrics.job_started()
         if job.attempts > self.config.max_attempts:
             await self._fail(job, "gave up after repeated attempts (the worker kept stopping)")
+            metrics.job_ended("failed")
             return
         self._running[job.id] = _Running(job.platform)
         self._busy.set()
@@ -187,20 +194,26 @@ class Worker:
             elapsed = time.perf_counter() - started
             if result.cancelled or job.id in self._cancelled:
                 await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed)
+                metrics.job_ended("cancelled")
                 return
             stored = await self._store(job, result.images)
             if await self._finish(Finished(job, stored, elapsed)):
                 self.completed += 1
+                metrics.job_ended("done")
+            else:
+                metrics.job_ended("cancelled")  # cancelled while its images were being stored
         except Exception as exc:
             elapsed = time.perf_counter() - started
             log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
             if job.attempts < self.config.max_attempts and not _is_user_error(exc):
                 await jobs.end(sql, job, GenerationStatus.QUEUED, _error_text(exc), elapsed)
+                metrics.job_ended("retried")
                 raise RetryRequested(
                     delay=timedelta(seconds=self.config.retry_delay_s * job.attempts),
                     reason=type(exc).__name__,
                 ) from exc
             await self._fail(job, _error_text(exc), elapsed)
+            metrics.job_ended("failed")
         finally:
             self._running.pop(job.id, None)
             self._cancelled.discard(job.id)

@@ -239,9 +239,16 @@ async def test_a_running_job_cancelled_stops_and_its_batch_mates_finish(
     assert kept == 0
 
 
+def counter(name: str) -> float:
+    from core.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(f"{name}_total") or 0.0
+
+
 async def test_a_failing_job_is_retried_then_fails_with_a_reference(
     db: Database, service: Service, store: LocalImageStore, preset: Preset
 ) -> None:
+    before = {n: counter(n) for n in ("onbrand_jobs_retried", "onbrand_jobs_failed")}
     gid = (await service.imagine("boom", actor("ann"), HERE)).generation_ids[0]
     worker = make_worker(
         db, store, preset, FakeEngine(fail_on=["boom"]), retry_delay_s=0, max_attempts=3
@@ -251,6 +258,8 @@ async def test_a_failing_job_is_retried_then_fails_with_a_reference(
     generation = await service.generation(gid)
     assert generation.status is GenerationStatus.FAILED
     assert generation.error == f"generation failed, reference {gid}"
+    assert counter("onbrand_jobs_retried") - before["onbrand_jobs_retried"] == 2
+    assert counter("onbrand_jobs_failed") - before["onbrand_jobs_failed"] == 1
     async with db.sessions() as session:
         row = await session.get(GenerationRow, gid)
         assert row is not None
