@@ -482,3 +482,55 @@ async def test_finish_never_overwrites_a_generation_cancelled_meanwhile(
         row = await session.get(GenerationRow, kept)
         assert row is not None
         assert row.gpu_seconds == 0.5
+
+
+TINY_PRESET = """
+name: tiny-brand
+brand: Tiny
+prompt: "{prompt}"
+aspect_ratios: {"1:1": [64, 64]}
+default_aspect: "1:1"
+engine: {kind: diffusers, model: tiny, steps: 3, guidance: 5.0}
+limits: {images_per_user_per_day: 1000, queued_per_user: 50}
+"""
+
+
+async def _pixels(db: Database, store: LocalImageStore, gid: uuid.UUID) -> list[bytes]:
+    async with db.sessions() as session:
+        keys = (
+            await session.scalars(
+                select(ImageRow.storage_key)
+                .where(ImageRow.generation_id == gid)
+                .order_by(ImageRow.index)
+            )
+        ).all()
+    return [Image.open(io.BytesIO(await store.get(k))).convert("RGB").tobytes() for k in keys]
+
+
+@pytest.mark.slow
+async def test_a_batched_job_makes_the_pixels_it_makes_alone(
+    db: Database, store: LocalImageStore
+) -> None:
+    """The real diffusers engine on the bundled model: batching never changes an image."""
+    from core.engines.diffusers import DiffusersEngine
+
+    preset = parse_preset(TINY_PRESET)
+    service = Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig(preset.name))
+    engines = EngineRegistry()
+    engines.put("diffusers", DiffusersEngine(device="cpu"))
+    config = WorkerConfig(max_batch=4, batch_window_s=0.5, progress_interval_s=0.1)
+    worker = Worker(db, engines, store, {preset.name: preset}, config)
+
+    async def ask(text: str, who: str) -> uuid.UUID:
+        return (await service.imagine(text, actor(who), HERE)).generation_ids[0]
+
+    alone = await ask("a red circle on a blue background --seed 3 --n 2", "a")
+    await asyncio.wait_for(worker.run(drain=True), timeout=120)
+    batched = await ask("a red circle on a blue background --seed 3 --n 2", "b")
+    mate = await ask("a green square on a yellow background --seed 9 --n 2", "c")
+    worker = Worker(db, engines, store, {preset.name: preset}, config)
+    await asyncio.wait_for(worker.run(drain=True), timeout=120)
+
+    assert worker.batcher.batch_sizes == [4], "the two jobs should have shared one call"
+    assert await _pixels(db, store, batched) == await _pixels(db, store, alone)
+    assert await _pixels(db, store, mate) != await _pixels(db, store, alone)
