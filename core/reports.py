@@ -1,9 +1,13 @@
 """Campaign reports: what was made, what people liked, what was approved, what it cost.
 
 Every figure is computed by PostgreSQL (CTEs, ``FILTER`` aggregates, ``GROUPING SETS``,
-``percentile_cont``, a recursive CTE for lineage) in one statement; Python only maps the result
-into frozen dataclasses and renders it. The per-image rows that the CSV and JSON exports carry
-come from a second statement in the same snapshot (``include_images=False`` skips it).
+``percentile_cont``, a recursive CTE for lineage); Python only maps the results into frozen
+dataclasses and renders them. Two statements read one snapshot: ``_FIGURES`` (totals,
+engagement, cost, breakdowns) and ``_PICKS`` (top and approved images, lineage). Given a
+``Database``, they run at the same time on two connections, the second importing the first's
+snapshot (``pg_export_snapshot``), so the two halves use two cores. The per-image rows that the
+CSV and JSON exports carry come from a third statement in the same snapshot
+(``include_images=False`` skips it).
 
 How each figure is defined is documented in ``docs/reports.md``; the short version:
 
@@ -20,10 +24,12 @@ refuses everyone else before calling in here.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -245,6 +251,11 @@ fg AS MATERIALIZED (
     FROM fb WHERE image_id IS NULL
     GROUP BY generation_id
 ),
+gim AS MATERIALIZED (  -- the images of grids approved as a whole, read once for ap and appr
+    SELECT im.id, im.generation_id FROM images im
+    WHERE im.generation_id IN (
+        SELECT generation_id FROM fb WHERE kind = 'approve' AND image_id IS NULL)
+),
 ap AS MATERIALIZED (
     SELECT image_id, generation_id, min(at) AS approved_at
     FROM (
@@ -252,7 +263,7 @@ ap AS MATERIALIZED (
         FROM fi WHERE approved_at IS NOT NULL
         UNION ALL
         SELECT im.id, fg.generation_id, fg.approved_at
-        FROM fg JOIN images im ON im.generation_id = fg.generation_id
+        FROM fg JOIN gim im ON im.generation_id = fg.generation_id
         WHERE fg.approved_at IS NOT NULL
     ) x
     GROUP BY image_id, generation_id
@@ -275,7 +286,7 @@ appr AS MATERIALIZED (
             FROM fb WHERE fb.kind = 'approve' AND fb.image_id IS NOT NULL
             UNION ALL
             SELECT im.id, fb.user_id, fb.created_at
-            FROM fb JOIN images im ON im.generation_id = fb.generation_id
+            FROM fb JOIN gim im ON im.generation_id = fb.generation_id
             WHERE fb.kind = 'approve' AND fb.image_id IS NULL
         ) x
         GROUP BY image_id, user_id
@@ -299,7 +310,7 @@ _AUDIT_RANGES = {
 }
 
 # Images with every detail; {source} is a FROM clause giving `im` (images) and `gen`
-# (their generations), {where} picks the images.
+# (their generations), {where} picks the images, {extra} adds columns after ImageRow's.
 _DETAIL = """
 SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS "user",
        gen.platform, gen.queued_at AS created_at, gen.finished_at,
@@ -315,7 +326,7 @@ SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS 
        coalesce(fg.dislikes, 0) AS grid_dislikes,
        ap.approved_at IS NOT NULL AS approved,
        coalesce(appr.approved_by, ARRAY[]::text[]) AS approved_by,
-       ap.approved_at, im.palette_score, im.storage_key
+       ap.approved_at, im.palette_score, im.storage_key{extra}
 {source}
 JOIN lab mk ON mk.id = gen.user_id
 LEFT JOIN fi ON fi.image_id = im.id
@@ -327,7 +338,7 @@ LEFT JOIN appr ON appr.image_id = im.id
 
 _PICKED = "FROM images im JOIN generations gen ON gen.id = im.generation_id"
 
-_SUMMARY = (
+_FIGURES = (
     _COMMON
     + """,
 gi AS (
@@ -426,23 +437,8 @@ slices AS (
            sl.approved_images::float8 / nullif(sl.images, 0) AS approval_rate,
            sl.gpu_seconds, sl.first_at
     FROM sl LEFT JOIN lab ON lab.id = sl.user_id
-),
-top AS (
-    SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
-    WHERE fi.favourites > 0
-    ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
-    LIMIT :top
-),
-chain AS (
-    SELECT ap.image_id, 0 AS depth, gen.id, gen.parent_id, gen.source_index,
-           NULL::int AS used_index, gen.kind, gen.user_id, gen.raw_prompt, gen.queued_at
-    FROM ap JOIN generations gen ON gen.id = ap.generation_id
-    UNION ALL
-    SELECT c.image_id, c.depth + 1, p.id, p.parent_id, p.source_index,
-           c.source_index, p.kind, p.user_id, p.raw_prompt, p.queued_at
-    FROM chain c JOIN generations p ON p.id = c.parent_id
-    WHERE p.campaign_id = :cid AND c.depth < :max_depth
 )
+-- the picked images (top, approved, lineage) are _PICKS below
 SELECT
     (SELECT row_to_json(t) FROM (
         SELECT tot.*, fbc.*, med.*,
@@ -456,31 +452,70 @@ SELECT
        FILTER (WHERE s.dim = 'preset') FROM slices s) AS per_preset,
     (SELECT json_agg(s ORDER BY s.key) FILTER (WHERE s.dim = 'day') FROM slices s) AS per_day,
     (SELECT json_agg(s ORDER BY s.requests DESC, s.key)
-       FILTER (WHERE s.dim = 'platform') FROM slices s) AS per_platform,
-    (SELECT json_agg(d ORDER BY d.favourites DESC, d.likes DESC, d.created_at,
-                     d.generation_id, d.index) FROM (
-        """
-    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM top)")
+       FILTER (WHERE s.dim = 'platform') FROM slices s) AS per_platform
+"""
+)
+
+# The top and approved images with their details and the approved images' lineage. It needs
+# the feedback CTEs but not the image counts, so it can run beside _FIGURES on a second
+# connection in the same snapshot (see ``build_report``).
+_PICKS = (
+    _COMMON
+    + """,
+top AS (
+    SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
+    WHERE fi.favourites > 0
+    ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
+    LIMIT :top
+),
+chain AS (  -- walked once per approved generation; its images share the chain
+    SELECT gen.id AS root, 0 AS depth, gen.id, gen.parent_id, gen.source_index,
+           NULL::int AS used_index, gen.kind, gen.user_id, gen.raw_prompt, gen.queued_at
+    FROM (SELECT DISTINCT generation_id FROM ap) a
+    JOIN generations gen ON gen.id = a.generation_id
+    UNION ALL
+    SELECT c.root, c.depth + 1, p.id, p.parent_id, p.source_index,
+           c.source_index, p.kind, p.user_id, p.raw_prompt, p.queued_at
+    FROM chain c JOIN generations p ON p.id = c.parent_id
+    WHERE p.campaign_id = :cid AND c.depth < :max_depth
+),
+steps AS MATERIALIZED (
+    SELECT c.root,
+           json_agg(json_build_object(
+               'depth', c.depth, 'generation_id', c.id::text, 'kind', c.kind,
+               'used_index', c.used_index, 'user', lab.label, 'prompt', c.raw_prompt,
+               'created_at', c.queued_at) ORDER BY c.depth) AS steps
+    FROM chain c JOIN lab ON lab.id = c.user_id
+    GROUP BY c.root
+)
+-- One row per approved image (ImageRow's columns, then the generation its lineage starts
+-- from), in order of approval; the first row (or a lone row of NULLs when nothing is approved)
+-- also carries the top images and the lineage steps per generation as JSON.
+SELECT CASE WHEN d.n IS NULL OR d.n = 1 THEN h.top_images END AS top_images,
+       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.chains END AS chains,
+       d.*
+FROM (
+    SELECT (SELECT json_agg(t ORDER BY t.favourites DESC, t.likes DESC, t.created_at,
+                            t.generation_id, t.index) FROM (
+                """
+    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM top)", extra="")
     + """
-    ) d) AS top_images,
-    (SELECT json_agg(d ORDER BY d.approved_at, d.generation_id, d.index) FROM (
+            ) t) AS top_images,
+           (SELECT json_object_agg(root::text, steps) FROM steps) AS chains
+) h
+LEFT JOIN (
+    SELECT a.*, row_number() OVER (ORDER BY a.approved_at, a.generation_id, a.index) AS n
+    FROM (
         """
-    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM ap)")
+    + _DETAIL.format(
+        source=_PICKED,
+        where="WHERE im.id IN (SELECT image_id FROM ap)",
+        extra=", ap.generation_id::text AS lineage_root",
+    )
     + """
-    ) d) AS approved_images,
-    (SELECT json_agg(l ORDER BY l.approved_at, l.generation_id, l.index) FROM (
-        SELECT im.generation_id::text AS generation_id, im.index, im.storage_key,
-               ap.approved_at,
-               json_agg(json_build_object(
-                   'depth', c.depth, 'generation_id', c.id::text, 'kind', c.kind,
-                   'used_index', c.used_index, 'user', lab.label, 'prompt', c.raw_prompt,
-                   'created_at', c.queued_at) ORDER BY c.depth) AS steps
-        FROM chain c
-        JOIN ap ON ap.image_id = c.image_id
-        JOIN images im ON im.id = c.image_id
-        JOIN lab ON lab.id = c.user_id
-        GROUP BY im.generation_id, im.index, im.storage_key, ap.approved_at
-    ) l) AS lineage
+    ) a
+) d ON true
+ORDER BY d.n
 """
 )
 
@@ -490,6 +525,7 @@ _IMAGES = (
         source="FROM g JOIN images im ON im.generation_id = g.id "
         "JOIN generations gen ON gen.id = g.id",
         where="",
+        extra="",
     )
     + " ORDER BY gen.queued_at, im.generation_id, im.index"
 )
@@ -524,8 +560,31 @@ async def build_report(
             await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
                 await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                return await _build(conn, campaign, since, until, pseudonymise, include_images, top)
+                return await _build(
+                    conn, campaign, since, until, pseudonymise, include_images, top, source
+                )
     return await _build(source, campaign, since, until, pseudonymise, include_images, top)
+
+
+async def _settings(conn: AsyncSession | AsyncConnection) -> None:
+    # The estimated cost of these big statements is far above jit_above_cost; compiling them
+    # takes seconds while running them takes milliseconds. SET LOCAL ends with the transaction.
+    await conn.execute(text("SET LOCAL jit = off"))
+    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # hashes and sorts stay in memory
+
+
+async def _picks_beside(db: Database, snapshot: str, sql: str, params: dict[str, Any]) -> _Picks:
+    """Run ``sql`` (_PICKS) on a second connection that reads the exported ``snapshot``."""
+    if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            # must come first in the transaction, before any query
+            await conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            await _settings(conn)
+            return _picks((await conn.execute(text(sql), params)).all())
 
 
 async def _build(
@@ -536,6 +595,7 @@ async def _build(
     pseudonymise: bool,
     include_images: bool,
     top: int,
+    beside: Database | None = None,
 ) -> CampaignReport:
     found = (
         await conn.execute(
@@ -551,10 +611,7 @@ async def _build(
             f"There is no campaign called “{campaign}”. "
             "Check the name with `onbrand campaign list`."
         )
-    # The estimated cost of this one big statement is far above jit_above_cost; compiling it
-    # takes seconds while running it takes milliseconds. SET LOCAL ends with the transaction.
-    await conn.execute(text("SET LOCAL jit = off"))
-    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # hashes and sorts stay in memory
+    await _settings(conn)
     info = CampaignInfo(
         found.name, found.preset_name, found.starts_on, found.ends_on, found.gpu_budget_seconds
     )
@@ -565,12 +622,24 @@ async def _build(
         params["hi"] = datetime.combine(until + timedelta(days=1), time(), UTC)
     shape = (since is not None, until is not None)
 
-    summary_sql = _SUMMARY.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape])
-    row = (
-        await conn.execute(
-            text(summary_sql), {**params, "top": top, "max_depth": MAX_LINEAGE_DEPTH}
-        )
-    ).one()
+    figures_sql = _FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape])
+    picks_sql = _PICKS.format(range=_RANGES[shape])
+    picks_params = {**params, "top": top, "max_depth": MAX_LINEAGE_DEPTH}
+    if beside is not None:
+        # Our own REPEATABLE READ transaction: the picks run on a second connection in the
+        # same snapshot while this one computes the figures (two cores instead of one).
+        snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+        picking = asyncio.create_task(_picks_beside(beside, snapshot, picks_sql, picks_params))
+        try:
+            row = (await conn.execute(text(figures_sql), params)).one()
+        except BaseException:
+            picking.cancel()
+            await asyncio.gather(picking, return_exceptions=True)
+            raise
+        picks = await picking
+    else:  # the caller's transaction (it may hold uncommitted rows): one after the other
+        row = (await conn.execute(text(figures_sql), params)).one()
+        picks = _picks((await conn.execute(text(picks_sql), picks_params)).all())
     t = _json(row.totals)
     queue_wait = t["queue_wait"] or [None, None]
     generation = t["generation"] or [None, None]
@@ -629,9 +698,9 @@ async def _build(
         per_preset_version=_slices(row.per_preset),
         per_day=_slices(row.per_day),
         per_platform=_slices(row.per_platform),
-        top_images=tuple(_image_row(d) for d in _json(row.top_images) or ()),
-        approved_images=tuple(_image_row(d) for d in _json(row.approved_images) or ()),
-        lineage=tuple(_lineage(d) for d in _json(row.lineage) or ()),
+        top_images=picks.top_images,
+        approved_images=picks.approved_images,
+        lineage=picks.lineage,
         images=rows,
     )
 
@@ -712,23 +781,44 @@ def _image_row_from_db(row: Sequence[Any]) -> ImageRow:
     return ImageRow(*values)
 
 
-def _lineage(d: Mapping[str, Any]) -> Lineage:
-    return Lineage(
-        generation_id=str(d["generation_id"]),
-        index=int(d["index"]),
-        storage_key=str(d["storage_key"]),
-        steps=tuple(
-            LineageStep(
-                depth=int(s["depth"]),
-                generation_id=str(s["generation_id"]),
-                kind=str(s["kind"]),
-                used_index=None if s["used_index"] is None else int(s["used_index"]),
-                user=str(s["user"]),
-                prompt=str(s["prompt"]),
-                created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
-            )
-            for s in d["steps"]
-        ),
+_N_IMAGE_COLUMNS = len(fields(ImageRow))
+
+
+@dataclass(frozen=True)
+class _Picks:
+    top_images: tuple[ImageRow, ...]
+    approved_images: tuple[ImageRow, ...]
+    lineage: tuple[Lineage, ...]
+
+
+def _picks(picks: Sequence[Any]) -> _Picks:
+    """_PICKS' rows: the top images, the approved ones (in order of approval), their lineage."""
+    chains = {
+        root: tuple(_step(s) for s in steps) for root, steps in (_json(picks[0][1]) or {}).items()
+    }
+    approved: list[ImageRow] = []
+    lineage: list[Lineage] = []
+    for row in picks:
+        if row[-1] is None:  # no approved image at all (n)
+            continue
+        image = _image_row_from_db(row[2 : 2 + _N_IMAGE_COLUMNS])
+        approved.append(image)
+        steps = chains.get(row[-2])  # lineage_root
+        if steps is not None:
+            lineage.append(Lineage(image.generation_id, image.index, image.storage_key, steps))
+    top = tuple(_image_row(d) for d in _json(picks[0][0]) or ())
+    return _Picks(top, tuple(approved), tuple(lineage))
+
+
+def _step(s: Mapping[str, Any]) -> LineageStep:
+    return LineageStep(
+        depth=int(s["depth"]),
+        generation_id=str(s["generation_id"]),
+        kind=str(s["kind"]),
+        used_index=None if s["used_index"] is None else int(s["used_index"]),
+        user=str(s["user"]),
+        prompt=str(s["prompt"]),
+        created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
     )
 
 

@@ -218,7 +218,11 @@ class Message(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("generation_id", "index"),)
+    __table_args__ = (
+        UniqueConstraint("generation_id", "index"),
+        # Deduplicated (one entry per generation): campaign reports count images through it.
+        Index("ix_images_generation_id", "generation_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     generation_id: Mapped[uuid.UUID] = mapped_column(
