@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.db import Database
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +43,8 @@ def onbrand(
 
 
 @pytest.fixture
-def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+def env(db: Database, database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment, on the run's database (emptied first by ``db``)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBRAND_", "SLACK_"))}
     return clean | {
         "DATABASE_URL": database_url,

@@ -101,6 +101,7 @@ def test_settings_list_every_secret_and_the_database_password() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("db")  # an emptied database
 def test_a_full_run_at_debug_level_logs_json_and_never_a_configured_secret(
     database_url: str, tmp_path: Path
 ) -> None:
