@@ -7,7 +7,6 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 
@@ -67,10 +66,6 @@ def bench_service(db: Database, preset: Preset) -> Service:
 
 def bench_actor(i: int) -> Actor:
     return Actor(Platform.CLI, "bench", f"user-{i % 16}")
-
-
-def tmp_images(root: str) -> Path:
-    return Path(root) / "images"
 
 
 PROMPTS = (

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,17 +22,6 @@ class Row:
     value: float
     unit: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def time_repeated(fn: Callable[[], object], *, repeat: int = 5, number: int = 1) -> list[float]:
-    """Seconds per call of ``fn`` for each of ``repeat`` rounds of ``number`` calls."""
-    rounds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        rounds.append((time.perf_counter() - start) / number)
-    return rounds
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -152,8 +152,9 @@ def imagine(
     """Make images from a prompt, the way /imagine does in chat."""
     from rich.progress import Progress
 
-    from bots.processes import save_results, wait_for
+    from bots.processes import save_results
     from core.bootstrap import build_worker, cli_actor, cli_target
+    from core.delivery import wait_until_finished
 
     text = prompt
     for flag, value in (
@@ -181,8 +182,11 @@ def imagine(
         try:
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task("generating", total=1.0)
-                generations = await wait_for(
-                    app, ticket.generation_ids, lambda f: bar.update(task, completed=f)
+                generations = await wait_until_finished(
+                    app.db,
+                    app.service,
+                    ticket.generation_ids,
+                    lambda f: bar.update(task, completed=f),
                 )
         finally:
             if running is not None and worker_task is not None:
@@ -197,9 +201,6 @@ def imagine(
         return 1 if failed else 0
 
     raise typer.Exit(_with_app(go))
-
-
-ReportFormat = Literal["md", "csv", "json", "html"]
 
 
 @app.command()

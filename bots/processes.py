@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 from core import metrics
 from core.bootstrap import App, build_store, build_worker
 from core.db import delivery as delivery_queries
+from core.delivery import load_originals
 from core.domain import Generation, GenerationStatus
 from core.errors import ConfigError
-from core.events import subscribe
 from core.imaging import make_grid
 
 log = logging.getLogger(__name__)
@@ -238,32 +237,6 @@ async def _flush_deliveries(app: App, platforms: Sequence[Any], within_s: float)
         await asyncio.sleep(0.2)
 
 
-async def wait_for(
-    app: App,
-    ids: Sequence[uuid.UUID],
-    on_progress: Callable[[float], None],
-    *,
-    poll_s: float = 0.5,
-) -> list[Generation]:
-    """Wait until every generation finished; report overall progress (0–1) as it changes."""
-    pending = set(ids)
-    async with subscribe(app.db.dsn) as events:
-        while True:
-            generations = [await app.service.generation(i) for i in ids]
-            fractions = []
-            for g in generations:
-                if g.status.finished:
-                    pending.discard(g.id)
-                    fractions.append(1.0)
-                else:
-                    fractions.append(await delivery_queries.progress(app.db, g.id))
-            on_progress(sum(fractions) / len(fractions))
-            if not pending:
-                return generations
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(events.get(), timeout=poll_s)
-
-
 async def save_results(app: App, generations: Sequence[Generation], out: Path) -> list[Path]:
     """Write each generation's originals and its 2×2 grid under ``out/<generation id>/``."""
     import io
@@ -278,8 +251,8 @@ async def save_results(app: App, generations: Sequence[Generation], out: Path) -
         folder = out / str(generation.id)
         folder.mkdir(parents=True, exist_ok=True)
         images = []
-        for index, key in enumerate(await delivery_queries.image_keys(app.db, generation.id), 1):
-            data = await store.get(key)
+        originals = await load_originals(app.db, store, generation.id)
+        for index, data in enumerate(originals, 1):
             path = folder / f"{index}.png"
             path.write_bytes(data)
             written.append(path)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from core import logs, metrics
@@ -143,9 +144,7 @@ class Delivery:
         generation = await self.service.generation(generation_id)
         if not generation.status.finished:
             return False
-        originals = [
-            await self.store.get(key) for key in await queries.image_keys(self.db, generation_id)
-        ]
+        originals = await load_originals(self.db, self.store, generation_id)
         card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
         status_ref = await queries.status_message(self.db, generation_id)
         if await queries.is_delivered(self.db, generation_id):
@@ -160,3 +159,31 @@ class Delivery:
                 await self.sink.update_status(status_ref, closing_card(generation))
         self.delivered += 1
         return True
+
+
+async def load_originals(db: Database, store: ImageStore, generation_id: uuid.UUID) -> list[bytes]:
+    """A generation's original images, in index order."""
+    return [await store.get(key) for key in await queries.image_keys(db, generation_id)]
+
+
+async def wait_until_finished(
+    db: Database,
+    service: Service,
+    ids: Sequence[uuid.UUID],
+    on_progress: Callable[[float], None],
+    *,
+    poll_s: float = 0.5,
+) -> list[Generation]:
+    """Wait until every generation finished (events wake it, polling backs them up), reporting
+    the overall progress (0–1) as it goes; the finished generations, in ``ids`` order."""
+    async with subscribe(db.dsn) as events:
+        while True:
+            generations = [await service.generation(i) for i in ids]
+            fractions = [
+                1.0 if g.status.finished else await queries.progress(db, g.id) for g in generations
+            ]
+            on_progress(sum(fractions) / len(fractions))
+            if all(g.status.finished for g in generations):
+                return generations
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(events.get(), timeout=poll_s)

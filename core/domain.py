@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 
 class Platform(enum.StrEnum):
@@ -186,15 +186,6 @@ class Ticket:
     position: int  # 1-based place in the queue of the first generation
     eta_seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, object]
-    at: datetime
 
 
 @dataclass(frozen=True)

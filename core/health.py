@@ -53,23 +53,14 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
 
 
 def check_presets(settings: Settings) -> list[Check]:
-    from core.presets import load_presets
+    """The presets exactly as the processes load them (default preset included)."""
+    from core.bootstrap import load_brand_presets
 
     try:
-        presets = load_presets(settings.presets_dir)
-    except (OSError, ValueError) as exc:
-        return [Check("presets", False, str(getattr(exc, "user_message", exc)))]
-    checks = [Check("presets", bool(presets), f"{len(presets)} valid in {settings.presets_dir}")]
-    if settings.default_preset not in presets:
-        checks.append(
-            Check(
-                "default preset",
-                False,
-                f"ONBRAND_DEFAULT_PRESET={settings.default_preset} is not among "
-                f"{', '.join(sorted(presets)) or 'the presets'}",
-            )
-        )
-    return checks
+        presets = load_brand_presets(settings)
+    except ConfigError as exc:
+        return [Check("presets", False, str(exc))]
+    return [Check("presets", True, f"{len(presets)} valid in {settings.presets_dir}")]
 
 
 def check_adapters(settings: Settings) -> list[Check]:

@@ -15,7 +15,6 @@ from core.reports import CampaignReport, ImageRow, Slice, _duration, _fmt, _pct
 
 THUMB_PX = 256
 ACCENT = "#4f46e5"
-ACCENT_SOFT = "#a5b4fc"
 MAX_BARS = 15
 MAX_SHEET = 120  # cards per contact sheet section: the file stays a few MB at most
 

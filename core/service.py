@@ -42,7 +42,6 @@ from core.presets import DEFAULT_N, Limits, Preset, apply_preset
 log = logging.getLogger(__name__)
 
 RUSH_PRIORITY = 1000  # a rush campaign's jobs go ahead of every ordinary job
-WAITING = (GenerationStatus.QUEUED.value,)
 ACTIVE = (GenerationStatus.QUEUED.value, GenerationStatus.RUNNING.value)
 
 # Reactions → feedback. Keys are normalised (no variation selector); Slack names are included

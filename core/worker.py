@@ -44,6 +44,7 @@ from core.db import jobs
 from core.db.database import Database
 from core.db.jobs import Finished, StartedJob, StoredImage
 from core.domain import GenerationKind, GenerationStatus
+from core.errors import UserError
 from core.imaging import (
     ImageMetadata,
     apply_watermark,
@@ -205,7 +206,7 @@ class Worker:
         except Exception as exc:
             elapsed = time.perf_counter() - started
             log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
-            if job.attempts < self.config.max_attempts and not _is_user_error(exc):
+            if job.attempts < self.config.max_attempts and not isinstance(exc, UserError):
                 await jobs.end(sql, job, GenerationStatus.QUEUED, _error_text(exc), elapsed)
                 metrics.job_ended("retried")
                 raise RetryRequested(
@@ -420,15 +421,7 @@ def _logo(path: Path) -> Image.Image:
         return logo.convert("RGBA")
 
 
-def _is_user_error(exc: BaseException) -> bool:
-    from core.errors import UserError
-
-    return isinstance(exc, UserError)
-
-
 def _error_text(exc: BaseException) -> str:
-    from core.errors import UserError
-
     if isinstance(exc, UserError):
         return exc.user_message
     return f"{type(exc).__name__}: {exc}"[:500]

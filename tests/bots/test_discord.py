@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import io
 import logging
-import os
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import discord
 import discord.http
@@ -66,21 +64,12 @@ from tests.fakes.discord import (
     StoredMessage,
     run_client,
 )
+from tests.network import allowed_hosts
 
 T = TypeVar("T")
 
 
-def _allowed_hosts() -> list[str]:
-    """127.0.0.1, plus the database server when DATABASE_URL names another one."""
-    hosts = ["127.0.0.1"]
-    if url := os.environ.get("DATABASE_URL"):
-        host = urlsplit(url.replace("+asyncpg", "")).hostname
-        if host and host not in hosts:
-            hosts.append(host)
-    return hosts
-
-
-pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(_allowed_hosts())]
+pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(allowed_hosts())]
 
 PRESET = "brand"
 JPEG = b"\xff\xd8\xff"

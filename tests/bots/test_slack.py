@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import socket
 import time
 import uuid
@@ -18,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -63,19 +61,9 @@ from tests.fakes.slack import (
     running_fake_slack,
     serve_bolt_app,
 )
+from tests.network import allowed_hosts
 
-
-def _allowed_hosts() -> list[str]:
-    """127.0.0.1, plus the database server when DATABASE_URL names another one."""
-    hosts = ["127.0.0.1"]
-    if url := os.environ.get("DATABASE_URL"):
-        host = urlsplit(url.replace("+asyncpg", "")).hostname
-        if host and host not in hosts:
-            hosts.append(host)
-    return hosts
-
-
-pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(_allowed_hosts())]
+pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(allowed_hosts())]
 
 REVIEWER_ID = "U0REVIEW01"
 OTHER_ID = "U0OTHER001"
