@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from core import grammar
+from core.cards import closing_card
 from core.domain import (
     Action,
     ActionKind,
@@ -32,6 +33,7 @@ from core.domain import (
     Params,
     Platform,
     ReplyTarget,
+    ResultCard,
     Role,
     Ticket,
 )
@@ -454,6 +456,22 @@ class Service:
         async with self._uow() as uow:
             await uow.repo.record_message(generation_id, ref, role)
             await uow.commit()
+
+    async def record_status_message(
+        self, generation_id: uuid.UUID, ref: MessageRef
+    ) -> ResultCard | None:
+        """Remember an adapter's 'Queued' message, which progress edits and delivery closes.
+
+        A fast job can finish and be delivered before its status message is recorded; then the
+        delivery could not close it, so this returns the card the message should show now.
+        """
+        async with self._uow() as uow:
+            await uow.repo.record_message(generation_id, ref, "status")
+            generation = await uow.repo.generation(generation_id)
+            await uow.commit()
+        if generation is not None and generation.status.finished:
+            return closing_card(generation)
+        return None
 
     async def generation(self, generation_id: uuid.UUID) -> Generation:
         async with self._uow() as uow:

@@ -222,13 +222,9 @@ class OnbrandBot(discord.Client):
                 allowed_mentions=QUIET,
             )
             ref = MessageRef(Platform.DISCORD, str(channel.id), str(sent.id))
-            await self.service.record_message(generation_id, ref, "status")
             refs.append(ref)
-            # A fast job may have been delivered before its status message was recorded; then
-            # the delivery could not close it, so close it here.
-            latest = await self.service.generation(generation_id)
-            if latest.status.finished:
-                await self.sink.update_status(ref, closing_card(latest))
+            if closing := await self.service.record_status_message(generation_id, ref):
+                await self.sink.update_status(ref, closing)
         return refs
 
     async def finish_private(

@@ -218,7 +218,13 @@ class SlackBot:
                 blocks=render.status_blocks(card),
             )
             ref = MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
-            await self.service.record_message(generation_id, ref, "status")
+            if closing := await self.service.record_status_message(generation_id, ref):
+                await self.client.chat_update(  # it finished before we could record the message
+                    channel=ref.channel_id,
+                    ts=ref.message_id,
+                    text=render.fallback_text(closing),
+                    blocks=render.status_blocks(closing),
+                )
 
     # --- buttons ---------------------------------------------------------------------------
 

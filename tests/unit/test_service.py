@@ -398,3 +398,20 @@ def test_roles_come_from_settings_and_the_platform(state: FakeState) -> None:
     assert Role.REVIEWER in service.roles_for(Platform.DISCORD, "9")
     assert Role.ADMIN in service.roles_for(Platform.DISCORD, "7", platform_admin=True)
     assert service.roles_for(Platform.SLACK, "UQ") == frozenset({Role.MEMBER})
+
+
+async def test_a_status_message_recorded_after_the_job_finished_gets_its_closing_card(
+    service: Service, state: FakeState
+) -> None:
+    waiting_id = (await service.imagine("a circle", ALICE, HERE)).generation_ids[0]
+    fast_id = (await service.imagine("a square", ALICE, HERE)).generation_ids[0]
+    await finish(state, fast_id)
+
+    still_waiting = MessageRef(Platform.SLACK, "C1", "status-1")
+    assert await service.record_status_message(waiting_id, still_waiting) is None
+    already_done = MessageRef(Platform.SLACK, "C1", "status-2")
+    closing = await service.record_status_message(fast_id, already_done)
+    assert closing is not None
+    assert "Done" in closing.text
+    assert closing.actions == ()
+    assert state.messages[(Platform.SLACK, "C1", "status-2")] == (fast_id, "status")
