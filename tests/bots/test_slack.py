@@ -687,6 +687,11 @@ async def test_reactions_become_feedback_and_removal_retracts(slack: Harness) ->
         ("tada", USER_ID),  # means nothing
     ]:
         assert (await react(name, ts=buttons.ts, user=user)).status == 200
+
+    async def three_recorded() -> bool:  # events are handled after their ack, concurrently
+        return (USER_ID, "favourite", 3) in await slack.feedback()
+
+    await eventually(three_recorded, "the 3️⃣ reaction is recorded before it is removed")
     assert (await react("three", ts=buttons.ts, user=USER_ID, added=False)).status == 200
     # the bot's own reaction and a reaction on someone else's message are ignored
     await react("star", ts=buttons.ts, user=BOT_USER_ID)
