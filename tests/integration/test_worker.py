@@ -42,6 +42,7 @@ from core.presets import Preset, parse_preset
 from core.service import Service, ServiceConfig
 from core.storage import LocalImageStore
 from core.worker import Worker, WorkerConfig
+from tests.pixels import drift
 
 pytestmark = pytest.mark.integration
 
@@ -495,7 +496,7 @@ limits: {images_per_user_per_day: 1000, queued_per_user: 50}
 """
 
 
-async def _pixels(db: Database, store: LocalImageStore, gid: uuid.UUID) -> list[bytes]:
+async def _pictures(db: Database, store: LocalImageStore, gid: uuid.UUID) -> list[Image.Image]:
     async with db.sessions() as session:
         keys = (
             await session.scalars(
@@ -504,14 +505,15 @@ async def _pixels(db: Database, store: LocalImageStore, gid: uuid.UUID) -> list[
                 .order_by(ImageRow.index)
             )
         ).all()
-    return [Image.open(io.BytesIO(await store.get(k))).convert("RGB").tobytes() for k in keys]
+    return [Image.open(io.BytesIO(await store.get(k))).convert("RGB") for k in keys]
 
 
 @pytest.mark.slow
-async def test_a_batched_job_makes_the_pixels_it_makes_alone(
+async def test_a_batched_job_makes_the_picture_it_makes_alone(
     db: Database, store: LocalImageStore
 ) -> None:
-    """The real diffusers engine on the bundled model: batching never changes an image."""
+    """The real diffusers engine on the bundled model: batching does not change a picture beyond
+    floating-point noise (``tests.pixels``: kernels differ by batch size and CPU)."""
     from core.engines.diffusers import DiffusersEngine
 
     preset = parse_preset(TINY_PRESET)
@@ -532,5 +534,8 @@ async def test_a_batched_job_makes_the_pixels_it_makes_alone(
     await asyncio.wait_for(worker.run(drain=True), timeout=120)
 
     assert worker.batcher.batch_sizes == [4], "the two jobs should have shared one call"
-    assert await _pixels(db, store, batched) == await _pixels(db, store, alone)
-    assert await _pixels(db, store, mate) != await _pixels(db, store, alone)
+    alone_pictures = await _pictures(db, store, alone)
+    for solo, together in zip(alone_pictures, await _pictures(db, store, batched), strict=True):
+        assert drift(solo, together).within_batch_tolerance, drift(solo, together)
+    for solo, other in zip(alone_pictures, await _pictures(db, store, mate), strict=True):
+        assert not drift(solo, other).within_batch_tolerance, "a different prompt and seed"
