@@ -19,6 +19,7 @@ from core.logs import setup_logging
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from bots.processes import StopSignals
     from core.bootstrap import App
 
 T = TypeVar("T")
@@ -100,12 +101,14 @@ def migrate() -> None:
 @app.command()
 def run() -> None:
     """Run everything on one machine: database, a worker and the configured chat adapters."""
-    from bots.processes import run_all
+    from bots.processes import StopSignals, run_all
+
+    signals = StopSignals()
 
     async def go(app: App) -> None:
-        await run_all(app, lambda line: err.print(line, highlight=False))
+        await run_all(app, lambda line: err.print(line, highlight=False), signals=signals)
 
-    _with_app(go)
+    _with_app(go, signals=signals)
 
 
 @app.command()
@@ -119,12 +122,20 @@ def worker(
     drain: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
     """Run a GPU worker that takes jobs from the queue (SIGTERM: finish the batch, exit 0)."""
-    from bots.processes import run_worker
+    from bots.processes import StopSignals, run_worker
+
+    signals = StopSignals()
 
     async def go(app: App) -> None:
-        await run_worker(app, drain=drain, max_batch=max_batch, batch_window_ms=batch_window_ms)
+        await run_worker(
+            app,
+            drain=drain,
+            signals=signals,
+            max_batch=max_batch,
+            batch_window_ms=batch_window_ms,
+        )
 
-    _with_app(go)
+    _with_app(go, signals=signals)
 
 
 @app.command()
@@ -474,11 +485,14 @@ def campaign_unbind(platform: Platforms, channel: Channel, workspace: WorkspaceO
     out.print(f"unbound {platform} channel {channel}")
 
 
-def _with_app(fn: Callable[[App], Awaitable[T]]) -> T:
-    """Build the app (database migrated), run ``fn`` with it, close it."""
+def _with_app(fn: Callable[[App], Awaitable[T]], *, signals: StopSignals | None = None) -> T:
+    """Build the app (database migrated), run ``fn`` with it, close it. Long-running commands
+    pass their ``signals``, listened to before start-up begins."""
     from core.bootstrap import build_app
 
     async def go() -> T:
+        if signals is not None:
+            signals.install()
         app = await build_app(_settings())
         try:
             return await fn(app)

@@ -29,11 +29,37 @@ from core.imaging import make_grid
 log = logging.getLogger(__name__)
 
 
-def _on_stop_signals(stop: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop)
+class StopSignals:
+    """SIGTERM/SIGINT from a process's first moment. A stop that arrives while the process is
+    still starting (migrating, loading) is kept and honoured as soon as ``on_stop`` names what
+    stopping means, so a stop during start-up is as graceful as one during work."""
+
+    def __init__(self) -> None:
+        self._stop: Callable[[], None] | None = None
+        self.requested = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._signalled)
+
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.requested:
+            stop()
+
+    def _signalled(self) -> None:
+        self.requested = True
+        if self._stop is not None:
+            self._stop()
+
+
+def _on_stop_signals(stop: Callable[[], None], signals: StopSignals | None) -> None:
+    if signals is None:
+        signals = StopSignals()
+        signals.install()
+    signals.on_stop(stop)
 
 
 EXIT_GRACE_EXCEEDED = 3
@@ -98,7 +124,9 @@ def _raise_failures(tasks: Sequence[asyncio.Task[Any]]) -> None:
         log.info("%s stopped", task.get_name())
 
 
-async def run_worker(app: App, *, drain: bool = False, **overrides: Any) -> None:
+async def run_worker(
+    app: App, *, drain: bool = False, signals: StopSignals | None = None, **overrides: Any
+) -> None:
     """A worker until SIGTERM/SIGINT (or, with ``drain``, an empty queue); metrics and health
     on ``ONBRAND_METRICS_PORT`` when set."""
     worker = build_worker(app, **overrides)
@@ -115,7 +143,10 @@ async def run_worker(app: App, *, drain: bool = False, **overrides: Any) -> None
         readiness.set("worker", False, "stopping")
         shutdown.request()
 
-    _on_stop_signals(stop)
+    _on_stop_signals(stop, signals)
+    if shutdown.requested.is_set():
+        log.info("stopped while starting: no job was taken")
+        return
     async with metrics.serve(app.settings, app.db):
         readiness.set("worker", True, "taking jobs")
         log.info("worker started (max batch %d)", worker.config.max_batch)
@@ -128,7 +159,9 @@ async def run_worker(app: App, *, drain: bool = False, **overrides: Any) -> None
     log.info("worker stopped after %d generations", worker.completed)
 
 
-async def run_all(app: App, announce: Callable[[str], None]) -> None:
+async def run_all(
+    app: App, announce: Callable[[str], None], *, signals: StopSignals | None = None
+) -> None:
     """One machine: a worker plus every chat adapter whose credentials are configured.
 
     SIGTERM: the worker finishes its batch, the results are delivered, then the adapters stop;
@@ -152,7 +185,10 @@ async def run_all(app: App, announce: Callable[[str], None]) -> None:
         readiness.set("stopping", False, "shutting down")
         shutdown.request()
 
-    _on_stop_signals(stop)
+    _on_stop_signals(stop, signals)
+    if shutdown.requested.is_set():
+        log.info("stopped while starting: no adapter or worker was started")
+        return
     adapters: dict[str, Coroutine[Any, Any, None]] = {}
     platforms: list[Platform] = []
     if settings.slack_enabled:

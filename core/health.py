@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 
 from core.db import Database
-from core.db.migrate import current_revision, head_revision
+from core.db.migrate import current_revision, head_revision, missing_tables, revisions_behind
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -40,16 +40,49 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
         where = "DATABASE_URL" if settings.database_url else "the embedded server"
         return [Check("database", False, f"cannot reach {where}: {_reason(exc)}")], None
     checks = [Check("database", True, f"PostgreSQL {version} at {db.display_url}")]
-    current, head = await current_revision(db), head_revision()
-    if current == head:
-        checks.append(Check("migrations", True, f"schema at head ({head})"))
-    else:
-        checks.append(
-            Check(
-                "migrations", False, f"schema at {current}, head is {head}: run `onbrand migrate`"
-            )
-        )
+    checks.append(await check_migrations(db))
     return checks, db
+
+
+async def check_migrations(db: Database) -> Check:
+    """Where the schema stands. Behind head (a new database included) is healthy: ``run``,
+    ``worker`` and ``imagine`` migrate on start. A revision this code doesn't know (a newer
+    onbrand migrated it), more than one, or tables missing at head is a real problem."""
+    try:
+        current = await current_revision(db)
+    except Exception as exc:  # e.g. several rows in alembic_version: the finding itself
+        return Check("migrations", False, f"cannot read the schema version: {_reason(exc)}")
+    head = head_revision()
+    if current == head:
+        missing = await missing_tables(db)
+        if missing:
+            return Check(
+                "migrations",
+                False,
+                f"schema says {head} but tables are missing ({', '.join(missing)}): "
+                "restore the database or recreate it",
+            )
+        return Check("migrations", True, f"schema at head ({head})")
+    if current is None:
+        return Check(
+            "migrations",
+            True,
+            f"new database: the schema ({head}) is created on first start, or by `onbrand migrate`",
+        )
+    behind = revisions_behind(current)
+    if behind is None:
+        return Check(
+            "migrations",
+            False,
+            f"schema at {current}, which this version of onbrand does not know (head is "
+            f"{head}): it was migrated by a newer onbrand; upgrade this one",
+        )
+    return Check(
+        "migrations",
+        True,
+        f"schema at {current}, {behind} revision(s) behind {head}: applied on next start, "
+        "or by `onbrand migrate`",
+    )
 
 
 def check_presets(settings: Settings) -> list[Check]:

@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from alembic.util import CommandError
+from sqlalchemy import Connection, inspect, text
 
 from core.db.database import Database
 
@@ -24,6 +25,25 @@ def alembic_config() -> Config:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def revisions_behind(revision: str) -> int | None:
+    """How many revisions ``revision`` is behind head; ``None`` when the code doesn't know it."""
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        script.get_revision(revision)
+    except CommandError:
+        return None
+    return sum(1 for _ in script.iterate_revisions("heads", revision))
+
+
+async def missing_tables(db: Database) -> list[str]:
+    """Tables of our models that the database lacks (a schema at head should have them all)."""
+    from core.db.models import Base
+
+    async with db.engine.connect() as conn:
+        present = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    return sorted(set(Base.metadata.tables) - present)
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from PIL import Image
 
 from core.db import Database
+from core.db.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+FIRST_REVISION = "ec4c148c9ec3"  # migrations/versions/*_initial_schema.py
 FAKE_PRESET = """
 name: cli-test
 brand: CLI Test
@@ -68,6 +74,120 @@ def test_doctor_reports_a_healthy_setup(env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "healthy" in result.stdout
     assert "FAILED" not in result.stdout
+
+
+@pytest.fixture
+async def scratch_url(pg_admin_url: str) -> AsyncIterator[str]:
+    """A database of its own, empty (no schema at all), dropped afterwards."""
+    name = f"onbrand_scratch_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _doctor_on(url: str, env: dict[str, str]) -> tuple[int, str]:
+    result = onbrand("doctor", env=env | {"DATABASE_URL": url})
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_doctor_is_healthy_on_a_new_database(env: dict[str, str], scratch_url: str) -> None:
+    code, output = _doctor_on(scratch_url, env)
+    assert code == 0, output
+    assert "FAILED" not in output
+    assert "new database" in output
+
+
+def test_doctor_is_healthy_on_a_fresh_embedded_install(env: dict[str, str], tmp_path: Path) -> None:
+    fresh = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+    fresh["ONBRAND_DATA_DIR"] = str(tmp_path / "fresh")
+    result = onbrand("doctor", env=fresh)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
+
+
+async def test_doctor_is_healthy_behind_head_and_says_so(
+    env: dict[str, str], scratch_url: str
+) -> None:
+    old = Database(scratch_url)
+    try:
+        await upgrade(old, FIRST_REVISION)
+    finally:
+        await old.dispose()
+    code, output = _doctor_on(scratch_url, env)
+    assert code == 0, output
+    assert "behind" in output
+
+
+async def test_doctor_fails_on_a_schema_this_code_does_not_know(
+    env: dict[str, str], scratch_url: str
+) -> None:
+    conn = await asyncpg.connect(scratch_url)
+    try:
+        await conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        await conn.execute("INSERT INTO alembic_version VALUES ('feedface0001')")
+    finally:
+        await conn.close()
+    code, output = _doctor_on(scratch_url, env)
+    assert code == 1, output
+    assert "FAILED" in output
+    assert "does not know" in output
+
+
+async def test_doctor_fails_on_tables_missing_at_head(
+    env: dict[str, str], scratch_url: str
+) -> None:
+    broken = Database(scratch_url)
+    try:
+        await upgrade(broken)
+        async with broken.engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TABLE feedback")
+    finally:
+        await broken.dispose()
+    code, output = _doctor_on(scratch_url, env)
+    assert code == 1, output
+    assert "feedback" in output
+
+
+async def test_a_worker_stopped_while_it_starts_exits_cleanly(
+    env: dict[str, str], scratch_url: str
+) -> None:
+    """SIGTERM while the worker is still migrating: it finishes starting, then stops, exit 0."""
+    from core.db.migrate import _LOCK_ID
+
+    holder = await asyncpg.connect(scratch_url)
+    await holder.execute("BEGIN")
+    await holder.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.cli",
+        "worker",
+        env=env | {"DATABASE_URL": scratch_url},
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while not await holder.fetchval(waiting):  # the worker is blocked in its migration
+            assert worker.returncode is None, "the worker exited before migrating"
+            assert time.monotonic() < deadline, "the worker never started migrating"
+            await asyncio.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        await holder.execute("COMMIT")
+        out, _ = await asyncio.wait_for(worker.communicate(), timeout=60)
+        assert worker.returncode == 0, out.decode()
+    finally:
+        await holder.close()
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
 
 
 def test_doctor_names_the_failing_part_without_a_traceback(env: dict[str, str]) -> None:
@@ -209,10 +329,10 @@ def test_the_embedded_server_is_shared_and_stopped_by_the_last_process(
         # A second process joins the same server (once the worker has migrated it).
         deadline = time.monotonic() + 120
         doctor = onbrand("doctor", env=embedded)
-        while doctor.returncode != 0 and time.monotonic() < deadline:
+        while "schema at head" not in doctor.stdout and time.monotonic() < deadline:
             time.sleep(0.5)
             doctor = onbrand("doctor", env=embedded)
-        if doctor.returncode != 0:
+        if doctor.returncode != 0 or "schema at head" not in doctor.stdout:
             worker.kill()
             pytest.fail(f"doctor: {doctor.stdout}\nworker: {worker.communicate()[0]}")
         assert pid_file.exists(), "the second process must not stop the shared server"
