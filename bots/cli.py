@@ -224,10 +224,14 @@ def report(
     pseudonymise: Annotated[
         bool, typer.Option(help="Replace user names by stable pseudonyms.")
     ] = False,
+    sheet: Annotated[
+        int | None,
+        typer.Option(min=0, help="Images on the HTML contact sheet, newest first (default 48)."),
+    ] = None,
 ) -> None:
     """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
     from core.bootstrap import build_store, report_thumbnails
-    from core.reports import build_report, to_csv, to_html, to_json, to_markdown
+    from core.reports import SHEET_IMAGES, build_report, to_csv, to_html, to_json, to_markdown
 
     if fmt not in ("md", "csv", "json", "html"):
         err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
@@ -242,6 +246,7 @@ def report(
             until=last,
             pseudonymise=pseudonymise,
             include_images=fmt in ("csv", "json"),
+            sheet=(SHEET_IMAGES if sheet is None else sheet) if fmt == "html" else 0,
         )
         if fmt == "csv":
             return to_csv(made)

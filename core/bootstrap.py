@@ -86,8 +86,9 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
 
 
 async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
-    """The originals the HTML contact sheet shows (top and approved images), by storage key."""
-    keys = {image.storage_key for image in (*report.top_images, *report.approved_images)}
+    """The originals the HTML report shows (contact sheet, top, approved images), by storage key."""
+    shown = (*report.recent_images, *report.top_images, *report.approved_images)
+    keys = {image.storage_key for image in shown}
     return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
 
 

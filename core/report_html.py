@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from html import escape
@@ -201,6 +202,92 @@ def _sheet(title: str, images: Sequence[ImageRow], thumbs: Mapping[str, str]) ->
     return f"<section><h2>{escape(title)}</h2>{body}</section>"
 
 
+def _tile(image: ImageRow, thumbs: Mapping[str, str]) -> str:
+    """One image on the contact sheet: the thumbnail, its number and its marks (★ n, ✅)."""
+    src = thumbs.get(image.storage_key)
+    picture = (
+        f'<img src="{src}" alt="{escape(image.prompt)} #{image.index}" loading="lazy">'
+        if src
+        else '<div class="missing">image unavailable</div>'
+    )
+    marks = f'<span class="mark fav">★ {image.favourites}</span>' if image.favourites else ""
+    if image.approved:
+        marks += '<span class="mark ok" title="approved">✅</span>'
+    seed = "" if image.seed is None else f" · seed {image.seed}"
+    return (
+        f'<figure class="tile" style="aspect-ratio:{image.width} / {image.height}" '
+        f'title="#{image.index}{seed}">{picture}<span class="ix">{image.index}</span>'
+        f'<span class="marks">{marks}</span></figure>'
+    )
+
+
+def _generation_card(images: Sequence[ImageRow], thumbs: Mapping[str, str]) -> str:
+    """One generation on the contact sheet: its images, then what was asked, by whom, when."""
+    first = images[0]
+    layout = "one" if len(images) == 1 else "grid"
+    tiles = "".join(_tile(i, thumbs) for i in images)
+    grid_fav = (
+        f'<div class="gmarks"><span class="mark fav">★ {first.grid_favourites} on the grid</span>'
+        "</div>"
+        if first.grid_favourites
+        else ""
+    )
+    return (
+        f'<article class="gen" data-generation="{escape(first.generation_id)}">'
+        f'<div class="tiles {layout}">{tiles}</div>'
+        f'<div class="meta"><p class="prompt" title="{escape(first.final_prompt)}">'
+        f"{escape(first.prompt)}</p>"
+        f'<div class="byline">{escape(first.user)} · {first.created_at:%Y-%m-%d %H:%M} UTC · '
+        f"{escape(first.kind)}</div>"
+        f'<div class="id">{escape(first.generation_id[:8])} · '
+        f"{escape(first.preset)}@{escape(first.preset_version[:10])}</div>{grid_fav}"
+        "</div></article>"
+    )
+
+
+def _more_command(report: CampaignReport) -> str:
+    """The command that renders this report's contact sheet with every image on it."""
+    words = ["onbrand", "report", report.campaign.name, "--format", "html"]
+    if report.since is not None:
+        words += ["--since", report.since.isoformat()]
+    if report.until is not None:
+        words += ["--until", report.until.isoformat()]
+    if report.pseudonymised:
+        words.append("--pseudonymise")
+    words += ["--sheet", str(report.totals.images)]
+    return shlex.join(words)
+
+
+def _contact_sheet(report: CampaignReport, thumbs: Mapping[str, str]) -> str:
+    """Every generation in scope, newest first, up to the report's cap, then how many more."""
+    images, total = report.recent_images, report.totals.images
+    groups: list[list[ImageRow]] = []
+    for image in images:
+        if groups and groups[-1][0].generation_id == image.generation_id:
+            groups[-1].append(image)
+        else:
+            groups.append([image])
+    if not total:
+        body = '<p class="empty">Nothing made yet.</p>'
+    else:
+        shown = len(images)
+        if shown < total:
+            what = f"The newest {shown:,} of {total:,} images"
+        else:
+            what = f"All {total:,} images, newest first" if total > 1 else "The only image"
+        body = f'<p class="lede">{what} · ★ favourites · ✅ approved</p>'
+        if groups:
+            body += '<div class="gens">' + "".join(_generation_card(g, thumbs) for g in groups)
+            body += "</div>"
+        if shown < total:
+            body += (
+                f'<p class="more">{total - shown:,} more not shown. '
+                f"<code>{escape(_more_command(report))}</code> puts them all on the sheet; "
+                "<code>--format csv</code> lists every image.</p>"
+            )
+    return f"<section><h2>Contact sheet</h2>{body}</section>"
+
+
 def _table(title: str, slices: Sequence[Slice]) -> str:
     if not slices:
         return ""
@@ -279,17 +366,44 @@ dd { margin:0; overflow-wrap:anywhere; }
 .id { color:var(--muted); font-size:11px; margin-top:8px; font-family: ui-monospace, Menlo,
   monospace; }
 .empty { color:var(--muted); }
+.lede { color:var(--muted); margin:-6px 0 14px; font-size:13px; }
+.gens { display:grid; grid-template-columns:repeat(auto-fill, minmax(250px, 1fr)); gap:18px;
+  align-items:start; }
+.gen { background:#fff; border:1px solid var(--line); border-radius:12px; overflow:hidden; }
+.tiles { display:grid; grid-template-columns:1fr 1fr; gap:2px; background:var(--line); }
+.tiles.one { grid-template-columns:1fr; }
+.tile { position:relative; margin:0; background:#eef0f6; display:flex; align-items:center;
+  justify-content:center; overflow:hidden; }
+.tile img { width:100%; height:100%; object-fit:cover; display:block; }
+.tile .ix { position:absolute; left:6px; top:6px; background:rgba(17,24,39,.72); color:#fff;
+  border-radius:6px; padding:0 6px; font-size:11px; font-weight:600; }
+.tile .marks { position:absolute; right:6px; bottom:6px; display:flex; gap:4px; }
+.mark { background:rgba(255,255,255,.92); border-radius:999px; padding:0 7px; font-size:12px;
+  font-weight:600; line-height:20px; }
+.mark.fav { background:#fef3c7; color:#92400e; }
+.gmarks { margin-top:6px; }
+.gen .meta { padding:10px 12px 12px; }
+.gen .prompt { overflow:hidden; display:-webkit-box; -webkit-line-clamp:2;
+  -webkit-box-orient:vertical; }
+.byline { color:var(--muted); font-size:12px; }
+.gen .id { margin-top:4px; }
+.more { color:var(--muted); margin-top:14px; }
+code { font-family: ui-monospace, Menlo, monospace; font-size:12px; background:#eef0f6;
+  border-radius:4px; padding:1px 5px; overflow-wrap:anywhere; }
 footer { margin-top:48px; color:var(--muted); font-size:12px; }
 @media (max-width: 800px) { .charts, .tables { grid-template-columns:1fr; }
   .kpis { grid-template-columns:repeat(2, minmax(0, 1fr)); } }
-@media print { body { background:#fff; } .panel, .kpi, .shot { break-inside: avoid; } }
+@media print { body { background:#fff; } .panel, .kpi, .shot, .gen { break-inside: avoid; } }
 """.replace("__ACCENT__", ACCENT)
 
 
 def render_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
     """The report as one HTML file: KPIs, three SVG charts, tables and the contact sheet."""
     t, e, c = report.totals, report.engagement, report.cost
-    wanted = {i.storage_key for i in (*report.top_images, *report.approved_images[:MAX_SHEET])}
+    wanted = {
+        i.storage_key
+        for i in (*report.recent_images, *report.top_images, *report.approved_images[:MAX_SHEET])
+    }
     thumbs: dict[str, str] = {}
     for key in wanted:
         data = thumbnails.get(key)
@@ -366,6 +480,7 @@ def render_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
         f'<section class="kpis">{kpis}</section>'
         f"<section><h2>Activity</h2>{charts}</section>"
         f"<section><h2>Breakdowns</h2>{tables}</section>"
+        + _contact_sheet(report, thumbs)
         + _sheet("Most favourited", report.top_images, thumbs)
         + _sheet("Approved", report.approved_images, thumbs)
         + "<footer>onbrand · images are AI-generated · figures defined in docs/reports.md"

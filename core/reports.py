@@ -5,9 +5,11 @@ Every figure is computed by PostgreSQL (CTEs, ``FILTER`` aggregates, ``GROUPING 
 dataclasses and renders them. Two statements read one snapshot: ``_FIGURES`` (totals,
 engagement, cost, breakdowns) and ``_PICKS`` (top and approved images, lineage). Given a
 ``Database``, they run at the same time on two connections, the second importing the first's
-snapshot (``pg_export_snapshot``), so the two halves use two cores. The per-image rows that the
-CSV and JSON exports carry come from a third statement in the same snapshot
-(``include_images=False`` skips it).
+snapshot (``pg_export_snapshot``), so the two halves use two cores. ``_PICKS`` also carries the
+HTML contact sheet: the newest ``sheet`` images of the campaign's done generations, from a
+top-N of the generations already in hand and one index probe per picked generation. The
+per-image rows that the CSV and JSON exports carry come from a third statement in the same
+snapshot (``include_images=False`` skips it).
 
 How each figure is defined is documented in ``docs/reports.md``; the short version:
 
@@ -64,6 +66,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 TOP_IMAGES = 12
+SHEET_IMAGES = 48  # images on the HTML contact sheet by default (newest first)
 MAX_LINEAGE_DEPTH = 50
 
 # --- the report ----------------------------------------------------------------------------
@@ -204,6 +207,9 @@ class CampaignReport:
     top_images: tuple[ImageRow, ...]  # most favourited first
     approved_images: tuple[ImageRow, ...]  # in order of approval
     lineage: tuple[Lineage, ...]  # one per approved image, same order
+    # the contact sheet: the newest ``sheet`` images of done generations, newest generation
+    # first, each generation's images in index order (``totals.images`` − this = how many more)
+    recent_images: tuple[ImageRow, ...]
     images: tuple[ImageRow, ...] | None  # every image; None when built without them
 
 
@@ -468,6 +474,16 @@ top AS (
     ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
     LIMIT :top
 ),
+rg AS (  -- the newest generations that made images (only a done generation stores images)
+    SELECT id, queued_at FROM g WHERE status = 'done'
+    ORDER BY queued_at DESC, id DESC
+    LIMIT :sheet
+),
+recent AS (  -- each has ≥ 1 image, so :sheet generations hold the newest :sheet images
+    SELECT im.id FROM rg JOIN images im ON im.generation_id = rg.id
+    ORDER BY rg.queued_at DESC, rg.id DESC, im.index
+    LIMIT :sheet
+),
 chain AS (  -- walked once per approved generation; its images share the chain
     SELECT gen.id AS root, 0 AS depth, gen.id, gen.parent_id, gen.source_index,
            NULL::int AS used_index, gen.kind, gen.user_id, gen.raw_prompt, gen.queued_at
@@ -490,9 +506,10 @@ steps AS MATERIALIZED (
 )
 -- One row per approved image (ImageRow's columns, then the generation its lineage starts
 -- from), in order of approval; the first row (or a lone row of NULLs when nothing is approved)
--- also carries the top images and the lineage steps per generation as JSON.
+-- also carries the top images, the lineage steps per generation and the contact sheet as JSON.
 SELECT CASE WHEN d.n IS NULL OR d.n = 1 THEN h.top_images END AS top_images,
        CASE WHEN d.n IS NULL OR d.n = 1 THEN h.chains END AS chains,
+       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.recent_images END AS recent_images,
        d.*
 FROM (
     SELECT (SELECT json_agg(t ORDER BY t.favourites DESC, t.likes DESC, t.created_at,
@@ -501,7 +518,12 @@ FROM (
     + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM top)", extra="")
     + """
             ) t) AS top_images,
-           (SELECT json_object_agg(root::text, steps) FROM steps) AS chains
+           (SELECT json_object_agg(root::text, steps) FROM steps) AS chains,
+           (SELECT json_agg(t ORDER BY t.created_at DESC, t.generation_id DESC, t.index) FROM (
+                """
+    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT id FROM recent)", extra="")
+    + """
+            ) t) AS recent_images
 ) h
 LEFT JOIN (
     SELECT a.*, row_number() OVER (ORDER BY a.approved_at, a.generation_id, a.index) AS n
@@ -545,14 +567,18 @@ async def build_report(
     pseudonymise: bool = False,
     include_images: bool = True,
     top: int = TOP_IMAGES,
+    sheet: int = SHEET_IMAGES,
 ) -> CampaignReport:
     """The report for ``campaign``, generations queued from ``since`` to ``until`` (UTC, inclusive).
 
     ``source`` is a ``Database`` (the report then reads one REPEATABLE READ, read-only snapshot),
-    or a session or connection whose transaction the caller owns. Raises ``NotFound`` for an
-    unknown campaign and ``UserError`` when ``since`` is after ``until``. The caller checks that
-    the actor may see reports (admins and reviewers).
+    or a session or connection whose transaction the caller owns. ``sheet`` caps the contact
+    sheet (``recent_images``, 0 leaves it empty). Raises ``NotFound`` for an unknown campaign and
+    ``UserError`` when ``since`` is after ``until`` or ``sheet`` is negative. The caller checks
+    that the actor may see reports (admins and reviewers).
     """
+    if sheet < 0:
+        raise UserError(f"The contact sheet cannot show {sheet} images; give 0 or more.")
     if since is not None and until is not None and since > until:
         raise UserError(f"The start date {since} is after the end date {until}; swap them.")
     if isinstance(source, Database):
@@ -561,9 +587,9 @@ async def build_report(
             async with conn.begin():
                 await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 return await _build(
-                    conn, campaign, since, until, pseudonymise, include_images, top, source
+                    conn, campaign, since, until, pseudonymise, include_images, top, sheet, source
                 )
-    return await _build(source, campaign, since, until, pseudonymise, include_images, top)
+    return await _build(source, campaign, since, until, pseudonymise, include_images, top, sheet)
 
 
 async def _settings(conn: AsyncSession | AsyncConnection) -> None:
@@ -595,6 +621,7 @@ async def _build(
     pseudonymise: bool,
     include_images: bool,
     top: int,
+    sheet: int,
     beside: Database | None = None,
 ) -> CampaignReport:
     found = (
@@ -624,7 +651,7 @@ async def _build(
 
     figures_sql = _FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape])
     picks_sql = _PICKS.format(range=_RANGES[shape])
-    picks_params = {**params, "top": top, "max_depth": MAX_LINEAGE_DEPTH}
+    picks_params = {**params, "top": top, "sheet": sheet, "max_depth": MAX_LINEAGE_DEPTH}
     if beside is not None:
         # Our own REPEATABLE READ transaction: the picks run on a second connection in the
         # same snapshot while this one computes the figures (two cores instead of one).
@@ -701,6 +728,7 @@ async def _build(
         top_images=picks.top_images,
         approved_images=picks.approved_images,
         lineage=picks.lineage,
+        recent_images=picks.recent_images,
         images=rows,
     )
 
@@ -789,10 +817,11 @@ class _Picks:
     top_images: tuple[ImageRow, ...]
     approved_images: tuple[ImageRow, ...]
     lineage: tuple[Lineage, ...]
+    recent_images: tuple[ImageRow, ...]
 
 
 def _picks(picks: Sequence[Any]) -> _Picks:
-    """_PICKS' rows: the top images, the approved ones (in order of approval), their lineage."""
+    """_PICKS' rows: top images, approved ones (in order of approval), lineage, contact sheet."""
     chains = {
         root: tuple(_step(s) for s in steps) for root, steps in (_json(picks[0][1]) or {}).items()
     }
@@ -801,13 +830,14 @@ def _picks(picks: Sequence[Any]) -> _Picks:
     for row in picks:
         if row[-1] is None:  # no approved image at all (n)
             continue
-        image = _image_row_from_db(row[2 : 2 + _N_IMAGE_COLUMNS])
+        image = _image_row_from_db(row[3 : 3 + _N_IMAGE_COLUMNS])
         approved.append(image)
         steps = chains.get(row[-2])  # lineage_root
         if steps is not None:
             lineage.append(Lineage(image.generation_id, image.index, image.storage_key, steps))
     top = tuple(_image_row(d) for d in _json(picks[0][0]) or ())
-    return _Picks(top, tuple(approved), tuple(lineage))
+    recent = tuple(_image_row(d) for d in _json(picks[0][2]) or ())
+    return _Picks(top, tuple(approved), tuple(lineage), recent)
 
 
 def _step(s: Mapping[str, Any]) -> LineageStep:
@@ -1051,7 +1081,7 @@ async def export_zip(
     Returns the number of images written. Files are named ``<generation>-<index>.<ext>`` after
     the stored key's extension; the manifest has the CSV report's columns plus ``file``.
     """
-    report = await build_report(source, campaign, pseudonymise=pseudonymise)
+    report = await build_report(source, campaign, pseudonymise=pseudonymise, sheet=0)
     assert report.images is not None
     if which == "approved":
         chosen = [i for i in report.images if i.approved]

@@ -260,7 +260,7 @@ async def seeded(db: Database) -> Database:
     return db
 
 
-def img(g: uuid.UUID, index: int) -> tuple[str, int]:
+def img(g: uuid.UUID | str, index: int) -> tuple[str, int]:
     return (str(g), index)
 
 
@@ -571,9 +571,13 @@ async def test_html_has_thumbnails_and_charts(seeded: Database) -> None:
     assert page.count("<svg") == 3
     for title in ("Images per day", "Favourite rate per preset version", "GPU time per user"):
         assert title in page
+    sheet, picks = _contact_sheet(page), page.split(_SHEET_END, 1)[1]
     # 4 top + 3 approved cards; G6#2 has no bytes
-    assert page.count('src="data:image/jpeg;base64,') == 6
-    assert page.count("image unavailable") == 1
+    assert picks.count('src="data:image/jpeg;base64,') == 6
+    assert picks.count("image unavailable") == 1
+    # the contact sheet: all 11 images, 5 of them with bytes
+    assert sheet.count('src="data:image/jpeg;base64,') == 5
+    assert sheet.count("image unavailable") == 6
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     thumb = re.search(r'src="data:image/jpeg;base64,([^"]+)"', page)
     assert thumb is not None
@@ -582,6 +586,159 @@ async def test_html_has_thumbnails_and_charts(seeded: Database) -> None:
     with Image.open(io.BytesIO(base64.b64decode(thumb.group(1)))) as shown:
         assert shown.format == "JPEG"
         assert max(shown.size) == 256
+
+
+# --- the contact sheet ----------------------------------------------------------------------
+
+_SHEET_START, _SHEET_END = "<h2>Contact sheet</h2>", "<h2>Most favourited</h2>"
+G9, G10 = gid(9), gid(10)
+
+
+def _contact_sheet(page: str) -> str:
+    """The contact sheet section of an HTML report (it comes right before the top images)."""
+    start, end = page.index(_SHEET_START), page.index(_SHEET_END)
+    return page[start:end]
+
+
+def _sheet_tiles(page: str) -> list[tuple[str, int, str]]:
+    """(generation id, image index, marks HTML) for each tile on the sheet, in page order."""
+    tiles = []
+    for article in re.findall(r"<article class=\"gen\".*?</article>", _contact_sheet(page)):
+        generation = re.search(r'data-generation="([^"]+)"', article)
+        assert generation is not None
+        for index, marks in re.findall(
+            r'<span class="ix">(\d+)</span><span class="marks">(.*?)</span></figure>', article
+        ):
+            tiles.append((generation.group(1), int(index), marks))
+    return tiles
+
+
+@pytest.fixture
+async def fresh(seeded: Database) -> Database:
+    """Beside spring: "fresh" (campaign 3), two 4-image imagines by Alice and Bob, no feedback."""
+    gens = [
+        _gen(G9, kind="imagine", user=ALICE, campaign=3, preset=2, queued=D2, wait=5, run=20,
+             status="done", gpu=20, seed=900),
+        _gen(G10, kind="imagine", user=BOB, campaign=3, preset=2, queued=D3, wait=5, run=20,
+             status="done", gpu=20, seed=1000),
+    ]  # fmt: skip
+    images = [
+        {"id": 100 + 4 * n + index, "generation_id": g, "index": index,
+         "storage_key": key(g, index), "sha256": f"f{n}{index}".ljust(64, "0"),
+         "width": 512, "height": 512, "bytes": 1000, "palette_score": None}
+        for n, g in enumerate((G9, G10)) for index in range(1, 5)
+    ]  # fmt: skip
+    async with seeded.engine.begin() as conn:
+        await conn.execute(
+            insert(Campaign),
+            [{"id": 3, "name": "fresh", "preset_name": "brand", "gpu_budget_seconds": None}],
+        )
+        await conn.execute(insert(Generation), gens)
+        await conn.execute(insert(ImageModel), images)
+    return seeded
+
+
+def _originals(*gens: uuid.UUID) -> dict[str, bytes]:
+    return {
+        key(g, i): _png((30 * i, 60 + 40 * n, 150), 320)
+        for n, g in enumerate(gens)
+        for i in (1, 2, 3, 4)
+    }
+
+
+async def test_contact_sheet_shows_every_image_before_any_feedback(fresh: Database) -> None:
+    report = await build_report(fresh, "fresh")
+    assert report.top_images == report.approved_images == ()
+    # newest generation first, each generation's images in index order
+    assert [img(i.generation_id, i.index) for i in report.recent_images] == [
+        *(img(G10, i) for i in (1, 2, 3, 4)),
+        *(img(G9, i) for i in (1, 2, 3, 4)),
+    ]
+    page = to_html(report, _originals(G9, G10))
+    assert page.count('src="data:image/jpeg;base64,') == 8
+    assert _contact_sheet(page).count('src="data:image/jpeg;base64,') == 8
+    assert page.count("None yet.") == 2  # no favourites, no approvals
+    assert [(g, i) for g, i, _ in _sheet_tiles(page)] == [
+        img(i.generation_id, i.index) for i in report.recent_images
+    ]
+    assert all(marks == "" for _, _, marks in _sheet_tiles(page))
+    sheet = _contact_sheet(page)
+    assert "All 8 images, newest first" in sheet
+    assert "more not shown" not in sheet
+    assert sheet.index("Bob · 2026-03-03 09:00 UTC · imagine") < sheet.index(
+        "Alice · 2026-03-02 09:00 UTC · imagine"
+    )
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+async def test_contact_sheet_cap_says_how_many_more(fresh: Database) -> None:
+    report = await build_report(fresh, "fresh", sheet=5)
+    assert [img(i.generation_id, i.index) for i in report.recent_images] == [
+        *(img(G10, i) for i in (1, 2, 3, 4)),
+        img(G9, 1),
+    ]
+    page = to_html(report, _originals(G9, G10))
+    sheet = _contact_sheet(page)
+    assert sheet.count('src="data:image/jpeg;base64,') == 5
+    assert "The newest 5 of 8 images" in sheet
+    assert "3 more not shown." in sheet
+    assert "<code>onbrand report fresh --format html --sheet 8</code>" in sheet
+    assert "<code>--format csv</code> lists every image" in sheet
+
+    # the cap counts images, takes the newest generations, skips those without images, and
+    # honours the date range
+    spring = await build_report(fresh, "spring", sheet=3)
+    assert [img(i.generation_id, i.index) for i in spring.recent_images] == [
+        img(G6, 1),
+        img(G6, 2),
+        img(G3, 1),
+    ]
+    assert "8 more not shown." in _contact_sheet(to_html(spring, {}))
+    spring = await build_report(fresh, "spring", since=date(2026, 3, 2), sheet=2)
+    assert [img(i.generation_id, i.index) for i in spring.recent_images] == [
+        img(G6, 1),
+        img(G6, 2),
+    ]  # G5 (03-03, cancelled) and G4 (failed) made nothing; G3#1 is the 3rd newest
+    sheet = _contact_sheet(to_html(spring, {}))
+    assert "1 more not shown." in sheet
+    assert "onbrand report spring --format html --since 2026-03-02 --sheet 3" in sheet
+
+    empty = await build_report(fresh, "fresh", sheet=0)
+    assert empty.recent_images == ()
+    sheet = _contact_sheet(to_html(empty, {}))
+    assert "<img" not in sheet
+    assert "8 more not shown." in sheet
+    with pytest.raises(UserError, match="0 or more"):
+        await build_report(fresh, "fresh", sheet=-1)
+
+
+async def test_contact_sheet_marks_favourites_and_approvals(seeded: Database) -> None:
+    report = await build_report(seeded, "spring")
+    assert [img(i.generation_id, i.index) for i in report.recent_images] == [
+        *(img(G6, i) for i in (1, 2)),
+        img(G3, 1),
+        *(img(G2, i) for i in (1, 2, 3, 4)),
+        *(img(G1, i) for i in (1, 2, 3, 4)),
+    ]  # G4 and G5 made no images
+    tiles = {(g, i): marks for g, i, marks in _sheet_tiles(to_html(report, {}))}
+    fav = '<span class="mark fav">★ {}</span>'.format
+    ok = '<span class="mark ok" title="approved">✅</span>'
+    assert tiles == {
+        img(G6, 1): ok,  # approved through its grid
+        img(G6, 2): ok,
+        img(G3, 1): fav(1) + ok,
+        img(G2, 1): "",
+        img(G2, 2): "",
+        img(G2, 3): fav(1),
+        img(G2, 4): "",
+        img(G1, 1): "",  # a dislike is not a mark
+        img(G1, 2): fav(2),
+        img(G1, 3): "",
+        img(G1, 4): fav(1),
+    }
+    sheet = _contact_sheet(to_html(report, {}))
+    assert sheet.count("★ 1 on the grid") == 1  # Alice's ⭐ on G6's whole grid
+    assert "All 11 images, newest first" in sheet
 
 
 async def test_markdown(seeded: Database) -> None:
