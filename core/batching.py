@@ -66,7 +66,8 @@ class Batcher:
         results = await asyncio.gather(*(p.future for p in pieces))
         if any(r.cancelled for r in results):
             return JobResult(job.job_id, (), cancelled=True)
-        return JobResult(job.job_id, tuple(image for r in results for image in r.images))
+        images = tuple(image for r in results for image in r.images)
+        return JobResult(job.job_id, images, sampling=results[0].sampling)  # same engine, model
 
     async def exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run unbatchable work with the device to itself."""

@@ -13,6 +13,7 @@ Metadata embedded in every image we write:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -37,6 +38,7 @@ __all__ = [
     "hex_to_rgb",
     "make_grid",
     "palette_score",
+    "parameter_settings",
     "read_parameters",
     "read_xmp",
     "resample_upscale",
@@ -155,7 +157,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 @dataclass(frozen=True)
 class ImageMetadata:
-    """What made an image; embedded in the PNG original as A1111 ``parameters``."""
+    """What made an image; embedded in the PNG original as A1111 ``parameters``.
+
+    ``sampler``, ``schedule_type`` and ``model_hash`` are what the engine reported for the call
+    (``core.ports.Sampling``), in A1111's words; ``denoising_strength`` is set for
+    image-to-image work (variations), as A1111's img2img writes it.
+    """
 
     prompt: str
     negative_prompt: str
@@ -170,8 +177,11 @@ class ImageMetadata:
     generation_id: str
     index: int  # 1-4 within its generation
     engine: str
+    sampler: str  # A1111's sampler name, e.g. "Euler a" (or the engine's own word for it)
+    schedule_type: str | None = None  # A1111's "Schedule type", e.g. "Karras"
+    model_hash: str | None = None  # A1111's short hash: 10 hex digits of the weights' sha256
+    denoising_strength: float | None = None  # image-to-image strength (variations)
     resampled: str | None = None  # e.g. "lanczos x2" when upscaled by resampling, not a model
-    sampler: str | None = None  # the scheduler's name, when the engine knows it
 
 
 def _a1111_quote(value: str) -> str:
@@ -182,14 +192,26 @@ def _a1111_quote(value: str) -> str:
 
 
 def format_parameters(meta: ImageMetadata) -> str:
-    """The A1111 ``parameters`` text: prompt, ``Negative prompt:`` line, ``Key: value`` pairs."""
+    """The A1111 ``parameters`` text: prompt, ``Negative prompt:`` line, ``Key: value`` pairs.
+
+    The settings line starts with A1111's own keys in A1111's order (``Steps``, ``Sampler``,
+    ``Schedule type``, ``CFG scale``, ``Seed``, ``Size``, ``Model hash``, ``Model``,
+    ``Denoising strength``), so readers that follow A1111's format (its PNG Info tab, image
+    sites, sd-parsers) recognise it; onbrand's own keys (``Engine``, ``Preset``, ``Preset
+    version``, ``Generation id``, ``Image index``, ``Resampled``, ``Generator``) come after.
+    Keys without a value are left out.
+    """
+    strength = meta.denoising_strength
     pairs: list[tuple[str, str | None]] = [
         ("Steps", str(meta.steps)),
         ("Sampler", meta.sampler),
+        ("Schedule type", meta.schedule_type),
         ("CFG scale", str(float(meta.guidance))),
         ("Seed", str(meta.seed)),
         ("Size", f"{meta.width}x{meta.height}"),
+        ("Model hash", meta.model_hash),
         ("Model", meta.model),
+        ("Denoising strength", None if strength is None else str(float(strength))),
         ("Engine", meta.engine),
         ("Preset", meta.preset),
         ("Preset version", meta.preset_version),
@@ -204,6 +226,23 @@ def format_parameters(meta: ImageMetadata) -> str:
         lines.append(f"Negative prompt: {meta.negative_prompt}")
     lines.append(tail)
     return "\n".join(lines)
+
+
+# A1111's own pattern for one ``Key: value`` pair (modules/infotext_utils.py).
+_SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def parameter_settings(parameters: str) -> dict[str, str]:
+    """The ``Key: value`` pairs of a ``parameters`` text's last line, unquoted, as A1111 reads
+    them (``{"Steps": "8", "Sampler": "Euler a", ...}``)."""
+    line = parameters.rsplit("\n", 1)[-1]
+    settings: dict[str, str] = {}
+    for key, value in _SETTING.findall(line):
+        if value.startswith('"') and value.endswith('"'):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:

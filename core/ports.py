@@ -65,12 +65,33 @@ class VaryJob:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How an engine made a job's images, in AUTOMATIC1111's words (the PNG ``parameters``).
+
+    ``sampler`` is A1111's sampler name (``Euler a``, ``DPM++ 2M``, ...; where A1111 has no name
+    for it, the engine's own, e.g. a diffusers scheduler class), ``schedule_type`` A1111's
+    "Schedule type" (``Karras``, ``Simple``, ...) and ``model_hash`` A1111's short model hash
+    (10 hex digits). Engines report what the call really used; ``core.engines.diffusers``
+    documents the map from diffusers' schedulers.
+    """
+
+    sampler: str
+    schedule_type: str | None = None
+    model_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class JobResult:
-    """The images of one job, or ``cancelled`` with none."""
+    """The images of one job, or ``cancelled`` with none.
+
+    ``sampling`` says how they were made; ``None`` when the engine can't say (the worker then
+    writes the engine's name as the sampler).
+    """
 
     job_id: str
     images: tuple[Image.Image, ...]
     cancelled: bool = False
+    sampling: Sampling | None = None
 
 
 @dataclass(frozen=True)

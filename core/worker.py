@@ -7,6 +7,12 @@ Images are watermarked, tagged with their parameters and an AI disclosure (in th
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
 stored.
 
+The parameters are A1111's (``core.imaging.format_parameters``). Sampler, schedule type and model
+hash are what the engine reported for the call (``JobResult.sampling``); an engine that reports
+nothing (the OpenAI images API discloses no sampler) gets its own name as the sampler, because
+A1111-format readers need one. An upscale's image was sampled when its source was made, so it
+carries the source's sampler, schedule type, model hash and seed (read from the source PNG).
+
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
 - the worker's records (``core.db.jobs``) are one plain-SQL statement each on a small asyncpg
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import time
@@ -50,8 +57,10 @@ from core.imaging import (
     apply_watermark,
     encode_png,
     palette_score,
+    parameter_settings,
+    read_parameters,
 )
-from core.ports import Engine, GenerateJob, ImageStore, JobResult, VaryJob
+from core.ports import Engine, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 from core.presets import Preset
 from core.queue import GENERATE
 from core.storage import BlockingPut
@@ -197,7 +206,7 @@ class Worker:
                 await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed)
                 metrics.job_ended("cancelled")
                 return
-            stored = await self._store(job, result.images)
+            stored = await self._store(job, result.images, result.sampling)
             if await self._finish(Finished(job, stored, elapsed)):
                 self.completed += 1
                 metrics.job_ended("done")
@@ -268,7 +277,7 @@ class Worker:
                     params.seeds(),
                 ),
             )
-        source = await self._source_image(job)
+        source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:
             vary = VaryJob(
                 str(job.id),
@@ -287,16 +296,17 @@ class Worker:
             lambda: engine.upscale(params.model, source, 2, params.upscaler)
         )
         self._progress(str(job.id), 1, 1)
-        return JobResult(str(job.id), (upscaled.image,))
+        return JobResult(str(job.id), (upscaled.image,), sampling=made_by)
 
-    async def _source_image(self, job: StartedJob) -> Image.Image:
+    async def _source_image(self, job: StartedJob) -> tuple[Image.Image, Sampling | None]:
+        """The source image, and how it was made (from its ``parameters``, when they say)."""
         if job.parent_id is None or job.source_index is None:
             raise ValueError(f"{job.kind.value} {job.id} has no source image")
         key = await jobs.source_image_key(self._connected(), job.parent_id, job.source_index)
         if key is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
         data = await self.store.get(key)
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        return Image.open(io.BytesIO(data)).convert("RGB"), _sampling_of(data)
 
     async def _run_batch(self, key: Hashable, batch: Sequence[GenerateJob]) -> list[JobResult]:
         engine_kind, model = key[0], key[1]  # type: ignore[index]
@@ -343,22 +353,27 @@ class Worker:
 
     # --- storing ---------------------------------------------------------------------------
 
-    async def _store(self, job: StartedJob, images: Sequence[Image.Image]) -> list[StoredImage]:
+    async def _store(
+        self, job: StartedJob, images: Sequence[Image.Image], sampling: Sampling | None = None
+    ) -> list[StoredImage]:
         """Watermark, tag, encode (in threads) and durably store every image, concurrently."""
         preset = self.presets.get(job.params.preset)
         blocking = self.store if isinstance(self.store, BlockingPut) else None
 
+        def finish(index: int, image: Image.Image) -> tuple[bytes, float | None]:
+            return self._finish_image(job, preset, index, image, sampling)
+
         def encode_and_put(
             store: BlockingPut, index: int, image: Image.Image
         ) -> tuple[bytes, float | None, str]:
-            data, score = self._finish_image(job, preset, index, image)
+            data, score = finish(index, image)
             return data, score, store.put_blocking(data, suffix=".png")
 
         async def one(index: int, image: Image.Image) -> StoredImage:
             if blocking is not None:  # one thread hop for both
                 data, score, key = await asyncio.to_thread(encode_and_put, blocking, index, image)
             else:
-                data, score = await asyncio.to_thread(self._finish_image, job, preset, index, image)
+                data, score = await asyncio.to_thread(finish, index, image)
                 key = await self.store.put(data, suffix=".png")
             return StoredImage(
                 index=index,
@@ -375,8 +390,14 @@ class Worker:
         return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images, start=1))))
 
     def _finish_image(
-        self, job: StartedJob, preset: Preset | None, index: int, image: Image.Image
+        self,
+        job: StartedJob,
+        preset: Preset | None,
+        index: int,
+        image: Image.Image,
+        sampling: Sampling | None = None,
     ) -> tuple[bytes, float | None]:
+        """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
         params = job.params
         if preset is not None and preset.watermark is not None and preset.logo_path is not None:
             mark = preset.watermark
@@ -387,7 +408,12 @@ class Worker:
                 opacity=mark.opacity,
                 scale=mark.scale,
             )
-        seed = params.seeds()[index - 1] if index <= params.n else params.seed
+        if job.kind is GenerationKind.UPSCALE and job.source_index:
+            # an upscale keeps its source's params: the source image's seed is its index's
+            seed = dataclasses.replace(params, n=job.source_index).seeds()[-1]
+        else:
+            seed = params.seeds()[index - 1] if index <= params.n else params.seed
+        made_by = sampling or Sampling(sampler=params.engine)
         meta = ImageMetadata(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
@@ -402,6 +428,10 @@ class Worker:
             generation_id=str(job.id),
             index=index,
             engine=params.engine,
+            sampler=made_by.sampler,
+            schedule_type=made_by.schedule_type,
+            model_hash=made_by.model_hash,
+            denoising_strength=params.strength if job.kind is GenerationKind.VARIATION else None,
             resampled="lanczos x2"
             if job.kind is GenerationKind.UPSCALE and not params.upscaler
             else None,
@@ -419,6 +449,19 @@ async def _keep_session(connection: Any) -> None:
 def _logo(path: Path) -> Image.Image:
     with Image.open(path) as logo:
         return logo.convert("RGBA")
+
+
+def _sampling_of(png: bytes) -> Sampling | None:
+    """The sampler, schedule type and model hash an original's ``parameters`` name, if any."""
+    try:
+        parameters = read_parameters(png)
+    except (OSError, ValueError):
+        return None
+    settings = parameter_settings(parameters or "")
+    sampler = settings.get("Sampler")
+    if not sampler:
+        return None
+    return Sampling(sampler, settings.get("Schedule type"), settings.get("Model hash"))
 
 
 def _error_text(exc: BaseException) -> str:

@@ -29,6 +29,10 @@ How a call runs (after diffusers' "Create a server" guide):
   (bfloat16 with ``prefer_bf16`` when the GPU supports it), MPS → float16, CPU → float32; both can
   be forced. Attention is PyTorch's SDPA (diffusers' default with torch 2). ``compile_unet`` and
   ``channels_last`` are opt-in (they pay off on GPUs, not on CPUs).
+- **What made the images.** Every result carries a ``Sampling``: the scheduler the call really
+  ran, named as AUTOMATIC1111 names it (``a1111_sampling``, which documents the map), and the
+  model's short hash (``model_hash``: the first 10 hex digits of the sha256 of the UNet's or
+  transformer's weights file, computed once when the model is loaded).
 - **Upscale.** Without ``upscaler``: Lanczos (``resampled:lanczos``). With one: a
   ``StableDiffusionUpscalePipeline`` (x4) is run and, for other factors, resampled to the asked
   size; any other model refines a Lanczos enlargement image-to-image at low strength. Either way
@@ -39,15 +43,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import importlib
+import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from PIL import Image
 
@@ -57,6 +63,7 @@ from core.ports import (
     GenerateJob,
     JobResult,
     ProgressFn,
+    Sampling,
     UpscaleResult,
     VaryJob,
 )
@@ -65,8 +72,11 @@ __all__ = [
     "BUNDLED_MODEL",
     "DiffusersEngine",
     "ModelLoadError",
+    "a1111_sampling",
     "bundled_model_path",
+    "model_hash",
     "resolve_model",
+    "weights_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,6 +103,199 @@ def resolve_model(model: str) -> str:
     if path.is_dir():
         return str(path.resolve())
     return model
+
+
+# --- A1111's names for diffusers' schedulers ------------------------------------------------------
+
+# Scheduler class → A1111 sampler, where the class alone decides it (see ``a1111_sampling``).
+_A1111_SAMPLERS: Final[Mapping[str, str]] = {
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun",
+    "LMSDiscreteScheduler": "LMS",
+    "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "DPMSolverSDEScheduler": "DPM++ SDE",
+    "DDIMScheduler": "DDIM",
+    "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM",
+    "EDMEulerScheduler": "Euler",
+    "FlowMatchEulerDiscreteScheduler": "Euler",
+    "FlowMatchHeunDiscreteScheduler": "Heun",
+}
+# Multistep solvers space ``linspace``/``leading`` timesteps over steps + 1 points, dropping the
+# last (the others over ``steps`` points); the singlestep solver always does.
+_STEPS_PLUS_ONE: Final = frozenset(
+    {
+        "DPMSolverMultistepScheduler",
+        "UniPCMultistepScheduler",
+        "DEISMultistepScheduler",
+        "DPMSolverSinglestepScheduler",
+    }
+)
+# Their timesteps come from their own grid (LCM's 50 "original" steps), not from a schedule.
+_OWN_GRID: Final = frozenset({"LCMScheduler", "TCDScheduler"})
+
+
+def _a1111_sampler(kind: str, config: Mapping[str, Any]) -> str:
+    if kind in ("DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler"):
+        algorithm = config.get("algorithm_type", "dpmsolver++")
+        order = int(config.get("solver_order", 2))
+        solver = config.get("solver_type", "midpoint")
+        if algorithm == "dpmsolver++" and order == 2:
+            return "DPM++ 2M"
+        if algorithm == "sde-dpmsolver++" and order == 2:
+            return "DPM++ 2M SDE Heun" if solver == "heun" else "DPM++ 2M SDE"
+        if algorithm == "sde-dpmsolver++" and order == 3:
+            return "DPM++ 3M SDE"
+        return kind
+    if kind == "DPMSolverSinglestepScheduler":
+        ok = config.get("algorithm_type", "dpmsolver++") == "dpmsolver++"
+        return "DPM++ SDE" if ok and int(config.get("solver_order", 2)) == 2 else kind
+    if kind == "PNDMScheduler":
+        return "PLMS" if config.get("skip_prk_steps", False) else kind
+    return _A1111_SAMPLERS.get(kind, kind)
+
+
+def _a1111_schedule(kind: str, config: Mapping[str, Any]) -> str | None:
+    if kind in _OWN_GRID:
+        return None
+    if config.get("use_karras_sigmas") or config.get("sigma_schedule") == "karras":
+        return "Karras"
+    if config.get("use_exponential_sigmas") or config.get("sigma_schedule") == "exponential":
+        return "Exponential"
+    if config.get("use_beta_sigmas"):
+        return "Beta"
+    if config.get("use_lu_lambdas") or config.get("use_flow_sigmas"):
+        return None  # no A1111 name
+    spacing = config.get("timestep_spacing")
+    if spacing is None:
+        if kind == "DPMSolverSinglestepScheduler":
+            return "SGM Uniform"
+        if kind.startswith("FlowMatch"):
+            return "Normal"
+        return None
+    if spacing == "trailing":
+        return "Simple"
+    if spacing == "linspace":
+        return "SGM Uniform" if kind in _STEPS_PLUS_ONE else "Uniform"
+    if spacing == "leading":
+        return "DDIM"
+    return None
+
+
+def a1111_sampling(scheduler: Any) -> tuple[str, str | None]:
+    """A1111's (sampler, "Schedule type") for a diffusers scheduler object, from its class and
+    config. Where A1111 has no name, the sampler is the diffusers class name and the schedule
+    type is ``None`` (left out of the PNG ``parameters``).
+
+    ======================================  ===========================================
+    diffusers scheduler (options)           A1111 sampler
+    ======================================  ===========================================
+    EulerDiscreteScheduler                  Euler
+    EulerAncestralDiscreteScheduler         Euler a
+    HeunDiscreteScheduler                   Heun
+    LMSDiscreteScheduler                    LMS
+    KDPM2DiscreteScheduler                  DPM2
+    KDPM2AncestralDiscreteScheduler         DPM2 a
+    DPMSolverMultistepScheduler             DPM++ 2M  (algorithm_type dpmsolver++, order 2)
+      algorithm_type sde-dpmsolver++        DPM++ 2M SDE (order 2, solver_type midpoint)
+      ... solver_type heun                  DPM++ 2M SDE Heun
+      ... solver_order 3                    DPM++ 3M SDE
+      anything else (dpmsolver, order 1/3)  DPMSolverMultistepScheduler
+    DPMSolverSinglestepScheduler            DPM++ SDE (dpmsolver++, order 2: diffusers' own
+                                            table), else the class name
+    DPMSolverSDEScheduler                   DPM++ SDE
+    DDIMScheduler                           DDIM
+    PNDMScheduler (skip_prk_steps=True)     PLMS; with PRK steps: PNDMScheduler
+    UniPCMultistepScheduler                 UniPC
+    LCMScheduler                            LCM
+    EDMEulerScheduler                       Euler
+    EDMDPMSolverMultistepScheduler          as DPMSolverMultistepScheduler
+    FlowMatchEulerDiscreteScheduler         Euler
+    FlowMatchHeunDiscreteScheduler          Heun
+    DEIS, DDPM, TCD, SA-Solver, ...         the class name (A1111 has none)
+    ======================================  ===========================================
+
+    ======================================  ===========================================
+    scheduler option                        A1111 "Schedule type"
+    ======================================  ===========================================
+    use_karras_sigmas (EDM: karras)         Karras
+    use_exponential_sigmas (EDM: exp.)      Exponential
+    use_beta_sigmas                         Beta
+    timestep_spacing "trailing"             Simple (first step at the last training
+                                            timestep, stride T/steps; SGM Uniform is the
+                                            same to within a timestep)
+    timestep_spacing "linspace"             Uniform (``steps`` points from T-1 to 0); for
+                                            the multistep solvers (DPM++ 2M, UniPC, DEIS)
+                                            SGM Uniform (steps + 1 points, last dropped)
+    timestep_spacing "leading"              DDIM (stride T//steps from steps_offset up)
+    DPMSolverSinglestepScheduler            SGM Uniform (its fixed grid)
+    FlowMatch* (no spacing option)          Normal (linspace in t from sigma_max to min)
+    use_lu_lambdas, use_flow_sigmas, LCM,   left out (no A1111 name; LCM and TCD step
+    TCD, unknown spacing                    on their own grid)
+    ======================================  ===========================================
+    """
+    kind = type(scheduler).__name__
+    config: Mapping[str, Any] = getattr(scheduler, "config", None) or {}
+    return _a1111_sampler(kind, config), _a1111_schedule(kind, config)
+
+
+# --- the model hash ------------------------------------------------------------------------------
+
+_WEIGHTS: Final = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_DENOISERS: Final = ("unet", "transformer", "prior")
+_hashes: dict[tuple[tuple[str, int, int], ...], str] = {}
+_hashes_lock = threading.Lock()
+
+
+def weights_files(folder: Path) -> list[Path]:
+    """The weights files diffusers loads from a model folder (no variant), shards in order."""
+    for name in _WEIGHTS:
+        single = folder / name
+        if single.is_file():
+            return [single]
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            shards = json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()
+            return [folder / shard for shard in sorted(set(shards))]
+    return []
+
+
+def model_hash(pipe: Any) -> str | None:
+    """A1111's short model hash for a loaded pipeline: the first 10 hex digits of the sha256 of
+    its denoiser's (UNet's, else transformer's) weights file, the file diffusers loaded (a sharded
+    one: of its shards' bytes in order). A1111 hashes the single checkpoint file; a diffusers
+    folder has no such file, and the denoiser's weights are what tells one model from another.
+    ``None`` when the files can't be found (a model built in memory). Cached per file (path,
+    size, mtime), so reloading a model doesn't read it again."""
+    for name in _DENOISERS:
+        module = getattr(pipe, name, None)
+        config = getattr(module, "config", None)
+        folder = config.get("_name_or_path") if isinstance(config, Mapping) else None
+        if folder and Path(folder).is_dir():
+            paths = weights_files(Path(folder))
+            if paths:
+                return _short_hash(paths)
+    return None
+
+
+def _short_hash(paths: Sequence[Path]) -> str:
+    resolved = [path.resolve() for path in paths]  # the hub cache links to blobs
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in resolved)
+    with _hashes_lock:
+        cached = _hashes.get(key)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    for path in resolved:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    short = digest.hexdigest()[:10]
+    with _hashes_lock:
+        _hashes[key] = short
+    return short
 
 
 def _diffusers() -> Any:
@@ -125,11 +328,17 @@ def _quiet() -> None:
 
 @dataclass
 class _Loaded:
-    """A loaded pipeline and the lock that serialises calls on it."""
+    """A loaded pipeline, its short hash and the lock that serialises calls on it."""
 
     source: str
     pipe: Any
+    model_hash: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def sampling(self, scheduler: Any) -> Sampling:
+        """What a call on this model that ran ``scheduler`` reports."""
+        sampler, schedule = a1111_sampling(scheduler)
+        return Sampling(sampler, schedule, self.model_hash)
 
     @property
     def is_upscaler(self) -> bool:
@@ -297,6 +506,14 @@ class DiffusersEngine:
         log.info("loaded %s on %s as %s", source, device, dtype)
         return pipe
 
+    @staticmethod
+    def _hash(source: str, pipe: Any) -> str | None:
+        try:
+            return model_hash(pipe)
+        except (OSError, ValueError, KeyError) as exc:  # a hash is nice to have, not needed
+            log.warning("could not hash the weights of %s: %s", source, exc)
+            return None
+
     def _evict(self, loaded: _Loaded) -> None:
         # A call already holding this pipeline finishes on it; the memory goes when it returns.
         log.info("unloading %s", loaded.source)
@@ -316,7 +533,7 @@ class DiffusersEngine:
             loaded = self._models.get(source)
             if loaded is None:
                 pipe = await asyncio.to_thread(self._load, source)
-                loaded = _Loaded(source, pipe)
+                loaded = _Loaded(source, pipe, await asyncio.to_thread(self._hash, source, pipe))
                 self._models[source] = loaded
                 while len(self._models) > self.max_models:
                     _, old = self._models.popitem(last=False)
@@ -356,12 +573,16 @@ class DiffusersEngine:
 
         return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
 
-    def _text2image(self, pipe: Any, jobs: Sequence[GenerateJob], watch: _StepWatch) -> list[Any]:
+    def _text2image(
+        self, pipe: Any, jobs: Sequence[GenerateJob], watch: _StepWatch
+    ) -> tuple[list[Any], Any]:
+        """The images, and the scheduler that made them."""
         first = jobs[0]
         prompts = [job.prompt for job in jobs for _ in job.seeds]
         negatives = [job.negative_prompt for job in jobs for _ in job.seeds]
         seeds = [seed for job in jobs for seed in job.seeds]
-        out = self._fresh(pipe, "text2image")(
+        fresh = self._fresh(pipe, "text2image")
+        out = fresh(
             prompt=prompts,
             negative_prompt=negatives,
             width=first.width,
@@ -373,7 +594,7 @@ class DiffusersEngine:
             callback_on_step_end_tensor_inputs=[],
             output_type="pil",
         )
-        return list(out.images)
+        return list(out.images), fresh.scheduler
 
     def _image2image(
         self,
@@ -386,14 +607,16 @@ class DiffusersEngine:
         strength: float,
         seeds: Sequence[int],
         watch: _StepWatch | None,
-    ) -> list[Image.Image]:
+    ) -> tuple[list[Image.Image], Any]:
+        """The images, and the scheduler that made them."""
         source = image.convert("RGB")
         width, height = source.size
         fit = (width - width % 8, height - height % 8)
         check_size(*fit)
         if fit != source.size:
             source = source.resize(fit, Image.Resampling.LANCZOS)
-        out = self._fresh(pipe, "image2image")(
+        fresh = self._fresh(pipe, "image2image")
+        out = fresh(
             prompt=[prompt] * len(seeds),
             negative_prompt=[negative_prompt] * len(seeds),
             image=[source] * len(seeds),
@@ -408,7 +631,7 @@ class DiffusersEngine:
         images = [img.convert("RGB") for img in out.images]
         if fit != (width, height):
             images = [img.resize((width, height), Image.Resampling.LANCZOS) for img in images]
-        return images
+        return images, fresh.scheduler
 
     # --- the Engine port -------------------------------------------------------------------------
 
@@ -424,6 +647,7 @@ class DiffusersEngine:
         gone = {job.job_id for job in jobs if cancelled is not None and cancelled(job.job_id)}
         active = [job for job in jobs if job.job_id not in gone]
         images: dict[str, tuple[Image.Image, ...]] = {}
+        sampling: Sampling | None = None
         if active:
             loaded = await self._get(model)
             if loaded.is_upscaler:
@@ -436,12 +660,15 @@ class DiffusersEngine:
                 gone,
             )
             async with loaded.lock:
-                flat = await asyncio.to_thread(self._text2image, loaded.pipe, active, watch)
+                flat, scheduler = await asyncio.to_thread(
+                    self._text2image, loaded.pipe, active, watch
+                )
             images = _split(flat, [(job.job_id, len(job.seeds)) for job in active])
+            sampling = loaded.sampling(scheduler)
         return [
             JobResult(job.job_id, (), cancelled=True)
             if job.job_id in gone
-            else JobResult(job.job_id, images[job.job_id])
+            else JobResult(job.job_id, images[job.job_id], sampling=sampling)
             for job in jobs
         ]
 
@@ -462,7 +689,7 @@ class DiffusersEngine:
         loaded = await self._get(model)
         watch = _StepWatch([job.job_id], asyncio.get_running_loop(), progress, cancelled, gone)
         async with loaded.lock:
-            images = await asyncio.to_thread(
+            images, scheduler = await asyncio.to_thread(
                 self._image2image,
                 loaded.pipe,
                 job.image,
@@ -476,7 +703,7 @@ class DiffusersEngine:
             )
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)
-        return JobResult(job.job_id, tuple(images))
+        return JobResult(job.job_id, tuple(images), sampling=loaded.sampling(scheduler))
 
     async def upscale(
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None
@@ -495,7 +722,7 @@ class DiffusersEngine:
                 enlarged = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
                 steps = max(self.upscale_steps, 1)
                 vary_steps(steps, self.upscale_strength)
-                refined = await asyncio.to_thread(
+                refined, _ = await asyncio.to_thread(
                     self._image2image,
                     loaded.pipe,
                     enlarged,

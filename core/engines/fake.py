@@ -5,6 +5,10 @@ prompt, a disc and stripes placed by the seed. ``steps`` are honoured (``progres
 ``cancelled`` polled before the run and after each step) with an optional sleep per step, so the
 worker's progress and cancellation paths can be exercised in fast tests. Batch semantics match
 ``DiffusersEngine``: the run stops early only when every job in it is cancelled.
+
+Its results say how they were made as every engine's do (``core.ports.Sampling``): the fake runs
+no sampler, so it reports the sampler ``fake`` (``FAKE_SAMPLING``), with no schedule type and no
+model hash (it has no weights); a test can pass another ``sampling`` to the constructor.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from core.ports import (
     GenerateJob,
     JobResult,
     ProgressFn,
+    Sampling,
     UpscaleResult,
     VaryJob,
 )
 
-__all__ = ["FakeCall", "FakeEngine", "FakeEngineError"]
+__all__ = ["FAKE_SAMPLING", "FakeCall", "FakeEngine", "FakeEngineError"]
+
+FAKE_SAMPLING = Sampling(sampler="fake")
+"""What the fake reports: A1111-format readers need a sampler name, and "fake" is the truth."""
 
 
 class FakeEngineError(RuntimeError):
@@ -70,9 +78,16 @@ class FakeEngine:
 
     name = "fake"
 
-    def __init__(self, *, step_delay: float = 0.0, fail_on: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        step_delay: float = 0.0,
+        fail_on: Collection[str] = (),
+        sampling: Sampling = FAKE_SAMPLING,
+    ) -> None:
         self.step_delay = step_delay
         self.fail_on = tuple(fail_on)
+        self.sampling = sampling
         self.calls: list[FakeCall] = []
 
     def _maybe_fail(self, *prompts: str) -> None:
@@ -128,7 +143,7 @@ class FakeEngine:
                 picture(job.prompt, job.negative_prompt, seed, job.width, job.height)
                 for seed in job.seeds
             )
-            results.append(JobResult(job.job_id, images))
+            results.append(JobResult(job.job_id, images, sampling=self.sampling))
         return results
 
     async def vary(
@@ -156,7 +171,7 @@ class FakeEngine:
             )
             for seed in job.seeds
         )
-        return JobResult(job.job_id, images)
+        return JobResult(job.job_id, images, sampling=self.sampling)
 
     async def upscale(
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None

@@ -18,6 +18,7 @@ from core.engines.diffusers import (
     bundled_model_path,
     resolve_model,
 )
+from core.imaging import read_parameters
 from core.ports import Engine, GenerateJob
 from tests.engines.contract import EngineContract, max_diff
 
@@ -159,3 +160,73 @@ async def test_vary_keeps_an_odd_size(tiny_engine: DiffusersEngine) -> None:
     job = VaryJob("v", source, "blue square on red background", "", 2, 5.0, 0.5, (1,))
     result = await tiny_engine.vary("tiny", job)
     assert [image.size for image in result.images] == [(60, 44)]
+
+
+def _tiny_unet_hash() -> str:
+    import hashlib
+
+    weights = bundled_model_path() / "unet" / "diffusion_pytorch_model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:10]
+
+
+async def test_results_say_which_scheduler_ran(tiny_engine: DiffusersEngine) -> None:
+    """The tiny model's own DDIM (leading, offset 1): A1111's DDIM sampler on its DDIM grid."""
+    from PIL import Image
+
+    from core.ports import Sampling, VaryJob
+
+    a, b = await tiny_engine.generate("tiny", [_job("a"), _job("b", (2, 3))])
+    varied = await tiny_engine.vary(
+        "tiny", VaryJob("v", Image.new("RGB", (64, 64)), "a", "", 2, 5.0, 0.5, (1,))
+    )
+
+    expected = Sampling("DDIM", "DDIM", _tiny_unet_hash())
+    assert a.sampling == b.sampling == varied.sampling == expected
+
+
+async def test_a_tiny_original_is_read_by_an_a1111_reader(tiny_engine: DiffusersEngine) -> None:
+    """The worker's originals from the tiny model (imagine, variation, upscale), read by
+    sd-parsers (PyPI) with prompt, negative prompt, seed, steps, sampler and model."""
+    import dataclasses
+
+    pytest.importorskip("sd_parsers")
+    from core.domain import GenerationKind, Params
+    from tests.worker_harness import Harness, read_a1111
+
+    params = Params(
+        prompt="a yellow square on a blue background",
+        negative_prompt="red",
+        width=64,
+        height=64,
+        steps=4,
+        guidance=5.0,
+        seed=7,
+        n=2,
+        engine="diffusers",
+        model="tiny",
+        preset="demo",
+        preset_version="v1",
+    )
+    harness = Harness()
+    harness.engines.put("diffusers", tiny_engine)
+    async with harness.serving():
+        parent, made = await harness.make(params)
+        _, varied = await harness.make(
+            dataclasses.replace(params, seed=40), GenerationKind.VARIATION, (parent, 1)
+        )
+        _, upscaled = await harness.make(
+            dataclasses.replace(params, n=1), GenerationKind.UPSCALE, (parent, 2)
+        )
+
+    seeds = [7, 8, 40, 41, 8]  # the upscale is of image 2: seed 8
+    for png, seed in zip([*made, *varied, *upscaled], seeds, strict=True):
+        info, sampler = read_a1111(png)
+        assert [p.value for p in sampler.prompts] == [params.prompt]
+        assert [p.value for p in sampler.negative_prompts] == ["red"]
+        assert sampler.parameters["seed"] == str(seed)
+        assert sampler.parameters["steps"] == "4"
+        assert sampler.name == "DDIM"
+        assert sampler.parameters["scheduler"] == "DDIM"
+        assert (sampler.model.name, sampler.model.hash) == ("tiny", _tiny_unet_hash())
+        assert info.metadata["Engine"] == "diffusers"
+    assert all("Denoising strength: 0.6" in (read_parameters(p) or "") for p in varied)

@@ -26,6 +26,7 @@ from core.imaging import (
     hex_to_rgb,
     make_grid,
     palette_score,
+    parameter_settings,
     read_parameters,
     read_xmp,
     resample_upscale,
@@ -58,6 +59,7 @@ def meta(**overrides: object) -> ImageMetadata:
         "generation_id": "0b4f5e4e-6a8c-4c47-9d5e-1f3a2b6c7d8e",
         "index": 2,
         "engine": "diffusers",
+        "sampler": "Euler a",
     }
     values.update(overrides)
     return ImageMetadata(**values)  # type: ignore[arg-type]
@@ -164,24 +166,71 @@ def test_grid_is_deterministic() -> None:
 
 
 def test_parameters_follow_the_a1111_format() -> None:
-    text = format_parameters(meta(sampler="Euler a", resampled="lanczos x2"))
+    text = format_parameters(
+        meta(schedule_type="Karras", model_hash="1a2b3c4d5e", resampled="lanczos x2")
+    )
 
     prompt, negative, settings = text.split("\n")
     assert prompt == "a sneaker on a beach, sunset"
     assert negative == "Negative prompt: blurry, text"
-    assert settings.startswith("Steps: 8, Sampler: Euler a, CFG scale: 5.0, Seed: 123, ")
-    assert "Size: 64x64, Model: tiny, " in settings
-    assert "Preset: acme, Preset version: v1a2b3, " in settings
+    # A1111's keys first, in A1111's order; ours after them
+    assert settings.startswith(
+        "Steps: 8, Sampler: Euler a, Schedule type: Karras, CFG scale: 5.0, Seed: 123, "
+        "Size: 64x64, Model hash: 1a2b3c4d5e, Model: tiny, Engine: diffusers, "
+        "Preset: acme, Preset version: v1a2b3, "
+    )
     assert "Generation id: 0b4f5e4e-6a8c-4c47-9d5e-1f3a2b6c7d8e" in settings
     assert "Resampled: lanczos x2" in settings
+
+
+def test_parameters_of_a_variation_carry_the_denoising_strength() -> None:
+    settings = format_parameters(meta(denoising_strength=0.6)).split("\n")[-1]
+
+    assert "Model: tiny, Denoising strength: 0.6, Engine: diffusers" in settings
 
 
 def test_parameters_quote_values_with_separators_and_skip_empty_lines() -> None:
     text = format_parameters(meta(negative_prompt="", model="org/model:v2, fp16"))
 
     assert "Negative prompt" not in text
-    assert "Sampler" not in text  # unknown sampler is left out
+    assert "Schedule type" not in text  # unknown values are left out
+    assert "Model hash" not in text
     assert 'Model: "org/model:v2, fp16"' in text
+
+
+def test_parameter_settings_read_back_what_format_parameters_wrote() -> None:
+    text = format_parameters(meta(model="org/model:v2, fp16", schedule_type="SGM Uniform"))
+
+    settings = parameter_settings(text)
+
+    assert settings["Sampler"] == "Euler a"
+    assert settings["Schedule type"] == "SGM Uniform"
+    assert settings["Model"] == "org/model:v2, fp16"  # unquoted
+    assert settings["Seed"] == "123"
+    assert settings["Generator"] == "onbrand"
+    assert parameter_settings("a prompt without settings") == {}
+
+
+def test_an_independent_a1111_reader_reads_our_png() -> None:
+    """sd-parsers (PyPI) follows A1111's format: it rejects a line without a sampler."""
+    sd_parsers = pytest.importorskip("sd_parsers")
+    data = encode_png(noisy(32), meta(schedule_type="Karras", model_hash="1a2b3c4d5e"))
+
+    info = sd_parsers.ParserManager().parse(io.BytesIO(data))
+
+    assert info is not None
+    assert info.generator is sd_parsers.data.Generators.AUTOMATIC1111
+    [sampler] = info.samplers
+    assert sampler.name == "Euler a"
+    assert sampler.parameters["scheduler"] == "Karras"
+    assert sampler.parameters["seed"] == "123"
+    assert sampler.parameters["steps"] == "8"
+    assert sampler.parameters["cfg_scale"] == "5.0"
+    assert sampler.model is not None
+    assert (sampler.model.name, sampler.model.hash) == ("tiny", "1a2b3c4d5e")
+    assert [p.value for p in sampler.prompts] == ["a sneaker on a beach, sunset"]
+    assert [p.value for p in sampler.negative_prompts] == ["blurry, text"]
+    assert info.metadata["Preset"] == "acme"  # our keys stay readable as metadata
 
 
 def test_png_round_trips_parameters_and_pixels() -> None:
