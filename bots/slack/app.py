@@ -7,6 +7,10 @@
 * Buttons (``action_id`` ``ob:…``): ack first, then ``service.act``; a new generation gets its own
   Queued message.
 * Reactions: ``service.react`` on the message reacted to; the bot's own reactions are ignored.
+  Events are acked first and handled concurrently, so an addition and its removal a few
+  milliseconds apart could be applied in either order: ``ReactionOrder`` handles one event at a
+  time per (message, user, emoji), and drops an event older (by its ``event_ts``) than one
+  already handled for that key (Slack does not promise to deliver events in order).
 * ``/imagine-report <campaign>`` and ``/imagine-admin bind|unbind|campaigns``.
 * One error handler: a ``UserError`` is shown to that user only; anything else gets a generic
   message with a reference id, and the traceback goes to the log under that id.
@@ -20,7 +24,9 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 
 ACK_BUDGET_S = 2.5  # Slack waits 3 s for an ack; past this, ack first and answer afterwards
 ROLE_CACHE_S = 300.0  # how long users.info's is_admin / is_owner is trusted
+REACTION_KEYS_KEPT = 10_000  # (message, user, emoji) keys whose latest event_ts is remembered
 ACTION_ID = re.compile(r"^ob:")
 
 ADMIN_HELP = (
@@ -76,6 +83,63 @@ def build_slack_app(app: App, *, client: AsyncWebClient | None = None) -> AsyncA
     return SlackBot(app, client=client).bolt
 
 
+ReactionKey = tuple[str, str, str, str]  # channel, message ts, user, emoji
+
+
+class ReactionOrder:
+    """Reaction events for one (message, user, emoji) one at a time, newest last.
+
+    ``turn(key, event_ts)`` waits for the key's lock (taken before the first ``await``, so
+    events that arrive in order are handled in order) and yields whether the event is still
+    current: False when an event with a later ``event_ts`` for the same key was already
+    handled (Slack may deliver an addition after its own removal). Locks go when nobody holds
+    or waits for them; the latest ``event_ts`` of the last ``keep`` keys is remembered.
+    """
+
+    def __init__(self, keep: int = REACTION_KEYS_KEPT) -> None:
+        self.keep = keep
+        self._locks: dict[ReactionKey, tuple[asyncio.Lock, int]] = {}  # key → (lock, users)
+        self._latest: OrderedDict[ReactionKey, Decimal] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: ReactionKey, event_ts: str | None) -> AsyncIterator[bool]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield self._current(key, _event_time(event_ts))
+        finally:
+            lock, users = self._locks[key]
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+            else:
+                del self._locks[key]
+
+    def _current(self, key: ReactionKey, at: Decimal | None) -> bool:
+        if at is None:  # no event_ts: nothing to order by
+            return True
+        latest = self._latest.get(key)
+        if latest is not None and at < latest:
+            return False
+        self._latest[key] = at
+        self._latest.move_to_end(key)
+        while len(self._latest) > self.keep:
+            self._latest.popitem(last=False)
+        return True
+
+    @property
+    def locks(self) -> int:
+        """Keys with a handler running or waiting (0 when idle: nothing leaks)."""
+        return len(self._locks)
+
+
+def _event_time(event_ts: str | None) -> Decimal | None:
+    try:
+        return Decimal(event_ts) if event_ts else None
+    except InvalidOperation:
+        return None
+
+
 class SlackBot:
     """The bolt app plus what its listeners share: the client, the role cache, in-flight work."""
 
@@ -95,6 +159,7 @@ class SlackBot:
         )
         self._people: dict[str, tuple[float, bool, str]] = {}  # user → (until, admin, name)
         self.in_flight: set[asyncio.Task[Any]] = set()
+        self.reactions = ReactionOrder()
         self._register()
 
     # --- wiring ----------------------------------------------------------------------------
@@ -267,10 +332,15 @@ class SlackBot:
         user_id = event.get("user", "")
         if item.get("type") != "message" or not user_id or user_id == context.bot_user_id:
             return
-        async with self._handling(body):
+        emoji = event.get("reaction", "")
+        key = (item["channel"], item["ts"], user_id, emoji)
+        async with self._handling(body), self.reactions.turn(key, event.get("event_ts")) as current:
+            if not current:
+                log.info("reaction event %s on %s is older than one handled already", emoji, key[1])
+                return
             actor = await self.actor(body.get("team_id") or context.team_id or "", user_id)
             message = MessageRef(Platform.SLACK, item["channel"], item["ts"])
-            await self.service.react(message, event.get("reaction", ""), actor, added=added)
+            await self.service.react(message, emoji, actor, added=added)
 
     # --- /imagine-report -------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ Block = dict[str, Any]
 MAX_BUTTONS_PER_ROW = 5
 MAX_SECTION_TEXT = 3000  # Slack's limit for a section's text
 MAX_HEADER_TEXT = 150
+MAX_ALT_TEXT = 2000  # Slack's limit for an image block's alt_text
 MAX_BLOCKS = 50
 _ROWS = {ActionKind.UPSCALE: 0, ActionKind.VARY: 1, ActionKind.REROLL: 2, ActionKind.CANCEL: 2}
 REACTION_HINT = "React 1️⃣–4️⃣ or ⭐ to pick favourites, 👍 / 👎 to rate, ✅ to approve (reviewers)."
@@ -94,10 +95,37 @@ def status_blocks(card: ResultCard) -> list[Block]:
     return card_blocks(card)
 
 
-def result_blocks(card: ResultCard, *, image_posted: bool) -> list[Block]:
-    """The buttons message under an uploaded grid (whose comment already carries the text)."""
+def image_block(file_id: str, alt_text: str) -> Block:
+    """An image block showing a file uploaded to Slack (``slack_file``; the poster must be able
+    to see the file, as the uploader of a private upload can)."""
+    return {
+        "type": "image",
+        "slack_file": {"id": file_id},
+        "alt_text": alt_text[:MAX_ALT_TEXT] or "image",
+    }
+
+
+def result_blocks(
+    card: ResultCard,
+    *,
+    images: Sequence[Block] = (),
+    image_posted: bool = False,
+    mention: str = "",
+) -> list[Block]:
+    """The result message: the card's text, who asked, ``images`` (image blocks), a context
+    line and the buttons. ``image_posted``: the images went out in an upload of their own,
+    whose comment carries the text (the two-message fallback), so the text is left out."""
+    blocks: list[Block] = []
+    if card.text and not image_posted:
+        blocks.append(section(escape(card.text)))
+    if mention:
+        blocks.append(section(f"for {mention}"))
+    blocks += images
     note = REACTION_HINT if card.images else ""
-    return card_blocks(card, show_text=not image_posted, note=note)
+    if (context := context_line(card.fields, note)) is not None:
+        blocks.append(context)
+    blocks += action_rows(card.actions)
+    return blocks or [section(escape(card.text) or " ")]
 
 
 def requester_mention(requester: str) -> str:

@@ -5,12 +5,20 @@
   per workspace (one token bucket per bot token, well under Slack's ~50 ``chat.update`` a minute).
   A closing edit (a card without buttons) is never dropped: it waits for its turn like any other,
   and ``flush()`` sends whatever is still pending at shutdown.
-* ``post_result`` uploads the grid with ``files_upload_v2`` (the card text as its comment), then
-  posts the Block Kit buttons message in the same channel or thread and returns that message:
-  reactions there count. The upload's own message is recorded as a result message too (when
-  Slack says where it landed), so reactions on the picture count as well. Any failure raises, so
-  the ``Delivery`` leaves the generation undelivered and its sweep tries again; an upload that
-  succeeded is not repeated on that retry (same process).
+* ``post_result`` posts ONE message, as Discord does: it uploads the grid privately
+  (``files_upload_v2`` without a channel: ``files.getUploadURLExternal``, the bytes,
+  ``files.completeUploadExternal``; no message, only the bot can see the file), then
+  ``chat.postMessage`` with the card's text, who asked, an image block showing the upload
+  (``slack_file``; the bot may show its own file), the context line and the buttons, in the
+  channel or thread. That message is returned, and the ``Delivery`` records it: reactions on
+  it count.
+* When Slack refuses the image block (``invalid_blocks``: Slack may not have processed a fresh
+  upload yet, or won't show the file), it logs a warning with the error, deletes the private
+  upload (best effort) and falls back to two messages: the grid uploaded into the channel or
+  thread (the card text as its comment; that message is recorded as a result message too, when
+  Slack says where it landed, so reactions on the picture count), then the buttons message.
+* Any other failure raises, so the ``Delivery`` leaves the generation undelivered and its sweep
+  tries again; an upload that succeeded is not repeated on that retry (same process).
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -33,6 +42,18 @@ from core.service import Service
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+IMAGE_REFUSED = frozenset({"invalid_blocks"})  # Slack won't show the upload in an image block
+
+
+@dataclass
+class _Posting:
+    """What already went out for one generation's result, so a retry doesn't repeat it."""
+
+    files: list[str] | None = None  # the privately uploaded images' file ids
+    fallback: bool = False  # Slack refused the image blocks: an upload, then the buttons
+    shared: bool = False  # the fallback's upload into the channel is done
+    shared_ts: str | None = None  # the message that shares it, when Slack said
+    posted: MessageRef | None = None  # the fallback's buttons message
 
 
 class TokenBucket:
@@ -89,7 +110,7 @@ class SlackSink:
         self._pending: dict[tuple[str, str], ResultCard] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
         self._drains: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._uploaded: dict[uuid.UUID, str | None] = {}  # generation → its file message ts
+        self._postings: dict[uuid.UUID, _Posting] = {}  # generations being posted
         self.edits_sent = 0
 
     # --- status edits ----------------------------------------------------------------------
@@ -153,45 +174,103 @@ class SlackSink:
     async def post_result(
         self, target: ReplyTarget, card: ResultCard, generation: Generation
     ) -> MessageRef:
-        channel, thread = target.channel_id, target.thread_id
-        image_posted = False
-        if card.images:
-            if generation.id not in self._uploaded:
-                self._uploaded[generation.id] = await self._upload(target, card)
-            image_posted = True
-        mention = render.requester_mention(generation.requester)
-        blocks = render.result_blocks(card, image_posted=image_posted)
-        if mention:
-            blocks.insert(0 if image_posted else 1, render.section(f"for {mention}"))
+        """The result as one message with the grid and its buttons (or, when Slack refuses the
+        image block, as an upload and a buttons message); raises when Slack refuses it."""
+        posting = self._postings.setdefault(generation.id, _Posting())
+        if card.images and not posting.fallback:
+            if posting.files is None:
+                posting.files = await self._upload_privately(card)
+            alt_text = card.text or card.images[0].filename
+            images = [render.image_block(file_id, alt_text) for file_id in posting.files]
+            try:
+                ref = await self._post(target, card, generation, images=images)
+            except SlackApiError as exc:
+                if _error(exc) not in IMAGE_REFUSED:
+                    raise
+                log.warning(
+                    "Slack refused the grid of %s as an image block (%s: %s); posting it as an "
+                    "upload and a buttons message instead",
+                    generation.id,
+                    _error(exc),
+                    _details(exc),
+                )
+                posting.fallback = True
+                await self._delete(posting.files)
+            else:
+                del self._postings[generation.id]
+                return ref
+        if card.images and not posting.shared:
+            posting.shared_ts = await self._upload(target, card)
+            posting.shared = True
+        if posting.posted is None:
+            posting.posted = await self._post(
+                target, card, generation, image_posted=bool(card.images)
+            )
+        if posting.shared_ts and self.service is not None:
+            picture = MessageRef(Platform.SLACK, target.channel_id, posting.shared_ts)
+            await self.service.record_message(generation.id, picture, "result")
+        del self._postings[generation.id]
+        return posting.posted
+
+    async def _post(
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        images: Sequence[render.Block] = (),
+        image_posted: bool = False,
+    ) -> MessageRef:
+        blocks = render.result_blocks(
+            card,
+            images=images,
+            image_posted=image_posted,
+            mention=render.requester_mention(generation.requester),
+        )
         posted = await self.client.chat_postMessage(
-            channel=channel,
-            thread_ts=thread,
+            channel=target.channel_id,
+            thread_ts=target.thread_id,
             text=render.fallback_text(card),
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
         )
-        file_ts = self._uploaded.pop(generation.id, None)
-        ref = MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
-        if file_ts and self.service is not None:
-            picture = MessageRef(Platform.SLACK, channel, file_ts)
-            await self.service.record_message(generation.id, picture, "result")
-        return ref
+        return MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
+
+    async def _upload_privately(self, card: ResultCard) -> list[str]:
+        """Upload the card's images without sharing them anywhere; their file ids."""
+        answer = await self.client.files_upload_v2(file_uploads=_uploads(card))
+        ids = [str(f["id"]) for f in answer.get("files") or [] if f.get("id")]
+        if len(ids) != len(card.images):
+            raise RuntimeError(f"Slack answered {len(ids)} file ids for {len(card.images)} uploads")
+        return ids
+
+    async def _delete(self, file_ids: Sequence[str]) -> None:
+        """Delete private uploads nobody will see (best effort: they are only clutter)."""
+        for file_id in file_ids:
+            try:
+                await self.client.files_delete(file=file_id)
+            except Exception as exc:  # the result matters, not the clutter
+                why = _error(exc) if isinstance(exc, SlackApiError) else repr(exc)
+                log.warning("could not delete the unused upload %s: %s", file_id, why)
 
     async def _upload(self, target: ReplyTarget, card: ResultCard) -> str | None:
         """Upload the card's images into the target; the ts of the message that shares them."""
-        uploads: list[dict[str, Any]] = [
-            {"content": image.data, "filename": image.filename, "title": image.filename}
-            for image in card.images
-        ]
         answer = await self.client.files_upload_v2(
-            file_uploads=uploads,
+            file_uploads=_uploads(card),
             channel=target.channel_id,
             thread_ts=target.thread_id,
             initial_comment=render.fallback_text(card),
         )
         files = answer.get("files") or []
         return _share_ts(files[0], target.channel_id) if files else None
+
+
+def _uploads(card: ResultCard) -> list[dict[str, Any]]:
+    return [
+        {"content": image.data, "filename": image.filename, "title": image.filename}
+        for image in card.images
+    ]
 
 
 def _share_ts(file: dict[str, Any], channel: str) -> str | None:
@@ -202,6 +281,14 @@ def _share_ts(file: dict[str, Any], channel: str) -> str | None:
             if ts := share.get("ts"):
                 return str(ts)
     return None
+
+
+def _details(exc: SlackApiError) -> str:
+    """Slack's explanation of an ``invalid_blocks`` (which block, what is wrong), if any."""
+    try:
+        return "; ".join(str(e) for e in exc.response.get("errors") or []) or "no details"
+    except (AttributeError, TypeError):
+        return "no details"
 
 
 def _error(exc: SlackApiError) -> str:

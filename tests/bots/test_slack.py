@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
-from bots.slack import SlackBot, SlackSink, build_slack_app, render, slack_client
+from bots.slack import SlackBot, SlackSink, render, slack_client
 from bots.slack.sink import TokenBucket
 from core.bootstrap import App, load_brand_presets, service_config
 from core.cards import status_card
@@ -58,6 +58,7 @@ from tests.fakes.slack import (
     FakeSlack,
     Message,
     SlackSender,
+    reaction_event,
     running_fake_slack,
     serve_bolt_app,
 )
@@ -124,6 +125,7 @@ class Harness:
     engine: FakeEngine
     sender: SlackSender = field(init=False)
     sink: SlackSink = field(init=False)
+    bot: SlackBot = field(init=False)
     delivery: Delivery = field(init=False)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _worker: tuple[Worker, asyncio.Task[None]] | None = None
@@ -136,9 +138,8 @@ class Harness:
             self.db, self.app.service, self.store, self.sink, sweep_interval_s=0.2
         )
         stack = contextlib.AsyncExitStack()
-        url = await stack.enter_async_context(
-            serve_bolt_app(build_slack_app(self.app, client=client))
-        )
+        self.bot = SlackBot(self.app, client=client)
+        url = await stack.enter_async_context(serve_bolt_app(self.bot.bolt))
         delivering = asyncio.create_task(self.delivery.run())
 
         async def stop_delivery() -> None:
@@ -246,6 +247,11 @@ class Harness:
     def _status_ts(self) -> set[str]:
         return {m.ts for m in self.fake.messages(CHANNEL_ID) if _is_status(m)}
 
+    async def settled(self) -> None:
+        """Wait until the listeners that events and clicks started have finished."""
+        await asyncio.sleep(0)  # a listener starts right after its ack
+        await self.bot.drain()
+
     async def feedback(self) -> set[tuple[str, str, int | None]]:
         rows = await self.sql(
             "SELECT u.external_id AS user, f.kind, i.index FROM feedback f "
@@ -284,6 +290,15 @@ def _has_buttons(message: Message) -> bool:
 def _is_status(message: Message) -> bool:
     history = [message.text or "", *(v.text or "" for v in message.edits)]
     return any(t.startswith(("🕒 Queued", "⏳ Generating")) for t in history)
+
+
+def _image_files(message: Message) -> list[str]:
+    """The file ids a message's image blocks show."""
+    return [
+        b["slack_file"]["id"]
+        for b in message.blocks or []
+        if b.get("type") == "image" and "slack_file" in b
+    ]
 
 
 def _button_ids(message: Message) -> list[list[str]]:
@@ -384,6 +399,28 @@ def test_result_blocks_leave_the_text_to_the_upload_and_closing_cards_drop_butto
     assert closing == [render.section("✅ Done — the images are below.")]
     cancel = status_card_actions()
     assert cancel[0]["elements"][0]["style"] == "danger"
+
+
+def test_result_blocks_show_the_uploaded_grid_between_the_text_and_the_buttons() -> None:
+    card = _grid_card()
+    image = render.image_block("F0000000042", "x" * 3000)
+    blocks = render.result_blocks(card, images=[image], mention="<@U1>")
+    assert [b["type"] for b in blocks] == [
+        "section",
+        "section",
+        "image",
+        "context",
+        "actions",
+        "actions",
+        "actions",
+    ]
+    assert blocks[0]["text"]["text"] == "✅ “a &lt;!channel&gt; shoe &amp; sock”"
+    assert blocks[1]["text"]["text"] == "for <@U1>"
+    assert blocks[2] == {
+        "type": "image",
+        "slack_file": {"id": "F0000000042"},
+        "alt_text": "x" * render.MAX_ALT_TEXT,
+    }
 
 
 def status_card_actions() -> list[dict[str, Any]]:
@@ -504,15 +541,31 @@ async def test_command_to_queued_to_progress_to_grid_with_buttons(slack: Harness
     await slack.start_worker()
     buttons = await slack.result_message(generation_id)
 
-    # the grid: a JPEG uploaded into the channel, its comment the card text
+    # the grid: a JPEG uploaded privately (shared nowhere, no message of its own) ...
     [upload] = slack.fake.files
     assert upload.data is not None
     assert upload.data[:3] == JPEG
     assert upload.name == f"onbrand-{generation_id}-grid.jpg"
-    assert upload.channels == [CHANNEL_ID]
-    assert upload.initial_comment is not None
-    assert upload.initial_comment.startswith("✅ “a sneaker on a beach")
-    # the buttons message under it
+    assert (upload.channels, upload.message_ts) == ([], None)
+    [complete] = slack.fake.calls_to("files.completeUploadExternal")
+    assert "channel_id" not in complete.params
+    assert "channels" not in complete.params
+    # ... shown in ONE result message: the text, who asked, the image, the context, the buttons
+    [result] = [m for m in slack.bot_messages() if not _is_status(m)]
+    assert result.ts == buttons.ts
+    assert result.subtype is None
+    assert result.files == []
+    assert [b["type"] for b in buttons.blocks or []] == [
+        "section",
+        "section",
+        "image",
+        "context",
+        "actions",
+        "actions",
+        "actions",
+    ]
+    assert _text(buttons).startswith("✅ “a sneaker on a beach")
+    assert _image_files(buttons) == [upload.id]
     assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
     assert _button_ids(buttons)[0][0] == f"ob:u:{generation_id}:1"
     context_text = " ".join(
@@ -527,12 +580,12 @@ async def test_command_to_queued_to_progress_to_grid_with_buttons(slack: Harness
     )
     assert any((v.text or "").startswith("⏳ Generating") for v in final.edits)
     assert not _has_buttons(final)
-    # both the picture and the buttons message count for reactions
+    # the one message is recorded for reactions
     rows = await slack.sql(
         "SELECT message_id FROM messages WHERE generation_id = :g AND role = 'result'",
         g=generation_id,
     )
-    assert {r.message_id for r in rows} == {buttons.ts, upload.message_ts}
+    assert [r.message_id for r in rows] == [buttons.ts]
     assert await slack.status(generation_id) == "done"
     [delivered] = await slack.sql(
         "SELECT delivered_at FROM generations WHERE id = :g", g=generation_id
@@ -688,18 +741,12 @@ async def test_reactions_become_feedback_and_removal_retracts(slack: Harness) ->
     ]:
         assert (await react(name, ts=buttons.ts, user=user)).status == 200
 
-    async def three_recorded() -> bool:  # events are handled after their ack, concurrently
-        return (USER_ID, "favourite", 3) in await slack.feedback()
-
-    await eventually(three_recorded, "the 3️⃣ reaction is recorded before it is removed")
+    # a removal right behind its addition (no waiting: reaction events are ordered per key)
     assert (await react("three", ts=buttons.ts, user=USER_ID, added=False)).status == 200
     # the bot's own reaction and a reaction on someone else's message are ignored
     await react("star", ts=buttons.ts, user=BOT_USER_ID)
     await react("one", ts=slack.fake.post_as_user(CHANNEL_ID, "lunch?"), user=USER_ID)
-    # a reaction on the uploaded picture counts like one on the buttons
-    [upload] = slack.fake.files
-    assert upload.message_ts is not None
-    await react("two", ts=upload.message_ts, user=OTHER_ID)
+    await react("two", ts=buttons.ts, user=OTHER_ID)
 
     expected = {
         (USER_ID, "favourite", 1),
@@ -717,6 +764,47 @@ async def test_reactions_become_feedback_and_removal_retracts(slack: Harness) ->
     with contextlib.suppress(TimeoutError):
         await eventually(recorded, "the feedback is recorded")
     assert await slack.feedback() == expected
+
+
+async def test_an_addition_and_its_removal_back_to_back_leave_no_favourite(
+    slack: Harness,
+) -> None:
+    """Each event is acked before it is handled, so without ordering the removal can be applied
+    before the addition it retracts, and the favourite would stay."""
+    _, result = await slack.finished()
+    slack.fake.delay_next("users.info", 0.3)  # the addition's handler looks its user up slowly
+    names = ["one", "two", "three", "four", "star", "heart", "+1", "-1"]
+    for name in names:  # no waiting between an addition and its removal
+        assert (await slack.sender.reaction(name, ts=result.ts)).status == 200
+        assert (await slack.sender.reaction(name, ts=result.ts, added=False)).status == 200
+
+    await slack.settled()
+    assert await slack.feedback() == set()
+
+
+async def test_a_removal_delivered_before_its_addition_wins(slack: Harness) -> None:
+    """Slack may deliver events out of order: the older event (by ``event_ts``) is dropped."""
+    _, result = await slack.finished()
+    added_at, removed_at = f"{time.time():.6f}", f"{time.time() + 0.001:.6f}"
+    slack.fake.react(CHANNEL_ID, result.ts, "two", USER_ID)  # the user adds 2️⃣ ...
+    slack.fake.unreact(CHANNEL_ID, result.ts, "two", USER_ID)  # ... and takes it back
+
+    removed = reaction_event(
+        "reaction_removed", "two", channel=CHANNEL_ID, ts=result.ts, event_ts=removed_at
+    )
+    added = reaction_event(
+        "reaction_added", "two", channel=CHANNEL_ID, ts=result.ts, event_ts=added_at
+    )
+    assert (await slack.sender.event(removed)).status == 200
+    await slack.settled()
+    assert (await slack.sender.event(added)).status == 200  # late: dropped
+    await slack.settled()
+    assert await slack.feedback() == set()
+
+    assert (await slack.sender.reaction("two", ts=result.ts)).status == 200  # a new addition
+    await slack.settled()
+    assert await slack.feedback() == {(USER_ID, "favourite", 2)}
+    assert slack.bot.reactions.locks == 0  # no lock outlives its events
 
 
 # --- reports and admin ----------------------------------------------------------------------------
@@ -792,6 +880,65 @@ async def test_a_429_on_post_message_is_retried_and_delivered_once(slack: Harnes
     await asyncio.sleep(0.5)  # a few sweeps
     assert len(slack.buttons_messages()) == 1
     assert len(slack.fake.files) == 1
+
+
+async def test_when_slack_refuses_the_image_block_the_grid_and_buttons_come_apart(
+    slack: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.fake.refuse_slack_files()
+    with caplog.at_level(logging.WARNING, logger="bots.slack.sink"):
+        generation_id, buttons = await slack.finished()
+
+    [warning] = [r for r in caplog.records if "refused the grid" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "invalid_blocks" in warning.getMessage()
+    assert "invalid slack file" in warning.getMessage()
+    # the refused private upload is deleted; the grid is uploaded into the channel instead
+    [deleted] = slack.fake.calls_to("files.delete")
+    [upload] = slack.fake.files
+    assert upload.id != deleted.params["file"]
+    assert upload.channels == [CHANNEL_ID]
+    assert upload.initial_comment is not None
+    assert upload.initial_comment.startswith("✅ “a sneaker on a beach")
+    # then the buttons message, without the image block or the text the upload carries
+    assert [m.ts for m in slack.bot_messages() if not _is_status(m)] == [
+        upload.message_ts,
+        buttons.ts,
+    ]
+    assert _image_files(buttons) == []
+    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+    assert f"<@{USER_ID}>" in str(buttons.blocks)
+    # both messages count for reactions
+    rows = await slack.sql(
+        "SELECT message_id FROM messages WHERE generation_id = :g AND role = 'result'",
+        g=generation_id,
+    )
+    assert {r.message_id for r in rows} == {buttons.ts, upload.message_ts}
+    assert upload.message_ts is not None
+    await slack.sender.reaction("two", ts=upload.message_ts, user=OTHER_ID)
+    await slack.sender.reaction("+1", ts=buttons.ts)
+    await slack.settled()
+    assert await slack.feedback() == {(OTHER_ID, "favourite", 2), (USER_ID, "like", None)}
+
+
+async def test_a_refused_result_message_is_retried_without_uploading_again(
+    slack: Harness,
+) -> None:
+    generation_id, _ = await slack.queued("a sneaker")
+    slack.fake.fail_next("chat.postMessage", error="internal_error")  # the result message
+    await slack.start_worker()
+    result = await slack.result_message(generation_id)
+
+    assert [c.error for c in slack.fake.calls_to("chat.postMessage")][1:] == [
+        "internal_error",
+        None,
+    ]
+    [upload] = slack.fake.files
+    assert len(slack.fake.calls_to("files.getUploadURLExternal")) == 1  # not repeated
+    assert _image_files(result) == [upload.id]
+    assert slack.fake.calls_to("files.delete") == []
+    await asyncio.sleep(0.5)  # a few sweeps
+    assert [m.ts for m in slack.bot_messages() if not _is_status(m)] == [result.ts]
 
 
 async def test_a_failed_upload_is_left_undelivered_and_the_sweep_posts_it(slack: Harness) -> None:

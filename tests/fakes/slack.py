@@ -19,6 +19,14 @@ Two halves:
   with their edits and reactions, uploaded files with their bytes, ephemerals, opened views,
   posts to response URLs — is read through methods that take the lock and return copies.
 
+  Files: ``files.completeUploadExternal`` without a channel uploads privately (no message, no
+  share; only the uploader can see the file). Blocks are checked like Slack checks them: an
+  ``image`` block with a ``slack_file`` (``id``, or ``url``: the file's ``url_private`` or
+  ``permalink``) must name a completed png/jpg/jpeg/gif file the bot can see (it uploaded it, or
+  the file is shared in a channel the bot is in), else ``invalid_blocks`` with Slack's
+  ``invalid slack file [json-pointer:/blocks/N/slack_file]``. ``refuse_slack_files()`` makes
+  every such block fail that way, as Slack does while a fresh upload is still being processed.
+
 * ``SlackSender`` — builds the HTTP requests Slack sends to an app (slash commands,
   ``block_actions``, Events API callbacks), signs them like Slack (``v0=`` HMAC-SHA256 of
   ``v0:{timestamp}:{body}``), optionally breaks the signature, the body or the timestamp, POSTs
@@ -39,6 +47,7 @@ import hmac
 import itertools
 import json
 import mimetypes
+import re
 import threading
 import time
 import uuid
@@ -76,6 +85,7 @@ ADMIN_ID = "U0ADMIN001"
 ADMIN_NAME = "alex.admin"
 
 UPLOAD = "upload"  # the method name recorded for POSTs to an upload URL
+_BLOCK_IMAGE_TYPES = {"png", "jpg", "jpeg", "gif"}  # the files an image block's slack_file may show
 RESPONSE_URL = "response_url"  # the method name recorded for POSTs to a response URL
 
 # A 1×1 transparent PNG, for uploads that need real image bytes.
@@ -377,6 +387,7 @@ class FakeSlack:
         self._views: list[dict[str, Any]] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self._bugs: list[Exception] = []
+        self._refuse_slack_files = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -544,6 +555,31 @@ class FakeSlack:
             self._faults.setdefault(method, deque()).extend(
                 [_Fault(status=0, error=None, retry_after=None, delay=seconds)] * times
             )
+
+    def refuse_slack_files(self, refuse: bool = True) -> None:
+        """Refuse every ``slack_file`` image block with ``invalid_blocks`` (until reset)."""
+        with self._lock:
+            self._refuse_slack_files = refuse
+
+    def upload_file(
+        self, name: str, data: bytes, *, user: str = USER_ID, channels: tuple[str, ...] = ()
+    ) -> FakeFile:
+        """A completed file uploaded by ``user`` (no API call recorded), shared in ``channels``
+        (none: private to ``user``)."""
+        with self._lock:
+            file_id = self._next_id("F")
+            upload = FakeFile(
+                id=file_id,
+                name=name,
+                length=len(data),
+                data=data,
+                completed=True,
+                channels=list(channels),
+                user=user,
+                created=int(time.time()),
+            )
+            self._files[file_id] = upload
+            return copy.deepcopy(upload)
 
     def react(self, channel: str, ts: str, name: str, user: str) -> None:
         """Record a user's reaction in the fake's state (pair with ``SlackSender.reaction``)."""
@@ -833,9 +869,62 @@ class FakeSlack:
             raise SlackApiFailure("invalid_blocks")
         if blocks is not None and len(blocks) > 50:
             raise SlackApiFailure("invalid_blocks", errors=["too many blocks (max 50)"])
+        for index, block in enumerate(blocks or []):
+            if block["type"] == "image":
+                self._check_image_block(block, f"/blocks/{index}")
         if attachments is not None and not isinstance(attachments, list):
             raise SlackApiFailure("invalid_attachments")
         return text, blocks, attachments
+
+    def _check_image_block(self, block: dict[str, Any], pointer: str) -> None:
+        """An image block as Slack checks it: alt text, and one source it can show."""
+        alt_text = block.get("alt_text")
+        if not isinstance(alt_text, str) or not alt_text or len(alt_text) > 2000:
+            raise _invalid_blocks(
+                "must provide a string of 1 to 2000 characters", pointer, "alt_text"
+            )
+        has_url, slack_file = "image_url" in block, block.get("slack_file")
+        if has_url == (slack_file is not None):
+            raise _invalid_blocks("must provide exactly one of image_url or slack_file", pointer)
+        if has_url:
+            return
+        if not isinstance(slack_file, dict) or len(slack_file.keys() & {"id", "url"}) != 1:
+            raise _invalid_blocks("must provide exactly one of id or url", pointer, "slack_file")
+        wanted = slack_file.get("id")
+        if wanted is not None and not re.fullmatch(r"F[A-Z0-9]{8,}", str(wanted)):
+            raise _invalid_blocks(
+                "input must match regex pattern: ^[F][A-Z0-9]{8,}$", pointer, "slack_file/id"
+            )
+        url = slack_file.get("url")
+        found = next(
+            (
+                f
+                for f in self._files.values()
+                if f.id == wanted or (url is not None and url in self._file_urls(f))
+            ),
+            None,
+        )
+        if (
+            self._refuse_slack_files
+            or found is None
+            or not found.completed
+            or found.name.rsplit(".", 1)[-1].lower() not in _BLOCK_IMAGE_TYPES
+            or not self._bot_sees(found)
+        ):
+            raise _invalid_blocks("invalid slack file", pointer, "slack_file")
+
+    def _file_urls(self, upload: FakeFile) -> set[str]:
+        api = upload.to_api(self.url)
+        return {api["url_private"], api["permalink"]}
+
+    def _bot_sees(self, upload: FakeFile) -> bool:
+        """The bot uploaded the file, or it is shared in a channel the bot is in."""
+        if upload.user == self.bot_user_id:
+            return True
+        return any(
+            (channel := self._channels.get(c)) is not None and channel.is_member
+            for c in upload.channels
+        )
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -998,6 +1087,15 @@ class FakeSlack:
             upload.message_ts = message_ts
         return {"files": [u.to_api(self.url) for u in uploads]}
 
+    def _files_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        upload = self._files.get(_str(params.get("file")) or "")
+        if upload is None:
+            raise SlackApiFailure("file_not_found")
+        if upload.user != self.bot_user_id:
+            raise SlackApiFailure("cant_delete_file")
+        del self._files[upload.id]
+        return {}
+
     def _reaction_target(self, params: dict[str, Any]) -> tuple[Message, str]:
         channel = self._channel(params)
         message = self._find_message(channel.id, _str(params.get("timestamp")))
@@ -1064,6 +1162,7 @@ class FakeSlack:
         "chat.delete": _delete,
         "files.getUploadURLExternal": _get_upload_url,
         "files.completeUploadExternal": _complete_upload,
+        "files.delete": _files_delete,
         "reactions.add": _reactions_add,
         "reactions.remove": _reactions_remove,
         "reactions.get": _reactions_get,
@@ -1118,6 +1217,15 @@ def _str(value: Any) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else str(value)
+
+
+def _invalid_blocks(problem: str, pointer: str, field: str = "") -> SlackApiFailure:
+    """Slack's answer to a block it can't accept: the problem and where it is."""
+    where = f"{pointer}/{field}" if field else pointer
+    detail = f"{problem} [json-pointer:{where}]"
+    return SlackApiFailure(
+        "invalid_blocks", errors=[detail], response_metadata={"messages": [f"[ERROR] {detail}"]}
+    )
 
 
 def _maybe_json(value: Any) -> Any:
@@ -1274,9 +1382,11 @@ def reaction_event(
     ts: str,
     user: str = USER_ID,
     item_user: str = BOT_USER_ID,
+    event_ts: str | None = None,
 ) -> dict[str, Any]:
     """A ``reaction_added`` / ``reaction_removed`` event. ``reaction`` is the emoji NAME
-    (``one``, ``star``, ``+1``, ``white_check_mark``), without colons."""
+    (``one``, ``star``, ``+1``, ``white_check_mark``), without colons; ``event_ts`` defaults to
+    now (Slack orders a key's events by it, but may deliver them in any order)."""
     if kind not in {"reaction_added", "reaction_removed"}:
         raise ValueError(f"not a reaction event: {kind!r}")
     return {
@@ -1285,7 +1395,7 @@ def reaction_event(
         "reaction": reaction,
         "item": {"type": "message", "channel": channel, "ts": ts},
         "item_user": item_user,
-        "event_ts": f"{time.time():.6f}",
+        "event_ts": event_ts or f"{time.time():.6f}",
     }
 
 

@@ -171,6 +171,97 @@ async def test_a_failed_upload_step_leaves_the_file_pending(
     assert [f.name for f in fake.pending_files] == ["grid.png"]
 
 
+async def test_an_upload_without_a_channel_is_private(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    answer = await client.files_upload_v2(content=TINY_PNG, filename="grid.png", title="Grid")
+
+    [stored] = fake.files
+    assert answer["file"]["id"] == stored.id
+    assert (answer["file"]["channels"], answer["file"]["shares"]) == ([], {})
+    assert (stored.data, stored.channels, stored.message_ts) == (TINY_PNG, [], None)
+    assert fake.messages(CHANNEL_ID) == []  # shared nowhere: no message
+    [complete] = fake.calls_to("files.completeUploadExternal")
+    assert complete.params.keys() & {"channel_id", "channels", "thread_ts"} == set()
+
+
+def _image(slack_file: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"type": "image", "slack_file": slack_file, "alt_text": "the grid"}]
+
+
+async def test_image_blocks_show_files_the_bot_can_see(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    mine = (await client.files_upload_v2(content=TINY_PNG, filename="grid.png"))["file"]
+    by_id = await client.chat_postMessage(
+        channel=CHANNEL_ID, text="grid", blocks=_image({"id": mine["id"]})
+    )
+    assert by_id["message"]["blocks"] == _image({"id": mine["id"]})
+    for url in (mine["url_private"], mine["permalink"]):
+        await client.chat_postMessage(channel=CHANNEL_ID, text="grid", blocks=_image({"url": url}))
+    shared = fake.upload_file("theirs.png", TINY_PNG, user=USER_ID, channels=(CHANNEL_ID,))
+    await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=_image({"id": shared.id}))
+    assert len(fake.messages(CHANNEL_ID)) == 4
+
+
+async def test_image_blocks_with_files_the_bot_cant_show_are_invalid(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    theirs = fake.upload_file("theirs.png", TINY_PNG, user=USER_ID)  # private to the user
+    text = fake.upload_file("notes.txt", b"hello", user=BOT_USER_ID)
+    fake.add_channel("C0NOTJOIN", "elsewhere", is_member=False)
+    elsewhere = fake.upload_file("there.png", TINY_PNG, user=USER_ID, channels=("C0NOTJOIN",))
+    for slack_file in (
+        {"id": "F0NOSUCH01"},
+        {"id": theirs.id},
+        {"id": text.id},
+        {"id": elsewhere.id},
+        {"url": "https://example.com/a.png"},
+    ):
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=_image(slack_file))
+        assert refused.value.response["error"] == "invalid_blocks"
+        assert refused.value.response["errors"] == [
+            "invalid slack file [json-pointer:/blocks/0/slack_file]"
+        ]
+    with pytest.raises(SlackApiError, match="regex pattern"):
+        await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=_image({"id": "x"}))
+    no_alt = [{"type": "image", "slack_file": {"id": theirs.id}}]
+    with pytest.raises(SlackApiError, match="alt_text"):
+        await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=no_alt)
+    assert fake.messages(CHANNEL_ID) == []
+
+
+async def test_refused_and_deleted_files_make_image_blocks_invalid(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    mine = (await client.files_upload_v2(content=TINY_PNG, filename="grid.png"))["file"]
+    fake.refuse_slack_files()
+    with pytest.raises(SlackApiError, match="invalid_blocks"):
+        await client.chat_postMessage(
+            channel=CHANNEL_ID, text="x", blocks=_image({"id": mine["id"]})
+        )
+    fake.refuse_slack_files(False)
+    await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=_image({"id": mine["id"]}))
+
+    theirs = fake.upload_file("theirs.png", TINY_PNG, user=USER_ID, channels=(CHANNEL_ID,))
+    with pytest.raises(SlackApiError, match="cant_delete_file"):
+        await client.files_delete(file=theirs.id)
+    await client.files_delete(file=mine["id"])
+    with pytest.raises(SlackApiError, match="file_not_found"):
+        await client.files_delete(file=mine["id"])
+    assert [f.id for f in fake.files] == [theirs.id]
+    with pytest.raises(SlackApiError, match="invalid_blocks"):
+        await client.chat_postMessage(
+            channel=CHANNEL_ID, text="x", blocks=_image({"id": mine["id"]})
+        )
+
+    fake.refuse_slack_files()
+    fake.reset()  # forgets the refusal too
+    again = fake.upload_file("again.png", TINY_PNG, user=BOT_USER_ID)
+    await client.chat_postMessage(channel=CHANNEL_ID, text="x", blocks=_image({"id": again.id}))
+
+
 async def test_users_and_channels(fake: FakeSlack, client: AsyncWebClient) -> None:
     admin = await client.users_info(user=ADMIN_ID)
     assert (admin["user"]["is_admin"], admin["user"]["is_owner"]) == (True, False)
