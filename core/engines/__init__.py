@@ -11,7 +11,9 @@ Rules every engine follows (``tests/engines/contract.py`` checks them):
 
 - ``generate`` takes jobs that share width, height, steps and guidance (``ValueError`` otherwise);
   prompts, negative prompts and seeds may differ per job. Results come back in job order.
-- One image per seed; the same seed gives the same pixels alone or inside a batch.
+- One image per seed; the same seed gives the same picture alone or inside a batch (the same bits
+  for the same call on the same machine; across batch sizes and devices within floating-point
+  noise, see ``tests/pixels.py``).
 - ``progress(job_id, step, total)`` is called on the caller's event loop, ``step`` rising to
   ``total``; it is never called again for a job once the job is seen as cancelled.
 - ``cancelled(job_id)`` is polled once before the run and after every step; it may be called

@@ -15,8 +15,9 @@ How a call runs (after diffusers' "Create a server" guide):
   per-run state and are not thread-safe. Variations use ``AutoPipelineForImage2Image.from_pipe``
   on the same weights.
 - **Per image, its own generator.** Every image gets a CPU ``torch.Generator`` seeded with its
-  seed (prompts repeated per image), so a seed gives the same pixels alone or in a batch, on any
-  device.
+  seed (prompts repeated per image), so a seed gives the same picture alone or in a batch, on any
+  device (bit for bit only for the same call on the same machine: kernels round differently
+  by batch size and device).
 - **Off the loop, one call per model at a time.** The pipeline runs in ``asyncio.to_thread`` under
   one lock per loaded model. ``progress`` is delivered on the caller's loop; ``cancelled`` is
   polled from the pipeline's thread after every step (``callback_on_step_end``).

@@ -57,7 +57,7 @@ class EngineContract:
     steps: ClassVar[int] = 3
     guidance: ClassVar[float] = 5.0
     # Capabilities an engine may lack.
-    deterministic: ClassVar[bool] = True  # same seed → same pixels (alone or in a batch)
+    deterministic: ClassVar[bool] = True  # same seed → same picture (alone or in a batch)
     batch_tolerance: ClassVar[int] = 1  # max uint8 difference allowed between batched and alone
     supports_step_progress: ClassVar[bool] = True  # progress after every step, cancel mid-run
     supports_vary: ClassVar[bool] = True
