@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -12,8 +13,23 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, text
 
 from core.db.database import Database
+from core.errors import ConfigError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+def _migrations_dir() -> Path:
+    """The Alembic scripts: the package ``core.db.migrations`` (a wheel installs the top-level
+    ``migrations/`` folder under that name and an editable install maps it: see setup.py), else
+    the source tree's folder (a checkout on ``PYTHONPATH``, not installed)."""
+    spec = importlib.util.find_spec("core.db.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    source_tree = Path(__file__).resolve().parents[2] / "migrations"
+    if source_tree.is_dir():
+        return source_tree
+    raise ConfigError("onbrand's migrations are missing from this installation: reinstall it")
+
+
+MIGRATIONS_DIR = _migrations_dir()
 _LOCK_ID = 0x0B_B4_A4_D0  # pg_advisory lock: one migrator at a time across processes
 
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,17 @@ def test_the_worker_image_keeps_the_base_images_cuda_torch() -> None:
     assert re.search(r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime", args)
     run = " ".join(arg for op, arg in steps if op == "RUN")
     assert "-c /tmp/base-torch.txt" in run  # pip may not replace the base image's torch
-    assert "diffusers" in run
-    assert ".[openai,s3]" in run
+    assert ".[diffusers,openai,s3]" in run
+
+
+def test_only_the_constraints_file_pins_torch_exactly() -> None:
+    """The diffusers extra asks for a range, so a CUDA base image's torch satisfies it; the exact
+    CPU pin lives in constraints.txt, which every pip command of the README and Makefile uses."""
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
+    torch = [r for r in project["project"]["optional-dependencies"]["diffusers"] if "torch" in r]
+    assert torch, "the diffusers extra needs torch"
+    assert all("==" not in r and ">=" in r for r in torch), torch
+    assert "torch==" in (DEPLOY.parent / "constraints.txt").read_text()
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

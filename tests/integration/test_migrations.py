@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,6 +25,7 @@ from core.queue import include_name
 from tests.conftest import _with_database
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -71,4 +79,48 @@ async def test_models_match_migrations(scratch_db: Database) -> None:
 async def test_upgrade_is_idempotent_and_safe_to_run_twice(scratch_db: Database) -> None:
     await upgrade(scratch_db)
     await upgrade(scratch_db)
+    assert await current_revision(scratch_db) == head_revision()
+
+
+@pytest.mark.slow
+async def test_a_wheel_carries_the_migrations(scratch_db: Database, tmp_path: Path) -> None:
+    """Built from a copy of the tree in a temporary directory and run from the unpacked wheel
+    (not this checkout): ``onbrand migrate`` finds the scripts and brings a database to head."""
+    source = tmp_path / "src"
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    )  # fmt: skip
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    built = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("onbrand-*.whl")
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(unpacked)
+    assert "core/db/migrations/env.py" in names
+    assert "core/db/migrations/script.py.mako" in names
+    assert sum(n.startswith("core/db/migrations/versions/2") for n in names) >= 4
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBRAND_")}
+    env |= {"PYTHONPATH": str(unpacked), "DATABASE_URL": scratch_db.dsn}
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c",
+         "import core, sys; from bots.cli import main; print(core.__file__, file=sys.stderr); "
+         "sys.argv = ['onbrand', 'migrate']; main()"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert str(unpacked) in run.stderr, "ran the checkout, not the wheel"
     assert await current_revision(scratch_db) == head_revision()
