@@ -47,8 +47,10 @@ _LOOKALIKES: dict[str, str] = {
     "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w",
     "ᴢ": "z", "ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ħ": "h", "ŧ": "t",
 }  # fmt: skip
-# Regional-indicator symbols (flag letters 🇳🇮🇰🇪) read as the letters they stand for.
-_LOOKALIKES.update({chr(0x1F1E6 + i): chr(ord("a") + i) for i in range(26)})
+# Symbols that stand for one Latin letter read as it: regional indicators (flag letters 🇳🇮🇰🇪)
+# and the negative circled / negative squared capitals (🅝, 🅽), which NFKC leaves alone.
+for _first in (0x1F1E6, 0x1F150, 0x1F170):
+    _LOOKALIKES.update({chr(_first + i): chr(ord("a") + i) for i in range(26)})
 
 _FOLD_TABLE: dict[int, str | None] = {ord(c): None for c in _INVISIBLE + _APOSTROPHES}
 _FOLD_TABLE.update({ord(k): v for k, v in _LOOKALIKES.items()})
@@ -75,13 +77,46 @@ def _is_unspaced_script(ch: str) -> bool:
     return 0x0E00 <= o <= 0x0EFF or 0x1780 <= o <= 0x17FF or 0x1100 <= o <= 0x11FF or o >= 0x2E80
 
 
+@lru_cache(maxsize=4096)
+def _is_sign(ch: str) -> bool:
+    """A symbol (category S*) that NFKC would spell out as letters or a space: ``™`` → ``TM``,
+    ``℠`` → ``SM``, ``№`` → ``No``, ``¨`` → space + mark. It must stay a separator."""
+    if not unicodedata.category(ch).startswith("S"):
+        return False
+    folded = unicodedata.normalize("NFKC", ch)
+    return sum(c.isalnum() for c in folded) > 1 or any(c.isspace() for c in folded)
+
+
+def _nfkc(text: str) -> str:
+    """NFKC, except that signs (``_is_sign``) are kept as they are, so they still separate words.
+    A symbol that NFKC turns into one letter or digit (``ⓝ``, ``🄽``, ``⒩``) reads as it."""
+    if text.isascii():  # NFKC leaves ASCII unchanged
+        return text
+    parts: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if _is_sign(ch):
+            parts.append(unicodedata.normalize("NFKC", text[start:i]))
+            parts.append(ch)
+            start = i + 1
+    parts.append(unicodedata.normalize("NFKC", text[start:]))
+    return "".join(parts)
+
+
 def normalize(text: str) -> str:
     """Fold ``text`` to the skeleton the matcher compares: NFKC, no marks, no invisibles,
-    look-alikes mapped to Latin, case-folded. Separators (spaces, punctuation) are kept."""
-    text = unicodedata.normalize("NFKC", text)
-    decomposed = unicodedata.normalize("NFD", text)
-    kept = "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
-    return kept.translate(_FOLD_TABLE).casefold()
+    look-alikes mapped to Latin, case-folded. Separators (spaces, punctuation, symbols such as
+    ``™ © 🔥 →``) are kept; an enclosing mark (keycap ``1️⃣``, ``n⃝``) becomes one on each side
+    of the character it encloses, which then stands alone."""
+    kept: list[str] = []
+    for ch in unicodedata.normalize("NFD", _nfkc(text)):
+        category = unicodedata.category(ch)
+        if category in ("Mn", "Cf"):
+            continue
+        if category == "Me" and kept and unicodedata.category(kept[-1]) != "Me":
+            kept.insert(len(kept) - 1, ch)  # separate the enclosed character on both sides
+        kept.append(ch)
+    return "".join(kept).translate(_FOLD_TABLE).casefold()
 
 
 @dataclass(frozen=True, slots=True)

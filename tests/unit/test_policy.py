@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -67,6 +69,31 @@ BLOCKED = [
     ("我喜欢耐克鞋", "耐克"),  # no word spaces in CJK: substring
     ("s s", "ss"),
     ("the s.s. uniform", "ss"),
+    # symbols (categories So/Sk/Sm/Sc) are punctuation: they separate words, never hide them
+    ("Nike™ shoes", "nike"),  # NFKC would make it "niketm"
+    ("nike℠", "nike"),
+    ("©nike", "nike"),
+    ("nike®shoes", "nike"),
+    ("🔥nike🔥", "nike"),
+    ("n🔥i🔥k🔥e", "nike"),  # glued with no space, like "n-i-k-e"
+    ("ni™ke", "nike"),
+    ("👍🏽nike", "nike"),  # skin-tone modifier
+    ("the nike👨‍👩‍👧 family", "nike"),  # ZWJ sequence
+    ("nike❤️", "nike"),  # variation selector
+    ("1️⃣nike", "nike"),  # a keycap ends its token
+    ("n⃝i⃝k⃝e⃝", "nike"),  # enclosing circles
+    ("→nike←", "nike"),
+    ("€nike", "nike"),
+    ("✓nike✓", "nike"),
+    ("─nike─", "nike"),
+    ("ni¨ke", "nike"),  # NFKC would make the diaeresis a space
+    ("Nike´s", "nike"),  # acute accent as an apostrophe
+    ("ass™", "ass"),
+    ("a™ss", "ass"),
+    ("coca™cola", "coca cola"),
+    ("Coca-Cola® bottle", "coca cola"),
+    ("3M™ tape", "3m"),
+    ("🅽🅸🅺🅴", "nike"),  # negative squared letters read as letters
 ]
 
 ALLOWED = [
@@ -95,6 +122,19 @@ ALLOWED = [
     "the I.S.S. in orbit",  # a dotted "I" is part of the spelling, never dropped
     "U.S.S. Enterprise",
     "",
+    "class™",  # a symbol after a longer word leaves it that word
+    "Classic™ sneakers",
+    "Bass® guitar",
+    "Passion™ fruit",
+    "a class ™ act",
+    "🔥glass🔥",
+    "C++ code",
+    "R&D lab",
+    "50% off",
+    "™ ® © ℠",
+    "© 2024 Acme",
+    "5℃ weather",
+    "№5 perfume",
 ]
 
 
@@ -133,6 +173,11 @@ def test_normalize_folds_to_plain_lowercase_latin() -> None:
     assert normalize("Ｎïｋе\u200b’s") == "nikes"
 
 
+def test_normalize_keeps_symbols_as_separators() -> None:
+    assert normalize("Nike™ ℠ №5") == "nike™ ℠ №5"  # not "niketm sm no5"
+    assert normalize("ⓝ🄽🅽⒩") == "nnn(n)"  # a symbol standing for one letter reads as it
+
+
 _INVISIBLES = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"])
 
 
@@ -162,6 +207,45 @@ def test_uniformly_split_letters_never_unblock(word: str, sep: str, before: str)
     assert BANNED.find(before + sep.join(word) + " shoes") == word
 
 
+def _is_letter_symbol(ch: str) -> bool:
+    """A symbol that reads as a letter, so it changes the word by design: one letter or digit
+    (ⓝ, ⒩, ℃, 🅽, 🇳) or the leet ``$`` (``＄``, ``﹩``)."""
+    folded = unicodedata.normalize("NFKC", ch)
+    return sum(c.isalnum() for c in folded) == 1 or 0x1F150 <= ord(ch) <= 0x1F1FF or folded == "$"
+
+
+_SYMBOLS = st.characters(categories=["So", "Sk", "Sm", "Sc"]).filter(
+    lambda ch: not _is_letter_symbol(ch)
+) | st.sampled_from(["™", "®", "©", "℠", "🔥", "👍🏽", "❤\ufe0f", "👨\u200d👩", "\u20e3"])
+# Not "1️⃣": a keycap holds a digit, so glued to a spelled-out term it extends the run
+# ("n.i.k.e.1️⃣" reads "nike1", like "n.i.k.e.1"); "1️⃣nike" is in the table.
+
+
+@given(
+    word=st.sampled_from(["nike", "adidas", "ass"]),
+    before_sym=st.lists(_SYMBOLS, max_size=3),
+    after_sym=st.lists(_SYMBOLS, max_size=3),
+    inside=st.one_of(st.just(""), _SYMBOLS),
+    before=st.sampled_from(["", "a ", "photo of ", "red "]),
+    after=st.sampled_from(["", " shoe", "!", "'s", " on a beach"]),
+)
+def test_symbols_next_to_a_term_never_unblock(
+    word: str,
+    before_sym: list[str],
+    after_sym: list[str],
+    inside: str,
+    before: str,
+    after: str,
+) -> None:
+    text = before + "".join(before_sym) + inside.join(word) + "".join(after_sym) + after
+    assert BANNED.find(text) == word
+
+
 @given(st.text(alphabet=st.characters(codec="ascii"), max_size=40))
 def test_never_crashes_and_only_reports_listed_terms(text: str) -> None:
+    assert BANNED.find(text) in (None, *TERMS)
+
+
+@given(st.text(max_size=40))
+def test_never_crashes_on_any_unicode(text: str) -> None:
     assert BANNED.find(text) in (None, *TERMS)
