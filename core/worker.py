@@ -113,6 +113,7 @@ class Worker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._cancelled: set[uuid.UUID] = set()
         self._queue_manager: Any = None
+        self._stopping = False  # a stop may come before ``run`` has built its queue manager
         self._sql: jobs.Sql | None = None
         self._busy = asyncio.Event()  # set while any generation runs (wakes the flusher)
         # Concurrent jobs start together and finish together: one statement (and one commit)
@@ -141,6 +142,8 @@ class Worker:
         self._sql = pool
         manager = QueueManager(Queries.from_asyncpg_connection(connection))
         self._queue_manager = manager
+        if self._stopping:  # stopped while connecting: take nothing
+            manager.shutdown.set()
 
         @manager.entrypoint(GENERATE, accepts_context=False)
         async def generate(job: Any) -> None:
@@ -173,7 +176,9 @@ class Worker:
                     await connection.close()
 
     def stop(self) -> None:
-        """Graceful stop: claim nothing new, let the jobs in hand finish, then ``run`` returns."""
+        """Graceful stop: claim nothing new, let the jobs in hand finish, then ``run`` returns.
+        A stop before ``run`` has started taking jobs makes it return without taking any."""
+        self._stopping = True
         if self._queue_manager is not None:
             self._queue_manager.shutdown.set()
 

@@ -211,6 +211,21 @@ async def test_a_queued_job_cancelled_never_runs(
         assert await conn.scalar(text("SELECT count(*) FROM pgqueuer")) == 0
 
 
+async def test_a_stop_before_the_worker_takes_jobs_is_not_lost(
+    db: Database, service: Service, store: LocalImageStore, preset: Preset
+) -> None:
+    """SIGTERM can arrive while ``run`` is still connecting: it must return, taking nothing."""
+    gid = (await service.imagine("a circle", actor("ann"), HERE)).generation_ids[0]
+    engine = FakeEngine()
+    worker = make_worker(db, store, preset, engine)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0)  # run has started and is connecting
+    worker.stop()
+    await asyncio.wait_for(task, timeout=10)
+    assert engine.calls == []
+    assert (await statuses(db, [gid]))[gid] is GenerationStatus.QUEUED
+
+
 async def test_a_running_job_cancelled_stops_and_its_batch_mates_finish(
     db: Database, service: Service, store: LocalImageStore, preset: Preset
 ) -> None:
