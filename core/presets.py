@@ -32,8 +32,10 @@ from core.errors import BlockedPrompt, LockedSetting, PresetError
 from core.policy import BannedTerms
 
 __all__ = [
+    "DEFAULT_MODELS",
     "DEFAULT_N",
     "LOCKABLE",
+    "RETIRED_MODELS",
     "EngineSpec",
     "Limits",
     "Preset",
@@ -58,6 +60,17 @@ _MIN_SIDE, _MAX_SIDE = 32, 4096
 _RATIO_TOLERANCE = 0.05  # a size may differ from its nominal ratio by up to 5 %
 
 _Text = Annotated[str, Field(min_length=1)]
+
+# The model an engine kind uses when a preset names none. Diffusers has no default: a preset must
+# say which checkpoint carries its look.
+DEFAULT_MODELS: Mapping[str, str] = {"openai": "gpt-image-2.5-sunburst", "fake": "fake"}
+# Models their provider has switched off (from the openai SDK's ``ImageModel`` notes): a preset
+# naming one is refused at load, not when a job fails at the API.
+RETIRED_MODELS: Mapping[str, str] = {
+    "gpt-image-1": "was shut down by OpenAI on 2026-10-23",
+    "dall-e-2": "was retired by OpenAI on 2026-05-12",
+    "dall-e-3": "was retired by OpenAI on 2026-05-12",
+}
 
 
 def _check_aspect_key(key: str) -> str:
@@ -86,11 +99,30 @@ class _Strict(BaseModel):
 
 class EngineSpec(_Strict):
     kind: Literal["diffusers", "openai", "fake"]
-    model: _Text
+    model: _Text  # may be left out where the kind has a default (DEFAULT_MODELS)
     steps: int = Field(ge=1, le=200)
     guidance: float = Field(ge=0.0, le=30.0)
     strength: float = Field(default=0.6, gt=0.0, le=1.0)
     upscaler: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "model" not in data:
+            default = DEFAULT_MODELS.get(str(data.get("kind")))
+            if default is not None:
+                return {**data, "model": default}
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _current_model(cls, v: str) -> str:
+        if v in RETIRED_MODELS:
+            raise ValueError(
+                f"{v!r} {RETIRED_MODELS[v]}; name a current model such as "
+                f"{DEFAULT_MODELS['openai']!r}, or leave model out for the engine's default"
+            )
+        return v
 
 
 class Watermark(_Strict):

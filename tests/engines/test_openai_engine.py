@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
+import typing
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,19 +14,23 @@ from PIL import Image
 pytest.importorskip("openai")
 
 import openai
+from openai.types import ImageModel
 
 from core.engines.openai import OpenAIEngine, api_size
 from core.errors import ConfigError, UserError
 from core.ports import GenerateJob, VaryJob
+from core.presets import DEFAULT_MODELS, RETIRED_MODELS
 from tests.engines.contract import EngineContract
 from tests.fakes.openai_server import (
+    GPT_IMAGE_SIZES,
+    MODEL_SIZES,
     MODERATION_MESSAGE,
     FakeOpenAIServer,
     error_body,
     prompt_colour,
 )
 
-MODEL = "gpt-image-1"
+MODEL = DEFAULT_MODELS["openai"]
 
 
 @pytest.fixture
@@ -72,14 +79,15 @@ def job(
 @pytest.mark.parametrize(
     ("model", "requested", "sent"),
     [
-        ("gpt-image-1", (1024, 1024), (1024, 1024)),
-        ("gpt-image-1", (512, 512), (1024, 1024)),
-        ("gpt-image-1", (1344, 768), (1536, 1024)),  # 16:9
-        ("gpt-image-1", (768, 1344), (1024, 1536)),  # 9:16
-        ("gpt-image-1", (1152, 896), (1536, 1024)),  # 9:7 is nearer 3:2 than 1:1
-        ("gpt-image-1", (1088, 960), (1024, 1024)),  # 17:15 is nearer 1:1
-        ("gpt-image-1", (1536, 512), (1536, 1024)),  # 3:1
+        ("gpt-image-2.5-sunburst", (1024, 1024), (1024, 1024)),
+        ("gpt-image-2.5-sunburst", (512, 512), (1024, 1024)),
+        ("gpt-image-2.5-sunburst", (1344, 768), (1536, 1024)),  # 16:9
+        ("gpt-image-2.5-sunburst", (768, 1344), (1024, 1536)),  # 9:16
+        ("gpt-image-2.5-sunburst", (1152, 896), (1536, 1024)),  # 9:7 is nearer 3:2 than 1:1
+        ("gpt-image-2.5-sunburst", (1088, 960), (1024, 1024)),  # 17:15 is nearer 1:1
+        ("gpt-image-2.5-sunburst", (1536, 512), (1536, 1024)),  # 3:1
         ("gpt-image-2", (768, 1344), (1024, 1536)),  # every GPT image model: the same table
+        ("gpt-image-1-mini", (1344, 768), (1536, 1024)),
         ("dall-e-3", (1024, 1024), (1024, 1024)),
         ("dall-e-3", (1344, 768), (1792, 1024)),
         ("dall-e-3", (768, 1344), (1024, 1792)),
@@ -91,6 +99,31 @@ def test_api_size_maps_to_the_nearest_accepted_size(
     model: str, requested: tuple[int, int], sent: tuple[int, int]
 ) -> None:
     assert api_size(model, *requested) == sent
+
+
+SDK_MODELS = typing.get_args(ImageModel)
+
+
+@pytest.mark.parametrize("model", SDK_MODELS)
+async def test_every_model_the_sdk_knows_gets_a_size_it_accepts(
+    model: str, engine: OpenAIEngine, server: FakeOpenAIServer
+) -> None:
+    for requested in [(1024, 1024), (1344, 768), (768, 1344), (512, 512)]:
+        w, h = api_size(model, *requested)
+        assert f"{w}x{h}" in MODEL_SIZES.get(model, GPT_IMAGE_SIZES), (model, requested)
+    [result] = await engine.generate(model, [job(width=1344, height=768)])
+    assert result.images[0].size == (1344, 768)
+
+
+def test_the_default_model_is_current_and_every_retired_one_is_refused() -> None:
+    """The SDK's own notes name the models OpenAI switched off; presets must refuse each."""
+    notes = inspect.getsource(openai.types.image_model)
+    deprecated = set(re.findall(r'- ((?:"[\w.-]+"(?:, )?)+):', notes))
+    named = {name for group in deprecated for name in re.findall(r'"([\w.-]+)"', group)}
+    assert named, "the SDK's deprecation notes moved: read them again"
+    assert named <= set(RETIRED_MODELS), named - set(RETIRED_MODELS)
+    assert MODEL in SDK_MODELS
+    assert MODEL not in RETIRED_MODELS
 
 
 def test_api_size_rejects_nonsense() -> None:

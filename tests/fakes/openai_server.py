@@ -200,7 +200,7 @@ class FakeOpenAIServer:
             failure = self._failures.pop(0)
             return web.json_response(failure.body, status=failure.status, headers=failure.headers)
 
-        model = str(body.get("model") or "gpt-image-1")
+        model = str(body.get("model") or "gpt-image-2.5-sunburst")
         legacy = model.startswith("dall-e")
         size = str(body.get("size") or "auto")
         n = int(body.get("n") or 1)

@@ -131,13 +131,13 @@ async def test_an_engine_that_discloses_no_sampler_is_named_as_the_sampler(
     harness: Harness,
 ) -> None:
     harness.engines.put("openai", Undisclosed())
-    params = dataclasses.replace(PARAMS, engine="openai", model="gpt-image-1", n=1)
+    params = dataclasses.replace(PARAMS, engine="openai", model="gpt-image-2.5-sunburst", n=1)
 
     parent, [png] = await harness.make(params)
     _, [upscaled] = await harness.make(params, GenerationKind.UPSCALE, (parent, 1))
 
     for made in (png, upscaled):
-        _, found = check(made, seed=11, sampler="openai", model="gpt-image-1")
+        _, found = check(made, seed=11, sampler="openai", model="gpt-image-2.5-sunburst")
         assert found.model is not None
         assert found.model.hash is None
         assert "scheduler" not in found.parameters

@@ -10,6 +10,7 @@ import pytest
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
 from core.presets import (
+    DEFAULT_MODELS,
     Preset,
     apply_preset,
     load_preset,
@@ -109,6 +110,13 @@ def test_acme_spring_matches_the_quick_start() -> None:
         ),
         ("kind: fake", "kind: torch", "engine.kind: Input should be 'diffusers', 'openai' or"),
         (
+            "kind: fake, model: tiny",
+            "kind: openai, model: gpt-image-1",
+            "p.yaml:9: engine.model: 'gpt-image-1' was shut down by OpenAI on 2026-10-23; name a "
+            "current model such as 'gpt-image-2.5-sunburst', or leave model out",
+        ),
+        ("kind: fake, model: tiny", "kind: diffusers", "engine.model: is required but missing"),
+        (
             '"#ff6f59"',
             '"teal"',
             "p.yaml:11: palette: 'teal' not a colour; write colours as #RRGGBB",
@@ -130,6 +138,13 @@ def test_acme_spring_matches_the_quick_start() -> None:
 def test_each_schema_error_is_precise(old: str, new: str, expected: str) -> None:
     assert old in GOOD
     assert expected in problems_of(GOOD.replace(old, new))
+
+
+def test_an_openai_preset_without_a_model_gets_the_current_default() -> None:
+    preset = parse_preset(GOOD.replace("kind: fake, model: tiny", "kind: openai"), "p.yaml")
+    assert preset.engine.model == DEFAULT_MODELS["openai"]
+    named = parse_preset(GOOD.replace("kind: fake, model: tiny", "kind: openai, model: x"), "p")
+    assert named.engine.model == "x"
 
 
 def test_all_problems_are_listed_at_once() -> None:
