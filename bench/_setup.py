@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from core.brand.presets import Preset, parse_preset
 from core.db import Database, plain_url
 from core.db.migrate import upgrade
 from core.db.uow import sql_uow_factory
 from core.domain import Actor, Platform, ReplyTarget
-from core.presets import Preset, parse_preset
 from core.service import Service, ServiceConfig
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

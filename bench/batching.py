@@ -31,14 +31,14 @@ from bench._setup import (
     scratch_database,
 )
 from bench.runner import Row, report
+from core.brand.presets import Preset
 from core.db import Database
 from core.engines.diffusers import DiffusersEngine
 from core.engines.registry import EngineRegistry
+from core.jobs.worker import Worker, WorkerConfig
 from core.ports import GenerateJob
-from core.presets import Preset
 from core.service import Service
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 
 
 async def drain(

@@ -38,12 +38,12 @@ from bench._setup import (
 )
 from bench.runner import Row, report
 from core.db import Database
+from core.db.events import Event, subscribe
 from core.engines.diffusers import DiffusersEngine
 from core.engines.registry import EngineRegistry
-from core.events import Event, subscribe
+from core.jobs.worker import Worker, WorkerConfig
 from core.service import Service
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 
 IMAGES_PER_JOB = 4
 

@@ -39,9 +39,9 @@ from bench.runner import Row, report
 from core.db import Database
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.jobs.worker import Worker, WorkerConfig
 from core.ports import GenerateJob, JobResult
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -235,7 +235,7 @@ async def _timed(fn: object, repeat: int) -> list[float]:
 
 
 async def _measure(url: str, repeat: int) -> tuple[list[Row], dict[str, float]]:
-    from core.reports import build_report
+    from core.reports.build import build_report
 
     name, generations, images = await _largest_campaign(plain_url(url))
     db = Database(url)

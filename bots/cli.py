@@ -15,7 +15,7 @@ from rich.console import Console
 
 from core.domain import Binding, Campaign, GenerationStatus, Platform, ReplyTarget
 from core.errors import ConfigError, UserError
-from core.logs import setup_logging
+from core.ops.logs import setup_logging
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def imagine(
 
     from bots.processes import save_results
     from core.bootstrap import build_worker, cli_actor, cli_target
-    from core.delivery import wait_until_finished
+    from core.delivery.sweep import wait_until_finished
 
     text = prompt
     for flag, value in (
@@ -231,7 +231,7 @@ def report(
 ) -> None:
     """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
     from core.bootstrap import build_store, report_thumbnails
-    from core.reports import SHEET_IMAGES, build_report, to_csv, to_html, to_json, to_markdown
+    from core.reports.build import SHEET_IMAGES, build_report, to_csv, to_html, to_json, to_markdown
 
     if fmt not in ("md", "csv", "json", "html"):
         err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
@@ -276,7 +276,7 @@ def export(
 ) -> None:
     """Full-resolution originals and a manifest.csv, for handing to designers."""
     from core.bootstrap import build_store
-    from core.reports import export_zip
+    from core.reports.build import export_zip
 
     if approved == favourites:
         err.print("[red]error:[/red] choose one of --approved or --favourites")
@@ -327,7 +327,7 @@ def presets_validate(
     ] = None,
 ) -> None:
     """Validate preset files; lists every problem and exits non-zero if there is any."""
-    from core.presets import validate_files
+    from core.brand.presets import validate_files
 
     paths = files or sorted(_settings().presets_dir.glob("*.y*ml"))
     if not paths:
@@ -348,9 +348,9 @@ def presets_check(
     prompt: Annotated[str, typer.Argument(help="The /imagine text to try.")],
 ) -> None:
     """Show what a prompt resolves to under a preset: exit 0 allowed, 3 blocked, 2 invalid."""
-    from core import grammar
+    from core.brand import grammar
+    from core.brand.presets import apply_preset, load_preset, load_presets
     from core.errors import BlockedPrompt
-    from core.presets import apply_preset, load_preset, load_presets
 
     settings = _settings()
     try:

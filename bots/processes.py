@@ -18,13 +18,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from core import metrics
 from core.bootstrap import App, build_store, build_worker
 from core.db import delivery as delivery_queries
-from core.delivery import load_originals
+from core.delivery.sweep import load_originals
 from core.domain import Generation, GenerationStatus
 from core.errors import ConfigError
-from core.imaging import make_grid
+from core.imaging.grid import make_grid
+from core.ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,19 +11,19 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.brand.presets import Preset, load_presets
 from core.db import Database, resolve_database_url
 from core.db.migrate import upgrade
 from core.domain import Actor, Platform, ReplyTarget, Role
 from core.errors import ConfigError, PresetError
 from core.ports import ImageStore
-from core.presets import Preset, load_presets
 from core.service import ReportBundle, ReportSource, Service, ServiceConfig
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.engines.registry import EngineRegistry
-    from core.reports import CampaignReport
-    from core.worker import Worker
+    from core.jobs.worker import Worker
+    from core.reports.build import CampaignReport
 
 
 async def open_database(settings: Settings, *, migrate: bool = True) -> Database:
@@ -94,7 +94,7 @@ async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[s
 
 def report_source(db: Database, store: ImageStore) -> ReportSource:
     """How the service makes a chat report: the summary plus the CSV and HTML files."""
-    from core.reports import build_report, to_csv, to_html, to_markdown
+    from core.reports.build import build_report, to_csv, to_html, to_markdown
 
     async def make(
         campaign: str, since: date | None, until: date | None, pseudonymise: bool
@@ -126,11 +126,11 @@ def cli_target(channel: str = "terminal") -> ReplyTarget:
 def build_store(settings: Settings) -> ImageStore:
     """The image store: ``s3://bucket/prefix`` (S3-compatible) or a local directory (the data
     dir's ``images`` unless ``file:///path``). A distributed deployment needs shared storage."""
-    from core.storage import LocalImageStore
+    from core.storage.local import LocalImageStore
 
     url = settings.image_store.strip()
     if url.startswith("s3://"):
-        from core.storage_s3 import S3ImageStore, parse_s3_url
+        from core.storage.s3 import S3ImageStore, parse_s3_url
 
         try:
             bucket, prefix = parse_s3_url(url)
@@ -174,7 +174,7 @@ def build_engines(settings: Settings) -> EngineRegistry:
 
 
 def build_worker(app: App, **overrides: Any) -> Worker:
-    from core.worker import Worker, WorkerConfig
+    from core.jobs.worker import Worker, WorkerConfig
 
     settings = app.settings
     max_batch = settings.max_batch or (8 if _has_cuda() else 4)

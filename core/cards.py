@@ -16,7 +16,8 @@ from core.domain import (
     GenerationStatus,
     ResultCard,
 )
-from core.imaging import encode_preview, make_grid
+from core.imaging.grid import make_grid
+from core.imaging.preview import encode_preview
 
 DEFAULT_PREVIEW_BYTES = 8 * 1024 * 1024  # under Discord's 10 MB and Slack's limits
 PREVIEW_SIDE = 2048

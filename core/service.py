@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from core import grammar
+from core.brand import grammar
+from core.brand.presets import DEFAULT_N, Limits, Preset, apply_preset
 from core.cards import closing_card
 from core.domain import (
     Action,
@@ -39,7 +40,6 @@ from core.domain import (
 )
 from core.errors import BlockedPrompt, LockedSetting, NotAllowed, NotFound, QuotaExceeded, UserError
 from core.ports import NewGeneration, UnitOfWork, UnitOfWorkFactory
-from core.presets import DEFAULT_N, Limits, Preset, apply_preset
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pgqueuer.errors import DuplicateJobError
 
+from core.db.queue import ETA_HISTORY
 from core.domain import (
     Actor,
     Binding,
@@ -35,8 +36,7 @@ from core.domain import (
 )
 from core.errors import NotFound, UserError
 from core.ports import JobQueue, NewGeneration, Repository, UnitOfWorkFactory
-from core.queue import ETA_HISTORY
-from core.storage import make_key
+from core.storage.local import make_key
 
 __all__ = [
     "FakeAudit",

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db.database import async_url, resolve_database_url
 from core.db.models import Base
-from core.queue import include_name
+from core.db.queue import include_name
 from core.settings import get_settings
 
 config = context.config

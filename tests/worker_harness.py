@@ -17,9 +17,9 @@ from core.db.jobs import StartedJob
 from core.domain import GenerationKind, Params
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
-from core.imaging import read_parameters
+from core.imaging.metadata import read_parameters
+from core.jobs.worker import Worker, WorkerConfig
 from core.testing import FakeState, FakeStore
-from core.worker import Worker, WorkerConfig
 
 
 class SourceKeys:

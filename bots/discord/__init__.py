@@ -19,7 +19,7 @@ import yarl
 from bots.discord.bot import OnbrandBot
 from bots.discord.sink import DiscordSink
 from core.bootstrap import App, build_store
-from core.delivery import Delivery
+from core.delivery.sweep import Delivery
 from core.errors import ConfigError
 
 __all__ = ["DiscordSink", "OnbrandBot", "discord_endpoints", "serve_discord"]

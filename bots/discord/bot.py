@@ -28,7 +28,6 @@ from discord import app_commands
 
 from bots.discord.buttons import ActionButton
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
-from core import metrics
 from core.cards import closing_card, status_card
 from core.domain import (
     Action,
@@ -42,6 +41,7 @@ from core.domain import (
     Ticket,
 )
 from core.errors import UserError
+from core.ops import metrics
 from core.service import ReportBundle, Service
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bots.discord.buttons import ActionButton
 from core.domain import Action, ActionKind, CardImage, ResultCard
-from core.imaging import encode_preview
+from core.imaging.preview import encode_preview
 
 EMBED_DESCRIPTION_MAX = 4096
 FIELD_VALUE_MAX = 1024

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
 from bots.slack.sink import SlackSink
-from core import metrics
 from core.bootstrap import App, build_store
-from core.delivery import Delivery
+from core.delivery.sweep import Delivery
+from core.ops import metrics
 
 __all__ = ["SlackBot", "SlackSink", "build_slack_app", "serve_slack", "slack_client"]
 

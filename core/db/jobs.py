@@ -7,7 +7,7 @@ statement is its own transaction). Every write is guarded by the generation's st
 that was cancelled, or finished by another worker after a crash, is never overwritten. Events
 (NOTIFY) go out in the same statement, so they are sent exactly when the change commits.
 ``start_many`` and ``finish_many`` take many jobs in that one statement: the worker gathers the
-calls of concurrent jobs into them (``core.batching.Coalescer``).
+calls of concurrent jobs into them (``core.jobs.batching.Coalescer``).
 
 Durability: ``finish`` and ``end`` commit synchronously (a ``done`` that a user was told about
 survives a database crash). ``start`` and progress writes commit asynchronously
@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from core.db.events import CHANNEL, Event, EventType
 from core.db.repository import params_from_json
 from core.domain import GenerationKind, GenerationStatus, Params
-from core.events import CHANNEL, Event, EventType
 
 __all__ = [
     "Finished",

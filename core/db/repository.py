@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from core.db import models as m
+from core.db.events import Event, EventType, publish
 from core.domain import (
     Actor,
     Binding,
@@ -32,7 +33,6 @@ from core.domain import (
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
-from core.events import Event, EventType, publish
 from core.ports import NewGeneration
 
 __all__ = ["SqlRepository", "params_from_json", "params_to_json", "reply_target_to_json"]

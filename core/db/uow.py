@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.database import Database
+from core.db.queue import PgJobQueue
 from core.db.repository import SqlRepository
 from core.ports import JobQueue, Repository, UnitOfWorkFactory
-from core.queue import PgJobQueue
 
 __all__ = ["SqlUnitOfWork", "sql_uow_factory"]
 

@@ -30,9 +30,10 @@ from bots.discord.bot import GENERIC_ERROR, compose_text
 from bots.discord.render import DOWNSIZED_NOTE, render_card
 from bots.discord.sink import MIN_EDIT_INTERVAL_S
 from core.bootstrap import App
+from core.brand.presets import load_presets
 from core.db import Database
 from core.db.uow import sql_uow_factory
-from core.delivery import Delivery
+from core.delivery.sweep import Delivery
 from core.domain import (
     Action,
     ActionKind,
@@ -48,12 +49,11 @@ from core.domain import (
 )
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
-from core.presets import load_presets
-from core.reports import build_report, to_csv, to_html, to_markdown
+from core.jobs.worker import Worker, WorkerConfig
+from core.reports.build import build_report, to_csv, to_html, to_markdown
 from core.service import ReportBundle, Service, ServiceConfig
 from core.settings import Settings
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 from tests.fakes.discord import (
     CB_DEFERRED_MESSAGE,
     CB_DEFERRED_UPDATE,

@@ -30,7 +30,7 @@ from core.bootstrap import App, load_brand_presets, service_config
 from core.cards import status_card
 from core.db import Database
 from core.db.uow import sql_uow_factory
-from core.delivery import Delivery
+from core.delivery.sweep import Delivery
 from core.domain import (
     Action,
     ActionKind,
@@ -43,10 +43,10 @@ from core.domain import (
 )
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.jobs.worker import Worker, WorkerConfig
 from core.service import ReportBundle, Service
 from core.settings import Settings
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 from tests.fakes.slack import (
     ADMIN_ID,
     BOT_TOKEN,

@@ -22,6 +22,7 @@ from pgqueuer.ports.repository import EntrypointExecutionParameter
 from sqlalchemy import text
 
 from core.db import Database
+from core.db.queue import GENERATE
 from core.db.uow import SqlUnitOfWork
 from core.domain import (
     Actor,
@@ -32,7 +33,6 @@ from core.domain import (
     ReplyTarget,
 )
 from core.ports import NewGeneration, UnitOfWork
-from core.queue import GENERATE
 from core.testing import FakeJobQueue, FakeState, FakeUnitOfWork
 
 AuditRow = tuple[str, str, str, dict[str, Any], int | None]

@@ -19,7 +19,7 @@ from core.bootstrap import build_store
 from core.errors import ConfigError
 from core.ports import ImageStore
 from core.settings import Settings
-from core.storage import LocalImageStore
+from core.storage.local import LocalImageStore
 
 boto3 = pytest.importorskip("boto3", reason="the s3 extra is not installed")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
@@ -60,7 +60,7 @@ def bucket(s3_endpoint: str) -> str:
 
 
 def make_s3_store(endpoint: str, bucket: str, prefix: str = "images") -> Any:
-    from core.storage_s3 import S3ImageStore
+    from core.storage.s3 import S3ImageStore
 
     return S3ImageStore(bucket, prefix, endpoint_url=endpoint, region=REGION, **CREDENTIALS)
 
@@ -198,7 +198,7 @@ def settings(**env: str) -> Settings:
 def test_an_s3_url_selects_the_s3_store_with_the_endpoint_and_region(
     s3_endpoint: str, bucket: str
 ) -> None:
-    from core.storage_s3 import S3ImageStore
+    from core.storage.s3 import S3ImageStore
 
     chosen = build_store(
         settings(

@@ -18,7 +18,7 @@ from core.engines.diffusers import (
     bundled_model_path,
     resolve_model,
 )
-from core.imaging import read_parameters
+from core.imaging.metadata import read_parameters
 from core.ports import Engine, GenerateJob
 from tests.engines.contract import EngineContract, max_diff
 

@@ -16,10 +16,10 @@ pytest.importorskip("openai")
 import openai
 from openai.types import ImageModel
 
+from core.brand.presets import DEFAULT_MODELS, RETIRED_MODELS
 from core.engines.openai import OpenAIEngine, api_size
 from core.errors import ConfigError, UserError
 from core.ports import GenerateJob, VaryJob
-from core.presets import DEFAULT_MODELS, RETIRED_MODELS
 from tests.engines.contract import EngineContract
 from tests.fakes.openai_server import (
     GPT_IMAGE_SIZES,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.logs import MASK, SecretMasker, bound, setup_logging
+from core.ops.logs import MASK, SecretMasker, bound, setup_logging
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, inspect
 from core.db import Database
 from core.db.migrate import current_revision, downgrade, head_revision, upgrade
 from core.db.models import Base
-from core.queue import include_name
+from core.db.queue import include_name
 from tests.conftest import _with_database
 
 pytestmark = pytest.mark.integration

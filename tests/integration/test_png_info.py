@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.brand.presets import parse_preset
 from core.db import Database
 from core.db.models import Image as ImageRow
 from core.db.uow import sql_uow_factory
 from core.domain import Action, ActionKind, Actor, Platform, ReplyTarget
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
-from core.imaging import read_parameters
+from core.imaging.metadata import read_parameters
+from core.jobs.worker import Worker, WorkerConfig
 from core.ports import Sampling
-from core.presets import parse_preset
 from core.service import Service, ServiceConfig
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 from tests.worker_harness import read_a1111
 
 pytestmark = pytest.mark.integration

@@ -35,7 +35,7 @@ from core.db.models import (
     Image as ImageModel,
 )
 from core.errors import NotFound, UserError
-from core.reports import (
+from core.reports.build import (
     CSV_COLUMNS,
     CampaignReport,
     build_report,

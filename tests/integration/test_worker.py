@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, text
 
+from core.brand.presets import Preset, parse_preset
 from core.db import Database
 from core.db.models import Generation as GenerationRow
 from core.db.models import Image as ImageRow
 from core.db.uow import sql_uow_factory
-from core.delivery import Delivery
+from core.delivery.sweep import Delivery
 from core.domain import (
     Action,
     ActionKind,
@@ -37,11 +38,10 @@ from core.domain import (
 )
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
-from core.imaging import read_parameters, read_xmp
-from core.presets import Preset, parse_preset
+from core.imaging.metadata import read_parameters, read_xmp
+from core.jobs.worker import Worker, WorkerConfig
 from core.service import Service, ServiceConfig
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 from tests.pixels import drift
 
 pytestmark = pytest.mark.integration
@@ -256,7 +256,7 @@ async def test_a_running_job_cancelled_stops_and_its_batch_mates_finish(
 
 
 def counter(name: str) -> float:
-    from core.metrics import REGISTRY
+    from core.ops.metrics import REGISTRY
 
     return REGISTRY.get_sample_value(f"{name}_total") or 0.0
 
@@ -456,7 +456,7 @@ async def test_finish_never_overwrites_a_generation_cancelled_meanwhile(
     import asyncpg
 
     from core.db import jobs
-    from core.events import subscribe
+    from core.db.events import subscribe
 
     ann = actor("ann")
     kept, cancelled = [

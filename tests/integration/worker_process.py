@@ -14,9 +14,9 @@ from pathlib import Path
 from core.db import Database
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.jobs.worker import Worker, WorkerConfig
 from core.settings import Settings
-from core.storage import LocalImageStore
-from core.worker import Worker, WorkerConfig
+from core.storage.local import LocalImageStore
 
 
 async def main(images: Path, step_delay: float, heartbeat_s: float) -> None:

@@ -1,4 +1,5 @@
-"""core.batching.Coalescer: concurrent calls share one flush, results and errors go back to each."""
+"""core.jobs.batching.Coalescer: concurrent calls share one flush; results and errors go back
+to each."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from core.batching import Coalescer
+from core.jobs.batching import Coalescer
 
 
 async def test_concurrent_calls_share_a_flush_and_get_their_own_results() -> None:

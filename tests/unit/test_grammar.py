@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.brand.grammar import FLAGS, MAX_PERMUTATIONS, MAX_PROMPT_CHARS, parse, render
 from core.domain import ImagineRequest
 from core.errors import GrammarError, UserError
-from core.grammar import FLAGS, MAX_PERMUTATIONS, MAX_PROMPT_CHARS, parse, render
 
 R = ImagineRequest
 

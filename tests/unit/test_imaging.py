@@ -12,26 +12,20 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from core.imaging import (
+from core.imaging.brand import Position, apply_watermark
+from core.imaging.colour import hex_to_rgb, palette_score, srgb_to_lab
+from core.imaging.grid import EMPTY_COLOUR, GUTTER_COLOUR, make_grid
+from core.imaging.metadata import (
     DIGITAL_SOURCE_TYPE,
-    EMPTY_COLOUR,
-    GUTTER_COLOUR,
     ImageMetadata,
-    Position,
-    PreviewFormat,
-    apply_watermark,
     encode_png,
-    encode_preview,
     format_parameters,
-    hex_to_rgb,
-    make_grid,
-    palette_score,
     parameter_settings,
     read_parameters,
     read_xmp,
-    resample_upscale,
-    srgb_to_lab,
 )
+from core.imaging.preview import PreviewFormat, encode_preview
+from core.imaging.resize import resample_upscale
 
 CELL_COLOURS = [(200, 60, 50), (50, 120, 200), (230, 190, 70), (80, 170, 110)]
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from core import metrics
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.ops import metrics
 from core.ports import GenerateJob
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])

@@ -14,7 +14,7 @@ import pytest
 
 from core.domain import GenerationKind, Params
 from core.engines.fake import FAKE_SAMPLING, FakeEngine
-from core.imaging import parameter_settings, read_parameters
+from core.imaging.metadata import parameter_settings, read_parameters
 from core.ports import GenerateJob, JobResult, Sampling, VaryJob
 from tests.worker_harness import Harness, read_a1111
 

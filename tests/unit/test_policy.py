@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.policy import BannedTerms, find_banned_term, normalize
+from core.brand.policy import BannedTerms, find_banned_term, normalize
 
 TERMS = ["nike", "adidas", "coca cola", "ass", "3m", "耐克", "ss"]
 BANNED = BannedTerms(TERMS)

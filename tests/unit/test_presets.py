@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.domain import ImagineRequest, Params
-from core.errors import BlockedPrompt, LockedSetting, PresetError
-from core.presets import (
+from core.brand.presets import (
     DEFAULT_MODELS,
     Preset,
     apply_preset,
@@ -18,6 +16,8 @@ from core.presets import (
     parse_preset,
     validate_files,
 )
+from core.domain import ImagineRequest, Params
+from core.errors import BlockedPrompt, LockedSetting, PresetError
 
 PRESETS = Path(__file__).resolve().parents[2] / "presets"
 

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from core.brand.presets import Preset, parse_preset
 from core.domain import (
     Action,
     ActionKind,
@@ -28,7 +29,6 @@ from core.errors import (
     QuotaExceeded,
     UserError,
 )
-from core.presets import Preset, parse_preset
 from core.service import Service, ServiceConfig, feedback_for
 from core.testing import FakeJobQueue, FakeState, fake_uow_factory
 

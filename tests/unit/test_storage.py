@@ -1,4 +1,4 @@
-"""core.storage.LocalImageStore: content-addressed, atomic, sharded, traversal-proof."""
+"""core.storage.local.LocalImageStore: content-addressed, atomic, sharded, traversal-proof."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.ports import ImageStore
-from core.storage import LocalImageStore, make_key
+from core.storage.local import LocalImageStore, make_key
 
 
 def files_under(root: Path) -> list[Path]:
@@ -173,10 +173,10 @@ async def test_stored_files_are_readable_by_others(store: LocalImageStore) -> No
 def test_new_shard_folders_and_each_file_are_made_durable(
     store: LocalImageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import core.storage
+    import core.storage.local
 
     synced: list[Path] = []
-    monkeypatch.setattr(core.storage, "_fsync_dir", synced.append)
+    monkeypatch.setattr(core.storage.local, "_fsync_dir", synced.append)
     store.root.mkdir(parents=True)
     key = store._put(b"first", ".png")
     shard = store.path_for(key).parent
@@ -191,7 +191,7 @@ def test_new_shard_folders_and_each_file_are_made_durable(
 
 
 def test_put_blocking_stores_like_put(store: LocalImageStore) -> None:
-    from core.storage import BlockingPut
+    from core.storage.local import BlockingPut
 
     assert isinstance(store, BlockingPut)
     key = store.put_blocking(b"from a thread", suffix=".webp")

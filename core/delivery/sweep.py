@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from core import logs, metrics
 from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
+from core.db.events import Event, subscribe
 from core.domain import Generation, GenerationStatus, MessageRef, Platform, ReplyTarget, ResultCard
-from core.events import Event, subscribe
+from core.ops import logs, metrics
 from core.ports import ImageStore
 from core.service import Service
 

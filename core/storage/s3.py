@@ -1,6 +1,6 @@
 """Content-addressed image storage on S3-compatible object storage (the ``ImageStore`` port).
 
-The same contract as ``core.storage.LocalImageStore``: a key is the SHA-256 hex digest of the
+The same contract as ``core.storage.local.LocalImageStore``: a key is the SHA-256 hex digest of the
 bytes plus a suffix (``<64 hex>.png``), the same bytes are stored once (a HEAD before the PUT),
 ``get`` raises ``KeyError`` for a key that isn't stored, and keys are validated before they
 reach the bucket. Objects live at ``<prefix>/<key>``.
@@ -20,7 +20,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from core.storage import make_key
+from core.storage.local import make_key
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client

@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from core.brand.policy import BannedTerms
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
-from core.policy import BannedTerms
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -7,11 +7,11 @@ Images are watermarked, tagged with their parameters and an AI disclosure (in th
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
 stored.
 
-The parameters are A1111's (``core.imaging.format_parameters``). Sampler, schedule type and model
-hash are what the engine reported for the call (``JobResult.sampling``); an engine that reports
-nothing (the OpenAI images API discloses no sampler) gets its own name as the sampler, because
-A1111-format readers need one. An upscale's image was sampled when its source was made, so it
-carries the source's sampler, schedule type, model hash and seed (read from the source PNG).
+The parameters are A1111's (``core.imaging.metadata.format_parameters``). Sampler, schedule type and
+model hash are what the engine reported for the call (``JobResult.sampling``); an engine that
+reports nothing (the OpenAI images API discloses no sampler) gets its own name as the sampler,
+because A1111-format readers need one. An upscale's image was sampled when its source was made, so
+it carries the source's sampler, schedule type, model hash and seed (read from the source PNG).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
@@ -45,25 +45,20 @@ from typing import Any
 
 from PIL import Image
 
-from core import logs, metrics
-from core.batching import Batcher, Coalescer, job_of
+from core.brand.presets import Preset
 from core.db import jobs
 from core.db.database import Database
 from core.db.jobs import Finished, StartedJob, StoredImage
+from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
 from core.errors import UserError
-from core.imaging import (
-    ImageMetadata,
-    apply_watermark,
-    encode_png,
-    palette_score,
-    parameter_settings,
-    read_parameters,
-)
+from core.imaging.brand import apply_watermark
+from core.imaging.colour import palette_score
+from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
+from core.jobs.batching import Batcher, Coalescer, job_of
+from core.ops import logs, metrics
 from core.ports import Engine, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
-from core.presets import Preset
-from core.queue import GENERATE
-from core.storage import BlockingPut
+from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from html import escape
 
 from PIL import Image
 
-from core.reports import CampaignReport, ImageRow, Slice, _duration, _fmt, _pct
+from core.reports.build import CampaignReport, ImageRow, Slice, _duration, _fmt, _pct
 
 THUMB_PX = 256
 ACCENT = "#4f46e5"

@@ -1060,7 +1060,7 @@ def to_json(report: CampaignReport) -> str:
 
 def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
     """A single self-contained HTML page; ``thumbnails`` maps storage keys to original bytes."""
-    from core.report_html import render_html
+    from core.reports.html import render_html
 
     return render_html(report, thumbnails)
 
