@@ -231,7 +231,9 @@ def report(
 ) -> None:
     """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
     from core.bootstrap import build_store, report_thumbnails
-    from core.reports.build import SHEET_IMAGES, build_report, to_csv, to_html, to_json, to_markdown
+    from core.reports.build import SHEET_IMAGES, build_report
+    from core.reports.html import to_html
+    from core.reports.text import to_csv, to_json, to_markdown
 
     if fmt not in ("md", "csv", "json", "html"):
         err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
@@ -276,7 +278,7 @@ def export(
 ) -> None:
     """Full-resolution originals and a manifest.csv, for handing to designers."""
     from core.bootstrap import build_store
-    from core.reports.build import export_zip
+    from core.reports.export import export_zip
 
     if approved == favourites:
         err.print("[red]error:[/red] choose one of --approved or --favourites")

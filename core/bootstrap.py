@@ -23,7 +23,7 @@ from core.settings import Settings
 if TYPE_CHECKING:
     from core.engines.registry import EngineRegistry
     from core.jobs.worker import Worker
-    from core.reports.build import CampaignReport
+    from core.reports.model import CampaignReport
 
 
 async def open_database(settings: Settings, *, migrate: bool = True) -> Database:
@@ -94,7 +94,9 @@ async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[s
 
 def report_source(db: Database, store: ImageStore) -> ReportSource:
     """How the service makes a chat report: the summary plus the CSV and HTML files."""
-    from core.reports.build import build_report, to_csv, to_html, to_markdown
+    from core.reports.build import build_report
+    from core.reports.html import to_html
+    from core.reports.text import to_csv, to_markdown
 
     async def make(
         campaign: str, since: date | None, until: date | None, pseudonymise: bool

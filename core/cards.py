@@ -16,6 +16,7 @@ from core.domain import (
     GenerationStatus,
     ResultCard,
 )
+from core.humanise import duration
 from core.imaging.grid import make_grid
 from core.imaging.preview import encode_preview
 
@@ -37,7 +38,7 @@ def status_card(
         text = f"⏳ Generating {what}… {round((progress or 0) * 100)}%"
     else:
         where = f"#{position}" if position else "waiting"
-        eta = f", about {_duration(eta_seconds)}" if eta_seconds else ""
+        eta = f", about {duration(eta_seconds)}" if eta_seconds else ""
         text = f"🕒 Queued ({where}{eta}): {what}"
     return ResultCard(
         text=text,
@@ -118,9 +119,3 @@ def _fields(generation: Generation) -> tuple[tuple[str, str], ...]:
     if generation.campaign:
         fields.append(("campaign", generation.campaign))
     return tuple(fields)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    return f"{round(seconds / 60)} min"

@@ -39,6 +39,7 @@ from core.domain import (
     Ticket,
 )
 from core.errors import BlockedPrompt, LockedSetting, NotAllowed, NotFound, QuotaExceeded, UserError
+from core.humanise import duration
 from core.ports import NewGeneration, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class Service:
             raise QuotaExceeded(
                 f"You've made {used} of your {limits.images_per_user_per_day} images today and "
                 f"this asks for {wanted} more. Try again after 00:00 UTC "
-                f"(in {_humanise(tomorrow - now)}).",
+                f"(in {duration((tomorrow - now).total_seconds())}).",
                 retry_at=tomorrow,
             )
         active = await uow.repo.active_count(user_id)
@@ -592,9 +593,3 @@ def _binding_details(binding: Binding) -> dict[str, Any]:
 
 def _finished_words(status: GenerationStatus) -> str:
     return {"done": "finished", "failed": "failed", "cancelled": "been cancelled"}[status.value]
-
-
-def _humanise(delta: timedelta) -> str:
-    minutes = max(1, int(delta.total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

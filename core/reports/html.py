@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 import shlex
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
 from html import escape
 
 from PIL import Image
 
-from core.reports.build import CampaignReport, ImageRow, Slice, _duration, _fmt, _pct
+from core.humanise import duration, number, percent
+from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, nice_max
+from core.reports.model import CampaignReport, ImageRow, Slice
+
+__all__ = ["thumbnail", "to_html"]
 
 THUMB_PX = 256
-ACCENT = "#4f46e5"
-MAX_BARS = 15
 MAX_SHEET = 120  # cards per contact sheet section: the file stays a few MB at most
 
 
@@ -28,123 +28,6 @@ def thumbnail(data: bytes, size: int = THUMB_PX) -> str:
         buf = io.BytesIO()
         rgb.save(buf, "JPEG", quality=82, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _nice_max(value: float, ticks: int = 4) -> float:
-    """The smallest ``ticks`` × (1, 2 or 5 × 10ᵏ) at or above ``value``: round gridlines."""
-    if value <= 0:
-        return float(ticks)
-    step = 10 ** math.floor(math.log10(value / ticks))
-    for factor in (1, 2, 5, 10):
-        if factor * step * ticks >= value:
-            return float(factor * step * ticks)
-    return float(10 * step * ticks)
-
-
-def _every_day(slices: Sequence[Slice]) -> list[Slice]:
-    """Per-day slices with the quiet days in between filled in as zeros."""
-    if not slices:
-        return []
-    have = {s.key: s for s in slices}
-    first, last = date.fromisoformat(slices[0].key), date.fromisoformat(slices[-1].key)
-    days = []
-    for n in range((last - first).days + 1):
-        key = (first + timedelta(days=n)).isoformat()
-        days.append(have.get(key) or Slice(key, 0, 0, 0, 0, 0, 0, None, None, 0.0))
-    return days
-
-
-def _axis_label(value: float) -> str:
-    if value >= 10_000:
-        return f"{value / 1000:.0f}k"
-    if value >= 1000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:g}"
-
-
-def _column_chart(slices: Sequence[Slice], title: str) -> str:
-    """Images per day: vertical bars on a time axis."""
-    width, height, left, bottom, top = 1060, 240, 44, 28, 12
-    plot_w, plot_h = width - left - 8, height - bottom - top
-    slices = _every_day(slices)
-    if not slices:
-        return _empty_chart(title)
-    peak = _nice_max(max(s.images for s in slices))
-    n = len(slices)
-    slot = plot_w / n
-    bar = max(1.0, slot * 0.72)
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-        f'class="chart" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for k in range(5):
-        y = top + plot_h - plot_h * k / 4
-        parts.append(
-            f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
-            f"{_axis_label(peak * k / 4)}</text>"
-        )
-    for k, s in enumerate(slices):
-        h = plot_h * s.images / peak
-        x = left + slot * k + (slot - bar) / 2
-        parts.append(
-            f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-            f'rx="{min(2.0, bar / 3):.1f}" fill="{ACCENT}"><title>{escape(s.key)}: '
-            f"{s.images:,} images</title></rect>"
-        )
-    step = max(1, n // 8)
-    for k in range(0, n, step):
-        x = left + slot * k + slot / 2
-        parts.append(
-            f'<text x="{x:.1f}" y="{height - 8}" class="tick" text-anchor="middle">'
-            f"{escape(slices[k].key[5:])}</text>"
-        )
-    parts.append("</svg>")
-    return _figure(title, "".join(parts))
-
-
-def _bar_chart(
-    rows: Sequence[tuple[str, float, str]], title: str, *, peak: float | None = None
-) -> str:
-    """Horizontal bars: (label, value, value text)."""
-    if not rows:
-        return _empty_chart(title)
-    rows = rows[:MAX_BARS]
-    label_w, width, row_h = 190, 520, 26
-    height = row_h * len(rows) + 8
-    top_value = peak if peak is not None else _nice_max(max(v for _, v, _ in rows))
-    plot_w = width - label_w - 70
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-        f'class="chart" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for k, (label, value, shown) in enumerate(rows):
-        y = 4 + row_h * k
-        w = max(1.5, plot_w * value / top_value) if top_value else 1.5
-        short = label if len(label) <= 26 else label[:25] + "…"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 17}" class="label" text-anchor="end">'
-            f"{escape(short)}<title>{escape(label)}</title></text>"
-            f'<rect x="{label_w}" y="{y + 4}" width="{plot_w}" height="{row_h - 8}" rx="3" '
-            f'fill="#eef0f6"/>'
-            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="3" '
-            f'fill="{ACCENT}"/>'
-            f'<text x="{label_w + plot_w + 8}" y="{y + 17}" class="value">{escape(shown)}</text>'
-        )
-    parts.append("</svg>")
-    return _figure(title, "".join(parts))
-
-
-def _empty_chart(title: str) -> str:
-    svg = (
-        '<svg viewBox="0 0 520 60" class="chart" xmlns="http://www.w3.org/2000/svg">'
-        '<text x="260" y="34" class="tick" text-anchor="middle">no data</text></svg>'
-    )
-    return _figure(title, svg)
-
-
-def _figure(title: str, svg: str) -> str:
-    return f'<figure class="panel"><figcaption>{escape(title)}</figcaption>{svg}</figure>'
 
 
 def _card(label: str, value: str, note: str = "") -> str:
@@ -297,8 +180,8 @@ def _table(title: str, slices: Sequence[Slice]) -> str:
     )
     rows = "".join(
         f"<tr><td>{escape(s.key)}</td><td>{s.requests:,}</td><td>{s.images:,}</td>"
-        f"<td>{s.users:,}</td><td>{_pct(s.favourite_rate)}</td><td>{s.approved_images:,}</td>"
-        f"<td>{_fmt(s.gpu_seconds)}</td></tr>"
+        f"<td>{s.users:,}</td><td>{percent(s.favourite_rate)}</td><td>{s.approved_images:,}</td>"
+        f"<td>{number(s.gpu_seconds)}</td></tr>"
         for s in slices
     )
     return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}</table></div>'
@@ -397,8 +280,12 @@ footer { margin-top:48px; color:var(--muted); font-size:12px; }
 """.replace("__ACCENT__", ACCENT)
 
 
-def render_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
-    """The report as one HTML file: KPIs, three SVG charts, tables and the contact sheet."""
+def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
+    """The report as one HTML file: KPIs, three SVG charts, tables and the contact sheet.
+
+    ``thumbnails`` maps storage keys to the original bytes; a missing or unreadable one is
+    shown as unavailable.
+    """
     t, e, c = report.totals, report.engagement, report.cost
     wanted = {
         i.storage_key
@@ -426,36 +313,37 @@ def render_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
             ),
             _card("Images", f"{t.images:,}", f"{t.failed:,} failed · {t.cancelled:,} cancelled"),
             _card("People", f"{t.users:,}", f"{t.blocked_prompts:,} blocked prompts"),
-            _card("Favourite rate", _pct(e.favourite_rate), f"{e.favourites:,} ★"),
-            _card("Approval rate", _pct(e.approval_rate), f"{e.approved_images:,} approved"),
+            _card("Favourite rate", percent(e.favourite_rate), f"{e.favourites:,} ★"),
+            _card("Approval rate", percent(e.approval_rate), f"{e.approved_images:,} approved"),
             _card(
                 "GPU time",
-                _duration(c.gpu_seconds),
-                f"{_duration(c.gpu_seconds_per_approved_image)} per approved",
+                duration(c.gpu_seconds),
+                f"{duration(c.gpu_seconds_per_approved_image)} per approved",
             ),
-            _card("Queue wait", _duration(c.queue_wait_p50), f"p95 {_duration(c.queue_wait_p95)}"),
-            _card("Generation", _duration(c.generation_p50), f"p95 {_duration(c.generation_p95)}"),
-            _card("To first ★", _duration(e.median_seconds_to_first_favourite), "median"),
-            _card("To approval", _duration(e.median_seconds_to_approval), "median"),
+            _card("Queue wait", duration(c.queue_wait_p50), f"p95 {duration(c.queue_wait_p95)}"),
+            _card("Generation", duration(c.generation_p50), f"p95 {duration(c.generation_p95)}"),
+            _card("To first ★", duration(e.median_seconds_to_first_favourite), "median"),
+            _card("To approval", duration(e.median_seconds_to_approval), "median"),
         )
     )
     fav_rows = [
-        (s.key, s.favourite_rate or 0.0, _pct(s.favourite_rate)) for s in report.per_preset_version
+        (s.key, s.favourite_rate or 0.0, percent(s.favourite_rate))
+        for s in report.per_preset_version
     ]
     fav_peak = max([r for _, r, _ in fav_rows] + [0.0])
     gpu_rows = sorted(
-        ((s.key, s.gpu_seconds, _duration(s.gpu_seconds)) for s in report.per_user),
+        ((s.key, s.gpu_seconds, duration(s.gpu_seconds)) for s in report.per_user),
         key=lambda r: -r[1],
     )
     charts = (
         '<div class="charts">'
-        f'<div class="wide">{_column_chart(report.per_day, "Images per day")}</div>'
-        + _bar_chart(
+        f'<div class="wide">{column_chart(report.per_day, "Images per day")}</div>'
+        + bar_chart(
             fav_rows,
             "Favourite rate per preset version",
-            peak=min(1.0, _nice_max(fav_peak * 100) / 100) if fav_peak else 1.0,
+            peak=min(1.0, nice_max(fav_peak * 100) / 100) if fav_peak else 1.0,
         )
-        + _bar_chart(gpu_rows, "GPU time per user")
+        + bar_chart(gpu_rows, "GPU time per user")
         + "</div>"
     )
     tables = (

@@ -50,7 +50,9 @@ from core.domain import (
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
-from core.reports.build import build_report, to_csv, to_html, to_markdown
+from core.reports.build import build_report
+from core.reports.html import to_html
+from core.reports.text import to_csv, to_markdown
 from core.service import ReportBundle, Service, ServiceConfig
 from core.settings import Settings
 from core.storage.local import LocalImageStore

@@ -35,18 +35,12 @@ from core.db.models import (
     Image as ImageModel,
 )
 from core.errors import NotFound, UserError
-from core.reports.build import (
-    CSV_COLUMNS,
-    CampaignReport,
-    build_report,
-    export_zip,
-    pseudonym,
-    report_dict,
-    to_csv,
-    to_html,
-    to_json,
-    to_markdown,
-)
+from core.reports.build import build_report
+from core.reports.export import export_zip
+from core.reports.html import to_html
+from core.reports.model import CampaignReport
+from core.reports.queries import pseudonym
+from core.reports.text import CSV_COLUMNS, report_dict, to_csv, to_json, to_markdown
 
 pytestmark = pytest.mark.integration
 

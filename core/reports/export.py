@@ -1,0 +1,48 @@
+"""Export for designers: the approved (or favourited) originals and a manifest in one zip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+from core.reports.build import Source, build_report
+from core.reports.text import CSV_COLUMNS, csv_row
+
+__all__ = ["export_zip"]
+
+
+async def export_zip(
+    source: Source,
+    campaign: str,
+    which: Literal["approved", "favourites"],
+    out: Path,
+    read_image: Callable[[str], Awaitable[bytes]],
+    pseudonymise: bool = False,
+) -> int:
+    """Write the approved (or favourited) originals and a ``manifest.csv`` to ``out``.
+
+    Returns the number of images written. Files are named ``<generation>-<index>.<ext>`` after
+    the stored key's extension; the manifest has the CSV report's columns plus ``file``.
+    """
+    report = await build_report(source, campaign, pseudonymise=pseudonymise, sheet=0)
+    assert report.images is not None
+    if which == "approved":
+        chosen = [i for i in report.images if i.approved]
+    else:
+        chosen = [i for i in report.images if i.favourites > 0]
+    manifest = io.StringIO()
+    writer = csv.writer(manifest, lineterminator="\n")
+    writer.writerow(("file", *CSV_COLUMNS))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for image in chosen:
+            suffix = Path(image.storage_key).suffix or ".png"
+            name = f"{image.generation_id}-{image.index}{suffix}"
+            archive.writestr(name, await read_image(image.storage_key))
+            writer.writerow([name, *csv_row(image)])
+        archive.writestr("manifest.csv", manifest.getvalue())
+    return len(chosen)

@@ -1,0 +1,382 @@
+"""The report's SQL: three statements that PostgreSQL answers from one snapshot.
+
+Every figure is computed by PostgreSQL (CTEs, ``FILTER`` aggregates, ``GROUPING SETS``,
+``percentile_cont``, a recursive CTE for lineage); ``core.reports.build`` only runs these and
+maps the rows into the dataclasses of ``core.reports.model``.
+
+- ``figures``: totals, engagement, cost and the four breakdowns, one row of JSON columns;
+- ``picks``: the top and approved images, their lineage and the HTML contact sheet (the newest
+  ``:sheet`` images of the campaign's done generations, from a top-N of the generations already
+  in hand and one index probe per picked generation);
+- ``images``: one row per image with every detail, for the CSV and JSON exports.
+
+``figures`` and ``picks`` share the feedback CTEs but not the image counts, so they can run side
+by side on two connections. Every statement takes ``:cid`` (the campaign's id) and ``:pseudo``,
+plus ``:lo`` and ``:hi`` for the range it was made for; ``picks`` also takes ``:top``,
+``:sheet`` and ``:max_depth``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["Statements", "pseudonym", "statements"]
+
+
+def pseudonym(platform: str, workspace: str, external_id: str) -> str:
+    """The stable stand-in for a user in pseudonymised reports (the same formula as ``lab``)."""
+    digest = hashlib.sha256(f"{platform}:{workspace}:{external_id}".encode()).hexdigest()
+    return "user-" + digest[:10]
+
+
+# The campaign's generations in range, their feedback, and one row per image with its
+# engagement. {range} is one of the fixed fragments below, never user text.
+_COMMON = """
+WITH RECURSIVE
+g AS MATERIALIZED (
+    SELECT id, kind, status, platform, user_id, preset_name, preset_version,
+           queued_at, started_at, finished_at, gpu_seconds
+    FROM generations
+    WHERE campaign_id = :cid {range}
+),
+fb AS MATERIALIZED (
+    -- = ANY(array) makes PostgreSQL probe the feedback index per generation, in id order,
+    -- instead of hashing the whole feedback table.
+    SELECT f.generation_id, f.image_id, f.user_id, f.kind, f.created_at
+    FROM feedback f
+    WHERE f.generation_id = ANY (ARRAY(SELECT id FROM g))
+),
+fi AS MATERIALIZED (
+    SELECT image_id, generation_id,
+           count(*) FILTER (WHERE kind = 'favourite') AS favourites,
+           count(*) FILTER (WHERE kind = 'like') AS likes,
+           count(*) FILTER (WHERE kind = 'dislike') AS dislikes,
+           min(created_at) FILTER (WHERE kind = 'favourite') AS first_favourite_at,
+           min(created_at) FILTER (WHERE kind = 'approve') AS approved_at
+    FROM fb WHERE image_id IS NOT NULL
+    GROUP BY image_id, generation_id
+),
+fg AS MATERIALIZED (
+    SELECT generation_id,
+           count(*) FILTER (WHERE kind = 'favourite') AS favourites,
+           count(*) FILTER (WHERE kind = 'like') AS likes,
+           count(*) FILTER (WHERE kind = 'dislike') AS dislikes,
+           min(created_at) FILTER (WHERE kind = 'approve') AS approved_at
+    FROM fb WHERE image_id IS NULL
+    GROUP BY generation_id
+),
+gim AS MATERIALIZED (  -- the images of grids approved as a whole, read once for ap and appr
+    SELECT im.id, im.generation_id FROM images im
+    WHERE im.generation_id IN (
+        SELECT generation_id FROM fb WHERE kind = 'approve' AND image_id IS NULL)
+),
+ap AS MATERIALIZED (
+    SELECT image_id, generation_id, min(at) AS approved_at
+    FROM (
+        SELECT image_id, generation_id, approved_at AS at
+        FROM fi WHERE approved_at IS NOT NULL
+        UNION ALL
+        SELECT im.id, fg.generation_id, fg.approved_at
+        FROM fg JOIN gim im ON im.generation_id = fg.generation_id
+        WHERE fg.approved_at IS NOT NULL
+    ) x
+    GROUP BY image_id, generation_id
+),
+lab AS MATERIALIZED (
+    SELECT u.id,
+           CASE WHEN :pseudo THEN 'user-' || left(encode(sha256(convert_to(
+                    u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')),
+                    'hex'), 10)
+                ELSE coalesce(nullif(u.display_name, ''), u.platform || ':' || u.external_id)
+           END AS label
+    FROM users u JOIN workspaces w ON w.id = u.workspace_id
+),
+appr AS MATERIALIZED (
+    SELECT a.image_id, array_agg(lab.label ORDER BY a.at, lab.label) AS approved_by
+    FROM (
+        SELECT image_id, user_id, min(at) AS at
+        FROM (
+            SELECT fb.image_id, fb.user_id, fb.created_at AS at
+            FROM fb WHERE fb.kind = 'approve' AND fb.image_id IS NOT NULL
+            UNION ALL
+            SELECT im.id, fb.user_id, fb.created_at
+            FROM fb JOIN gim im ON im.generation_id = fb.generation_id
+            WHERE fb.kind = 'approve' AND fb.image_id IS NULL
+        ) x
+        GROUP BY image_id, user_id
+    ) a
+    JOIN lab ON lab.id = a.user_id
+    GROUP BY a.image_id
+)
+"""
+
+_RANGES = {
+    (False, False): "",
+    (True, False): "AND queued_at >= :lo",
+    (False, True): "AND queued_at < :hi",
+    (True, True): "AND queued_at >= :lo AND queued_at < :hi",
+}
+_AUDIT_RANGES = {
+    (False, False): "",
+    (True, False): "AND at >= :lo",
+    (False, True): "AND at < :hi",
+    (True, True): "AND at >= :lo AND at < :hi",
+}
+
+# Images with every detail; {source} is a FROM clause giving `im` (images) and `gen`
+# (their generations), {where} picks the images, {extra} adds columns after ImageRow's.
+_DETAIL = """
+SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS "user",
+       gen.platform, gen.queued_at AS created_at, gen.finished_at,
+       gen.raw_prompt AS prompt, gen.final_prompt,
+       ((gen.params->>'seed')::bigint + im.index - 1) % 4294967296 AS seed,
+       gen.params->>'model' AS model, (gen.params->>'steps')::int AS steps,
+       im.width, im.height, gen.preset_name AS preset, gen.preset_version,
+       coalesce(fi.favourites, 0) AS favourites,
+       coalesce(fi.likes, 0) AS likes,
+       coalesce(fi.dislikes, 0) AS dislikes,
+       coalesce(fg.favourites, 0) AS grid_favourites,
+       coalesce(fg.likes, 0) AS grid_likes,
+       coalesce(fg.dislikes, 0) AS grid_dislikes,
+       ap.approved_at IS NOT NULL AS approved,
+       coalesce(appr.approved_by, ARRAY[]::text[]) AS approved_by,
+       ap.approved_at, im.palette_score, im.storage_key{extra}
+{source}
+JOIN lab mk ON mk.id = gen.user_id
+LEFT JOIN fi ON fi.image_id = im.id
+LEFT JOIN fg ON fg.generation_id = im.generation_id
+LEFT JOIN ap ON ap.image_id = im.id
+LEFT JOIN appr ON appr.image_id = im.id
+{where}
+"""
+
+_PICKED = "FROM images im JOIN generations gen ON gen.id = im.generation_id"
+
+_FIGURES = (
+    _COMMON
+    + """,
+gi AS (
+    SELECT generation_id, sum(favourites) AS favourites,
+           count(*) FILTER (WHERE favourites > 0) AS favourited
+    FROM fi GROUP BY generation_id
+),
+ga AS (SELECT generation_id, count(*) AS approved FROM ap GROUP BY generation_id),
+ic AS (
+    SELECT generation_id, count(*) AS images
+    FROM images WHERE generation_id = ANY (ARRAY(SELECT id FROM g))
+    GROUP BY generation_id
+),
+gg AS (
+    SELECT g.*, (g.queued_at AT TIME ZONE 'UTC')::date AS day,
+           coalesce(ic.images, 0) AS images,
+           coalesce(gi.favourites, 0) AS favourites,
+           coalesce(gi.favourited, 0) AS favourited, coalesce(ga.approved, 0) AS approved
+    FROM g
+    LEFT JOIN ic ON ic.generation_id = g.id
+    LEFT JOIN gi ON gi.generation_id = g.id
+    LEFT JOIN ga ON ga.generation_id = g.id
+),
+tot AS (
+    SELECT count(*) AS requests,
+           coalesce(sum(images), 0) AS images,
+           count(DISTINCT user_id) AS users,
+           count(*) FILTER (WHERE kind = 'imagine') AS imagines,
+           count(*) FILTER (WHERE kind = 'variation') AS variations,
+           count(*) FILTER (WHERE kind = 'upscale') AS upscales,
+           count(*) FILTER (WHERE kind = 'reroll') AS rerolls,
+           count(*) FILTER (WHERE status = 'done') AS done,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status IN ('queued', 'running')) AS pending,
+           coalesce(sum(favourites), 0) AS favourites,
+           coalesce(sum(favourited), 0) AS favourited_images,
+           coalesce(sum(approved), 0) AS approved_images,
+           coalesce(sum(gpu_seconds), 0) AS gpu_seconds,
+           percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
+               ORDER BY extract(epoch FROM started_at - queued_at))
+               FILTER (WHERE started_at IS NOT NULL) AS queue_wait,
+           percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
+               ORDER BY extract(epoch FROM finished_at - started_at))
+               FILTER (WHERE status = 'done' AND started_at IS NOT NULL
+                       AND finished_at IS NOT NULL) AS generation
+    FROM gg
+),
+fbc AS (
+    SELECT count(*) FILTER (WHERE kind = 'favourite' AND image_id IS NULL) AS grid_favourites,
+           count(*) FILTER (WHERE kind = 'like') AS likes,
+           count(*) FILTER (WHERE kind = 'dislike') AS dislikes,
+           count(*) FILTER (WHERE kind = 'approve') AS approvals
+    FROM fb
+),
+med AS (
+    SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (
+                ORDER BY extract(epoch FROM fi.first_favourite_at - g.finished_at))
+            FROM fi JOIN g ON g.id = fi.generation_id
+            WHERE fi.first_favourite_at IS NOT NULL AND g.finished_at IS NOT NULL
+           ) AS to_favourite,
+           (SELECT percentile_cont(0.5) WITHIN GROUP (
+                ORDER BY extract(epoch FROM ap.approved_at - g.finished_at))
+            FROM ap JOIN g ON g.id = ap.generation_id
+            WHERE g.finished_at IS NOT NULL
+           ) AS to_approval
+),
+ug AS (  -- one hashed pass down to (user, preset version, day, platform) cells
+    SELECT user_id, preset_name, preset_version, day, platform,
+           min(queued_at) AS first_at, count(*) AS requests, sum(images) AS images,
+           sum(favourites) AS favourites, sum(favourited) AS favourited,
+           sum(approved) AS approved, sum(gpu_seconds) AS gpu_seconds
+    FROM gg
+    GROUP BY user_id, preset_name, preset_version, day, platform
+),
+sl AS (
+    SELECT CASE WHEN GROUPING(user_id) = 0 THEN 'user'
+                WHEN GROUPING(preset_name) = 0 THEN 'preset'
+                WHEN GROUPING(day) = 0 THEN 'day'
+                ELSE 'platform' END AS dim,
+           user_id, preset_name || '@' || preset_version AS preset, day, platform,
+           min(first_at) AS first_at,
+           sum(requests) AS requests, sum(images) AS images, count(DISTINCT user_id) AS users,
+           sum(favourites) AS favourites, sum(favourited) AS favourited_images,
+           sum(approved) AS approved_images, coalesce(sum(gpu_seconds), 0) AS gpu_seconds
+    FROM ug
+    GROUP BY GROUPING SETS ((user_id), (preset_name, preset_version), (day), (platform))
+),
+slices AS (
+    SELECT sl.dim,
+           CASE sl.dim WHEN 'user' THEN lab.label WHEN 'preset' THEN sl.preset
+                       WHEN 'day' THEN sl.day::text ELSE sl.platform END AS key,
+           sl.requests, sl.images, sl.users, sl.favourites, sl.favourited_images,
+           sl.approved_images,
+           sl.favourited_images::float8 / nullif(sl.images, 0) AS favourite_rate,
+           sl.approved_images::float8 / nullif(sl.images, 0) AS approval_rate,
+           sl.gpu_seconds, sl.first_at
+    FROM sl LEFT JOIN lab ON lab.id = sl.user_id
+)
+-- the picked images (top, approved, lineage) are _PICKS below
+SELECT
+    (SELECT row_to_json(t) FROM (
+        SELECT tot.*, fbc.*, med.*,
+               (SELECT count(*) FROM audit_log
+                WHERE action = 'prompt.blocked' AND campaign_id = :cid {audit_range})
+                   AS blocked_prompts
+        FROM tot, fbc, med) t) AS totals,
+    (SELECT json_agg(s ORDER BY s.images DESC, s.requests DESC, s.key)
+       FILTER (WHERE s.dim = 'user') FROM slices s) AS per_user,
+    (SELECT json_agg(s ORDER BY s.first_at, s.key)
+       FILTER (WHERE s.dim = 'preset') FROM slices s) AS per_preset,
+    (SELECT json_agg(s ORDER BY s.key) FILTER (WHERE s.dim = 'day') FROM slices s) AS per_day,
+    (SELECT json_agg(s ORDER BY s.requests DESC, s.key)
+       FILTER (WHERE s.dim = 'platform') FROM slices s) AS per_platform
+"""
+)
+
+# The top and approved images with their details and the approved images' lineage. It needs
+# the feedback CTEs but not the image counts, so it can run beside _FIGURES on a second
+# connection in the same snapshot (see ``core.reports.build``).
+_PICKS = (
+    _COMMON
+    + """,
+top AS (
+    SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
+    WHERE fi.favourites > 0
+    ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
+    LIMIT :top
+),
+rg AS (  -- the newest generations that made images (only a done generation stores images)
+    SELECT id, queued_at FROM g WHERE status = 'done'
+    ORDER BY queued_at DESC, id DESC
+    LIMIT :sheet
+),
+recent AS (  -- each has ≥ 1 image, so :sheet generations hold the newest :sheet images
+    SELECT im.id FROM rg JOIN images im ON im.generation_id = rg.id
+    ORDER BY rg.queued_at DESC, rg.id DESC, im.index
+    LIMIT :sheet
+),
+chain AS (  -- walked once per approved generation; its images share the chain
+    SELECT gen.id AS root, 0 AS depth, gen.id, gen.parent_id, gen.source_index,
+           NULL::int AS used_index, gen.kind, gen.user_id, gen.raw_prompt, gen.queued_at
+    FROM (SELECT DISTINCT generation_id FROM ap) a
+    JOIN generations gen ON gen.id = a.generation_id
+    UNION ALL
+    SELECT c.root, c.depth + 1, p.id, p.parent_id, p.source_index,
+           c.source_index, p.kind, p.user_id, p.raw_prompt, p.queued_at
+    FROM chain c JOIN generations p ON p.id = c.parent_id
+    WHERE p.campaign_id = :cid AND c.depth < :max_depth
+),
+steps AS MATERIALIZED (
+    SELECT c.root,
+           json_agg(json_build_object(
+               'depth', c.depth, 'generation_id', c.id::text, 'kind', c.kind,
+               'used_index', c.used_index, 'user', lab.label, 'prompt', c.raw_prompt,
+               'created_at', c.queued_at) ORDER BY c.depth) AS steps
+    FROM chain c JOIN lab ON lab.id = c.user_id
+    GROUP BY c.root
+)
+-- One row per approved image (ImageRow's columns, then the generation its lineage starts
+-- from), in order of approval; the first row (or a lone row of NULLs when nothing is approved)
+-- also carries the top images, the lineage steps per generation and the contact sheet as JSON.
+SELECT CASE WHEN d.n IS NULL OR d.n = 1 THEN h.top_images END AS top_images,
+       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.chains END AS chains,
+       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.recent_images END AS recent_images,
+       d.*
+FROM (
+    SELECT (SELECT json_agg(t ORDER BY t.favourites DESC, t.likes DESC, t.created_at,
+                            t.generation_id, t.index) FROM (
+                """
+    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM top)", extra="")
+    + """
+            ) t) AS top_images,
+           (SELECT json_object_agg(root::text, steps) FROM steps) AS chains,
+           (SELECT json_agg(t ORDER BY t.created_at DESC, t.generation_id DESC, t.index) FROM (
+                """
+    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT id FROM recent)", extra="")
+    + """
+            ) t) AS recent_images
+) h
+LEFT JOIN (
+    SELECT a.*, row_number() OVER (ORDER BY a.approved_at, a.generation_id, a.index) AS n
+    FROM (
+        """
+    + _DETAIL.format(
+        source=_PICKED,
+        where="WHERE im.id IN (SELECT image_id FROM ap)",
+        extra=", ap.generation_id::text AS lineage_root",
+    )
+    + """
+    ) a
+) d ON true
+ORDER BY d.n
+"""
+)
+
+_IMAGES = (
+    _COMMON
+    + _DETAIL.format(
+        source="FROM g JOIN images im ON im.generation_id = g.id "
+        "JOIN generations gen ON gen.id = g.id",
+        where="",
+        extra="",
+    )
+    + " ORDER BY gen.queued_at, im.generation_id, im.index"
+)
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The three statements for one shape of date range."""
+
+    figures: str
+    picks: str
+    images: str
+
+
+def statements(*, since: bool, until: bool) -> Statements:
+    """The statements for a range with a lower bound (``:lo``) if ``since``, an upper (``:hi``)
+    if ``until``; the bounds are fixed fragments, never user text."""
+    shape = (since, until)
+    return Statements(
+        figures=_FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape]),
+        picks=_PICKS.format(range=_RANGES[shape]),
+        images=_IMAGES.format(range=_RANGES[shape]),
+    )
