@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import typer
 from rich.console import Console
 
-from core.domain import Binding, Campaign, GenerationStatus, Platform, ReplyTarget
+from core.domain import Actor, Binding, Campaign, GenerationStatus, Platform, ReplyTarget, Role
 from core.errors import ConfigError, UserError
 from core.ops.logs import setup_logging
 from core.settings import Settings, get_settings
@@ -164,22 +165,14 @@ def imagine(
     from rich.progress import Progress
 
     from bots.processes import save_results
-    from core.bootstrap import build_worker, cli_actor, cli_target
+    from core.bootstrap import build_worker
     from core.delivery.sweep import wait_until_finished
+    from core.replies import imagine_text
 
-    text = prompt
-    for flag, value in (
-        ("--preset", preset),
-        ("--campaign", campaign),
-        ("--ar", ar),
-        ("--seed", seed),
-        ("--n", n),
-    ):
-        if value is not None:
-            text += f" {flag} {value}"
+    text = imagine_text(prompt, aspect=ar, seed=seed, n=n, preset=preset, campaign=campaign)
 
     async def go(app: App) -> int:
-        ticket = await app.service.imagine(text, cli_actor(), cli_target())
+        ticket = await app.service.imagine(text, _cli_actor(), _cli_target())
         ids = ", ".join(str(i) for i in ticket.generation_ids)
         eta = f", about {ticket.eta_seconds:.0f} s" if ticket.eta_seconds else ""
         err.print(f"queued #{ticket.position}{eta}: {ids}", highlight=False)
@@ -230,7 +223,7 @@ def report(
     ] = None,
 ) -> None:
     """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
-    from core.bootstrap import build_store, report_thumbnails
+    from core.delivery.bundle import report_thumbnails
     from core.reports.build import SHEET_IMAGES, build_report, to_csv, to_html, to_json, to_markdown
 
     if fmt not in ("md", "csv", "json", "html"):
@@ -253,7 +246,7 @@ def report(
         if fmt == "json":
             return to_json(made)
         if fmt == "html":
-            return to_html(made, await report_thumbnails(made, build_store(app.settings)))
+            return to_html(made, await report_thumbnails(made, app.store))
         return to_markdown(made)
 
     text = _with_app(go)
@@ -275,7 +268,6 @@ def export(
     ] = False,
 ) -> None:
     """Full-resolution originals and a manifest.csv, for handing to designers."""
-    from core.bootstrap import build_store
     from core.reports.build import export_zip
 
     if approved == favourites:
@@ -284,9 +276,8 @@ def export(
     which: Literal["approved", "favourites"] = "approved" if approved else "favourites"
 
     async def go(app: App) -> int:
-        store = build_store(app.settings)
         return await export_zip(
-            app.db, campaign, which, output, store.get, pseudonymise=pseudonymise
+            app.db, campaign, which, output, app.store.get, pseudonymise=pseudonymise
         )
 
     count = _with_app(go)
@@ -399,11 +390,10 @@ def campaign_create(
     rush: Annotated[bool, typer.Option(help="Serve this campaign's jobs first.")] = False,
 ) -> None:
     """Create a campaign."""
-    from core.bootstrap import cli_actor
 
     async def go(app: App) -> Campaign:
         return await app.service.create_campaign(
-            cli_actor(),
+            _cli_actor(),
             name,
             preset,
             starts_on=_parse_day(starts, "--starts"),
@@ -444,6 +434,18 @@ WorkspaceOpt = Annotated[
 ]
 
 
+def _cli_actor() -> Actor:
+    """Whoever runs the CLI on this machine: an operator, so an admin and a reviewer."""
+    user = getpass.getuser()
+    return Actor(
+        Platform.CLI, "local", user, user, frozenset({Role.MEMBER, Role.REVIEWER, Role.ADMIN})
+    )
+
+
+def _cli_target(channel: str = "terminal") -> ReplyTarget:
+    return ReplyTarget(Platform.CLI, "local", channel)
+
+
 def _target(platform: str, workspace: str, channel: str) -> ReplyTarget:
     try:
         chosen = Platform(platform)
@@ -462,12 +464,10 @@ def campaign_bind(
     locked: Annotated[bool, typer.Option(help="Users may not override it with flags.")] = False,
 ) -> None:
     """Bind a chat channel to a campaign (and its preset)."""
-    from core.bootstrap import cli_actor
-
     target = _target(platform, workspace, channel)
 
     async def go(app: App) -> Binding:
-        return await app.service.bind(cli_actor(), target, campaign=name, locked=locked)
+        return await app.service.bind(_cli_actor(), target, campaign=name, locked=locked)
 
     binding = _with_app(go)
     lock = " (locked)" if binding.locked else ""
@@ -477,12 +477,10 @@ def campaign_bind(
 @campaign_app.command("unbind")
 def campaign_unbind(platform: Platforms, channel: Channel, workspace: WorkspaceOpt) -> None:
     """Remove a channel's binding."""
-    from core.bootstrap import cli_actor
-
     target = _target(platform, workspace, channel)
 
     async def go(app: App) -> bool:
-        return await app.service.unbind(cli_actor(), target)
+        return await app.service.unbind(_cli_actor(), target)
 
     if not _with_app(go):
         err.print(f"{platform} channel {channel} was not bound")
