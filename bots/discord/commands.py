@@ -8,7 +8,7 @@ Autocomplete offers the presets and campaigns.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -34,7 +34,7 @@ def install_commands(bot: OnbrandBot) -> None:
     bot.tree.add_command(AdminCommands(bot))
 
 
-def imagine_command(bot: OnbrandBot) -> app_commands.Command[None, ..., None]:
+def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
     """``/imagine prompt [aspect] [seed] [n] [preset] [campaign]``."""
 
     @app_commands.command(name="imagine", description="Make on-brand images from a prompt")
@@ -82,7 +82,7 @@ def imagine_command(bot: OnbrandBot) -> app_commands.Command[None, ..., None]:
     return imagine
 
 
-def report_command(bot: OnbrandBot) -> app_commands.Command[None, ..., None]:
+def report_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
     """``/imagine-report campaign``: the report, public in the channel."""
 
     @app_commands.command(
