@@ -1,10 +1,10 @@
 """The chat flow's public half, once for every platform: "Queued" cards and closing them.
 
 After ``service.imagine`` or a button (``service.act``), each new generation gets a public
-status message — "🕒 Queued (#n, about ETA)" with ✖, the position counted per generation and
-the ETA on every message — recorded as that generation's status message, which progress then
-edits. A generation that finished before its message was recorded is closed at once. A cancel
-closes the status message it was clicked on and answers the person privately.
+status message — "🕒 Queued (#n, about ETA)" with ✖, each with the generation's own position and
+ETA — recorded as that generation's status message, which progress then edits. A generation
+that finished before its message was recorded is closed at once. A cancel closes the status
+message it was clicked on and answers the person privately.
 
 The platform posts; this module decides what is posted and what happens around it.
 """
@@ -31,11 +31,23 @@ async def announce(
     for offset, generation_id in enumerate(ticket.generation_ids):
         generation = await service.generation(generation_id)
         position = ticket.position + offset if ticket.position else None
-        ref = await post(status_card(generation, position=position, eta_seconds=ticket.eta_seconds))
+        ref = await post(
+            status_card(generation, position=position, eta_seconds=eta(ticket, offset))
+        )
         refs.append(ref)
         if closing := await service.record_status_message(generation_id, ref):
             await sink.update_status(ref, closing)  # it finished before we could record it
     return refs
+
+
+def eta(ticket: Ticket, offset: int) -> float | None:
+    """The ETA of the ticket's ``offset``-th generation. The ticket's ETA is its last one's,
+    and an ETA grows with the queue position (position × median run time ÷ workers), so each
+    earlier generation gets its share of it."""
+    if ticket.eta_seconds is None or not ticket.position:
+        return ticket.eta_seconds
+    last = ticket.position + len(ticket.generation_ids) - 1
+    return ticket.eta_seconds * (ticket.position + offset) / last
 
 
 async def act(
