@@ -49,7 +49,7 @@ from core.domain import (
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
-from core.replies import GENERIC_ERROR, imagine_text
+from core.replies import GENERIC_ERROR
 from core.reports.build import build_report, to_csv, to_html, to_markdown
 from core.service import ReportBundle, Service, ServiceConfig
 from core.settings import Settings
@@ -396,14 +396,6 @@ async def test_flags_in_the_prompt_and_permutations(h: Harness) -> None:
     assert record.callback is not None
     for gid in gids:
         await h.result(gid)
-
-
-def test_imagine_text_appends_the_typed_options_as_flags() -> None:
-    assert imagine_text("a cat") == "a cat"
-    assert (
-        imagine_text(" a cat ", aspect="16:9", seed=0, n=2, preset="acme", campaign="spring")
-        == "a cat --ar 16:9 --seed 0 --n 2 --preset acme --campaign spring"
-    )
 
 
 # --- buttons -------------------------------------------------------------------------------------
