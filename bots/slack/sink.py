@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -223,7 +224,7 @@ class SlackSink:
         for file_id in file_ids:
             try:
                 await self.client.files_delete(file=file_id)
-            except Exception as exc:  # the result matters, not the clutter
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # only clutter
                 why = _error(exc) if isinstance(exc, SlackApiError) else repr(exc)
                 log.warning("could not delete the unused upload %s: %s", file_id, why)
 
