@@ -3,7 +3,8 @@
 SIGTERM and SIGINT stop them gracefully: no new jobs are claimed, the jobs in hand finish, the
 results are delivered, and the process exits 0 — within ``ONBRAND_SHUTDOWN_GRACE_S`` (default 30),
 after which it exits anyway with ``EXIT_GRACE_EXCEEDED``. With ``ONBRAND_METRICS_PORT`` set, both
-serve ``/metrics``, ``/healthz`` and ``/readyz`` (``core.metrics``).
+serve ``/metrics``, ``/healthz`` and ``/readyz`` (``core.ops.server``), ready by the app's
+``Readiness``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.bootstrap import App, build_store, build_worker
+from core.bootstrap import App, build_worker
 from core.db import delivery as delivery_queries
 from core.delivery.sweep import load_originals
 from core.domain import Generation, GenerationStatus
 from core.errors import ConfigError
 from core.imaging.grid import make_grid
-from core.ops import metrics
+from core.ops import server
+from core.ops.readiness import database_check, engines_check, tcp_check
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +132,11 @@ async def run_worker(
     """A worker until SIGTERM/SIGINT (or, with ``drain``, an empty queue); metrics and health
     on ``ONBRAND_METRICS_PORT`` when set."""
     worker = build_worker(app, **overrides)
-    worker.engines = metrics.InstrumentedEngines(worker.engines)
     shutdown = _Shutdown(app.settings.shutdown_grace_s)
-    readiness = metrics.READINESS
-    readiness.clear()
+    readiness = app.readiness
     kinds = {preset.engine.kind for preset in app.service.presets.values()}
-    readiness.add_check("database", metrics.database_check(app.db))
-    readiness.add_check("engines", metrics.engines_check(worker.engines, kinds))
+    readiness.add_check("database", database_check(app.db))
+    readiness.add_check("engines", engines_check(app.engines, kinds))
 
     def stop() -> None:
         worker.stop()
@@ -147,7 +147,7 @@ async def run_worker(
     if shutdown.requested.is_set():
         log.info("stopped while starting: no job was taken")
         return
-    async with metrics.serve(app.settings, app.db):
+    async with server.serve(app.settings, app.db, readiness):
         readiness.set("worker", True, "taking jobs")
         log.info("worker started (max batch %d)", worker.config.max_batch)
         task = asyncio.create_task(worker.run(drain=drain), name="worker")
@@ -171,13 +171,10 @@ async def run_all(
 
     settings = app.settings
     worker = build_worker(app) if settings.run_worker else None
-    if worker is not None:
-        worker.engines = metrics.InstrumentedEngines(worker.engines)
     shutdown = _Shutdown(settings.shutdown_grace_s)
     adapters_stop = asyncio.Event()  # the adapters' own stop: no more commands, then return
-    readiness = metrics.READINESS
-    readiness.clear()
-    readiness.add_check("database", metrics.database_check(app.db))
+    readiness = app.readiness
+    readiness.add_check("database", database_check(app.db))
 
     def stop() -> None:
         if worker is not None:
@@ -217,12 +214,12 @@ async def run_all(
     )
     if worker is None and not adapters:
         raise ConfigError("ONBRAND_RUN_WORKER=false and no chat adapter configured: nothing to run")
-    async with metrics.serve(settings, app.db):
+    async with server.serve(settings, app.db, readiness):
         working = [asyncio.create_task(worker.run(), name="worker")] if worker is not None else []
         chatting = [asyncio.create_task(coro, name=name) for name, coro in adapters.items()]
         if worker is not None:
             kinds = {preset.engine.kind for preset in app.service.presets.values()}
-            readiness.add_check("engines", metrics.engines_check(worker.engines, kinds))
+            readiness.add_check("engines", engines_check(app.engines, kinds))
         if "slack" in adapters:
             slack_task = chatting[list(adapters).index("slack")]
             if settings.slack_app_token is None:
@@ -244,7 +241,7 @@ async def run_all(
 
 def _alive_and(task: asyncio.Task[None], host: str | None = None, port: int = 0) -> Any:
     """Readiness of an adapter: its task runs (and, in HTTP mode, its port answers)."""
-    listening = metrics.tcp_check(host, port) if host is not None else None
+    listening = tcp_check(host, port) if host is not None else None
 
     async def check() -> tuple[bool, str]:
         if task.done():
@@ -279,7 +276,6 @@ async def save_results(app: App, generations: Sequence[Generation], out: Path) -
 
     from PIL import Image
 
-    store = build_store(app.settings)
     written: list[Path] = []
     for generation in generations:
         if generation.status is not GenerationStatus.DONE:
@@ -287,7 +283,7 @@ async def save_results(app: App, generations: Sequence[Generation], out: Path) -
         folder = out / str(generation.id)
         folder.mkdir(parents=True, exist_ok=True)
         images = []
-        originals = await load_originals(app.db, store, generation.id)
+        originals = await load_originals(app.db, app.store, generation.id)
         for index, data in enumerate(originals, 1):
             path = folder / f"{index}.png"
             path.write_bytes(data)

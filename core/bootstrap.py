@@ -1,29 +1,30 @@
 """The composition root: the one place that turns settings into connected adapters.
 
-Nothing connects at import time; each process calls ``build_app`` once at start.
+Nothing connects at import time; each process calls ``build_app`` once at start and hands the
+``App`` (store, engines, deliveries, readiness) to its adapters, processes and the CLI.
 """
 
 from __future__ import annotations
 
-import getpass
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.brand.presets import Preset, load_presets
 from core.db import Database, resolve_database_url
 from core.db.migrate import upgrade
-from core.domain import Actor, Platform, ReplyTarget, Role
+from core.delivery.sweep import Delivery
+from core.domain import Platform
 from core.errors import ConfigError, PresetError
-from core.ports import ImageStore
-from core.service import ReportBundle, ReportSource, Service, ServiceConfig
+from core.ops.readiness import Readiness
+from core.ports import ChatSink, ImageStore
+from core.service import Service, ServiceConfig
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from core.engines.registry import EngineRegistry
     from core.jobs.worker import Worker
-    from core.reports.model import CampaignReport
+    from core.ops.metrics import InstrumentedEngines
 
 
 async def open_database(settings: Settings, *, migrate: bool = True) -> Database:
@@ -66,63 +67,44 @@ def service_config(settings: Settings) -> ServiceConfig:
 
 @dataclass
 class App:
+    """What one process shares: settings, database, service, image store, engines (built when
+    first asked for, metrics-wrapped), the result deliveries of its chat adapters, and its
+    readiness (what ``/readyz`` answers)."""
+
     settings: Settings
     db: Database
     service: Service
+    store: ImageStore
+    readiness: Readiness = field(default_factory=Readiness)
+    deliveries: dict[Platform, Delivery] = field(default_factory=dict)
+
+    @cached_property
+    def engines(self) -> InstrumentedEngines:
+        return build_engines(self.settings)
+
+    def delivery(self, sink: ChatSink, *, sweep_interval_s: float = 10.0) -> Delivery:
+        """The result delivery to ``sink``'s platform (one per platform and process)."""
+        delivery = Delivery(
+            self.db, self.service, self.store, sink, sweep_interval_s=sweep_interval_s
+        )
+        self.deliveries[sink.platform] = delivery
+        return delivery
 
     async def close(self) -> None:
         await self.db.dispose()
 
 
 async def build_app(settings: Settings, *, migrate: bool = True) -> App:
-    """Database (migrated), presets and the service, wired once per process."""
+    """Database (migrated), presets, image store and the service, wired once per process."""
     from core.db.uow import sql_uow_factory
+    from core.delivery.bundle import report_source
 
     presets = load_brand_presets(settings)
+    store = build_store(settings)
     db = await open_database(settings, migrate=migrate)
-    reports = report_source(db, build_store(settings))
+    reports = report_source(db, store)
     service = Service(sql_uow_factory(db), presets, service_config(settings), reports=reports)
-    return App(settings, db, service)
-
-
-async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
-    """The originals the HTML report shows (contact sheet, top, approved images), by storage key."""
-    shown = (*report.recent_images, *report.top_images, *report.approved_images)
-    keys = {image.storage_key for image in shown}
-    return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
-
-
-def report_source(db: Database, store: ImageStore) -> ReportSource:
-    """How the service makes a chat report: the summary plus the CSV and HTML files."""
-    from core.reports.build import build_report
-    from core.reports.html import to_html
-    from core.reports.text import to_csv, to_markdown
-
-    async def make(
-        campaign: str, since: date | None, until: date | None, pseudonymise: bool
-    ) -> ReportBundle:
-        report = await build_report(
-            db, campaign, since=since, until=until, pseudonymise=pseudonymise
-        )
-        html = to_html(report, await report_thumbnails(report, store))
-        return ReportBundle(campaign, to_markdown(report), to_csv(report), html)
-
-    return make
-
-
-def cli_actor() -> Actor:
-    """Whoever runs the CLI on this machine: an operator, so an admin and a reviewer."""
-    return Actor(
-        Platform.CLI,
-        "local",
-        getpass.getuser(),
-        getpass.getuser(),
-        frozenset({Role.MEMBER, Role.REVIEWER, Role.ADMIN}),
-    )
-
-
-def cli_target(channel: str = "terminal") -> ReplyTarget:
-    return ReplyTarget(Platform.CLI, "local", channel)
+    return App(settings, db, service, store)
 
 
 def build_store(settings: Settings) -> ImageStore:
@@ -164,15 +146,18 @@ def build_store(settings: Settings) -> ImageStore:
     return LocalImageStore(Path(root))
 
 
-def build_engines(settings: Settings) -> EngineRegistry:
+def build_engines(settings: Settings) -> InstrumentedEngines:
+    """The engines by kind, each call timed into the metrics (nothing heavy is imported)."""
     from core.engines.registry import EngineRegistry
+    from core.ops.metrics import InstrumentedEngines
 
     openai: dict[str, Any] = {}
     if settings.openai_api_key is not None:
         openai["api_key"] = settings.openai_api_key.get_secret_value()
     if settings.openai_base_url:
         openai["base_url"] = settings.openai_base_url
-    return EngineRegistry({"diffusers": {"device": settings.device}, "openai": openai})
+    registry = EngineRegistry({"diffusers": {"device": settings.device}, "openai": openai})
+    return InstrumentedEngines(registry)
 
 
 def build_worker(app: App, **overrides: Any) -> Worker:
@@ -186,9 +171,7 @@ def build_worker(app: App, **overrides: Any) -> Worker:
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         max_attempts=settings.max_attempts,
     )
-    return Worker(
-        app.db, build_engines(settings), build_store(settings), app.service.presets, config
-    )
+    return Worker(app.db, app.engines, app.store, app.service.presets, config)
 
 
 def _has_cuda() -> bool:

@@ -26,6 +26,7 @@ from core.domain import (
     Params,
     Platform,
     ReplyTarget,
+    ResultCard,
 )
 
 # progress(job_id, step, total_steps): called from the engine as denoising advances,
@@ -138,6 +139,24 @@ class ImageStore(Protocol):
     async def get(self, key: str) -> bytes: ...
 
     async def exists(self, key: str) -> bool: ...
+
+
+class ChatSink(Protocol):
+    """A chat platform as the ``Delivery`` and the chat flow use it: edit a status message
+    (latest wins; never blocks, the last edit is never dropped), post a result as an ordinary
+    bot message (raising when the platform refuses it, so the sweep retries), and send what is
+    still pending (``flush``, at shutdown)."""
+
+    platform: Platform
+    max_upload_bytes: int
+
+    async def update_status(self, ref: MessageRef, card: ResultCard) -> None: ...
+
+    async def post_result(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef: ...
+
+    async def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)

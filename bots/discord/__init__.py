@@ -18,8 +18,7 @@ import yarl
 
 from bots.discord.bot import OnbrandBot
 from bots.discord.sink import DiscordSink
-from core.bootstrap import App, build_store
-from core.delivery.sweep import Delivery
+from core.bootstrap import App
 from core.errors import ConfigError
 
 __all__ = ["DiscordSink", "OnbrandBot", "discord_endpoints", "serve_discord"]
@@ -56,9 +55,7 @@ async def serve_discord(
         raise ConfigError("DISCORD_TOKEN is not set; the Discord adapter needs the bot's token")
     with discord_endpoints(settings.discord_api_base, settings.discord_gateway_url):
         bot = bot or OnbrandBot(app.service, guild_ids=settings.discord_guild_ids)
-        delivery = Delivery(
-            app.db, app.service, build_store(settings), bot.sink, sweep_interval_s=sweep_interval_s
-        )
+        delivery = app.delivery(bot.sink, sweep_interval_s=sweep_interval_s)
         tasks: list[asyncio.Task[None]] = []
         try:
             try:

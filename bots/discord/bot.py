@@ -1,7 +1,8 @@
 """The Discord bot: slash commands, buttons and reactions in, ``core.Service`` calls out.
 
 Every handler acknowledges first (a private "thinking…" for commands, a silent deferred update for
-buttons), then calls the service, then speaks:
+buttons), then calls the service, then speaks with what core decides (``core.delivery.announce``
+for the public "Queued" messages, ``core.replies`` for private answers):
 
 - success is public and lives in the channel as an ordinary bot message (the "Queued" status
   message that progress edits, a report), posted with the bot token, never the interaction token;
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import io
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -27,28 +27,18 @@ import discord
 from discord import app_commands
 
 from bots.discord.buttons import ActionButton
+from bots.discord.commands import install_commands
+from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
-from core.cards import closing_card, status_card
-from core.domain import (
-    Action,
-    ActionKind,
-    Actor,
-    Binding,
-    Campaign,
-    MessageRef,
-    Platform,
-    ReplyTarget,
-    Ticket,
-)
+from core import replies
+from core.delivery import announce
+from core.domain import Actor, MessageRef, Platform, ReplyTarget, ResultCard
 from core.errors import UserError
 from core.ops import metrics
 from core.service import ReportBundle, Service
 
 log = logging.getLogger(__name__)
 
-SEED_MAX = 2**32 - 1
-MAX_CHOICES = 25  # Discord's limit for choices and autocomplete answers
-MESSAGE_MAX = 2000
 ADMIN_HINTS_MAX = 4096
 
 NOT_IN_A_SERVER = "onbrand works in server channels: use this command in a channel of your server."
@@ -56,68 +46,34 @@ MISSING_PERMISSIONS = (
     "I can't post in this channel. Ask an admin to give onbrand Send Messages, Embed Links, "
     "Attach Files and Read Message History here."
 )
-GENERIC_ERROR = (
-    "Something went wrong on our side (reference {ref}). Please try again; "
-    "if it keeps happening, give an admin this reference."
-)
 QUIET = discord.AllowedMentions.none()
 
 Interaction = discord.Interaction["OnbrandBot"]
-
-
-def compose_text(
-    prompt: str,
-    *,
-    aspect: str | None = None,
-    seed: int | None = None,
-    n: int | None = None,
-    preset: str | None = None,
-    campaign: str | None = None,
-) -> str:
-    """The typed options as ``--flags`` after the prompt: one ``/imagine`` text for the grammar."""
-    parts = [prompt.strip()]
-    for flag, value in (
-        ("ar", aspect),
-        ("seed", seed),
-        ("n", n),
-        ("preset", preset),
-        ("campaign", campaign),
-    ):
-        if value is not None and str(value).strip():
-            parts.append(f"--{flag} {str(value).strip()}")
-    return " ".join(parts)
-
-
-def new_reference() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 async def report_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
     """The one error policy: user errors privately as they are, everything else generically."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, UserError):
-        text = error.user_message
-    elif isinstance(error, discord.Forbidden):
+    if isinstance(error, discord.Forbidden):
         log.warning("missing permissions in channel %s: %s", interaction.channel_id, error)
-        text = MISSING_PERMISSIONS
+        card = replies.private(MISSING_PERMISSIONS)
     elif isinstance(error, app_commands.NoPrivateMessage):
-        text = NOT_IN_A_SERVER
+        card = replies.private(NOT_IN_A_SERVER)
     else:
-        reference = new_reference()
         what = interaction.command.qualified_name if interaction.command else "a component"
-        log.error("error in %s [reference %s]", what, reference, exc_info=error)
-        text = GENERIC_ERROR.format(ref=reference)
-    await send_private(interaction, text)
+        card = replies.error_reply(error, what=what, log=log)
+    await send_private(interaction, card)
 
 
-async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
+async def send_private(interaction: discord.Interaction[Any], card: ResultCard) -> None:
     """Answer only the person who interacted (the first answer, or a followup)."""
+    text = reply_content(card)
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(text[:MESSAGE_MAX], ephemeral=True)
+            await interaction.followup.send(text, ephemeral=True)
         else:
-            await interaction.response.send_message(text[:MESSAGE_MAX], ephemeral=True)
+            await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException as exc:
         log.warning("could not answer interaction %s: %s", interaction.id, exc)
 
@@ -198,22 +154,21 @@ class OnbrandBot(discord.Client):
             raise UserError(NOT_IN_A_SERVER)
         return ReplyTarget(Platform.DISCORD, str(interaction.guild_id), str(interaction.channel_id))
 
-    # --- queued messages -------------------------------------------------------------------
+    # --- the chat flow ---------------------------------------------------------------------
 
-    async def announce_queued(
-        self, interaction: discord.Interaction[Any], ticket: Ticket, actor: Actor
-    ) -> list[MessageRef]:
-        """One public "Queued (#n, ETA)" message per new generation, recorded as its status."""
+    async def imagine(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """``/imagine``: queue, announce publicly, then the private notes (or none)."""
+        actor = self.actor(interaction)
+        ticket = await self.service.imagine(text, actor, self.reply_target(interaction))
+        await announce.announce(self.service, ticket, self._poster(interaction, actor), self.sink)
+        await self.finish_private(interaction, replies.warnings(ticket))
+
+    def _poster(self, interaction: discord.Interaction[Any], actor: Actor) -> announce.PostFn:
+        """Posts a status card in the interaction's channel, mentioning (not pinging) ``actor``."""
         target = self.reply_target(interaction)
         channel = self.sink.channel(target.channel_id, target.workspace_id)
-        refs = []
-        for offset, generation_id in enumerate(ticket.generation_ids):
-            generation = await self.service.generation(generation_id)
-            card = status_card(
-                generation,
-                position=ticket.position + offset if ticket.position else None,
-                eta_seconds=ticket.eta_seconds,
-            )
+
+        async def post(card: ResultCard) -> MessageRef:
             rendered = self.sink.render(card, target.workspace_id)
             sent = await channel.send(
                 content=f"<@{actor.user_id}>",
@@ -221,19 +176,20 @@ class OnbrandBot(discord.Client):
                 view=rendered.view or discord.utils.MISSING,
                 allowed_mentions=QUIET,
             )
-            ref = MessageRef(Platform.DISCORD, str(channel.id), str(sent.id))
-            refs.append(ref)
-            if closing := await self.service.record_status_message(generation_id, ref):
-                await self.sink.update_status(ref, closing)
-        return refs
+            return MessageRef(Platform.DISCORD, str(channel.id), str(sent.id))
+
+        return post
+
+    async def reply(self, interaction: discord.Interaction[Any], card: ResultCard) -> None:
+        await send_private(interaction, card)
 
     async def finish_private(
-        self, interaction: discord.Interaction[Any], notes: Sequence[str] = ()
+        self, interaction: discord.Interaction[Any], card: ResultCard | None = None
     ) -> None:
-        """Replace the private "thinking…" with the notes, or remove it when there are none."""
+        """Replace the private "thinking…" with ``card``, or remove it when there is none."""
         try:
-            if notes:
-                await interaction.followup.send("\n".join(notes)[:MESSAGE_MAX], ephemeral=True)
+            if card is not None:
+                await interaction.followup.send(reply_content(card), ephemeral=True)
             else:
                 await interaction.delete_original_response()
         except discord.HTTPException as exc:
@@ -246,18 +202,24 @@ class OnbrandBot(discord.Client):
         try:
             await interaction.response.defer()
             actor = self.actor(interaction)
-            ticket = await self.service.act(custom_id, actor, self.reply_target(interaction))
-            if Action.parse(custom_id).kind is ActionKind.CANCEL:
-                if (message := interaction.message) is not None:
-                    ref = MessageRef(Platform.DISCORD, str(message.channel.id), str(message.id))
-                    cancelled = await self.service.generation(ticket.generation_ids[0])
-                    await self.sink.update_status(ref, closing_card(cancelled))
-                await send_private(interaction, "✖ Cancelled.")
-                return
-            await self.announce_queued(interaction, ticket, actor)
-            if ticket.warnings:
-                await send_private(interaction, "\n".join(ticket.warnings))
-        except Exception as exc:
+            message = interaction.message
+            clicked = (
+                MessageRef(Platform.DISCORD, str(message.channel.id), str(message.id))
+                if message is not None
+                else None
+            )
+            answer = await announce.act(
+                self.service,
+                custom_id,
+                actor,
+                self.reply_target(interaction),
+                clicked=clicked,
+                post=self._poster(interaction, actor),
+                sink=self.sink,
+            )
+            if answer is not None:
+                await send_private(interaction, answer)
+        except Exception as exc:  # a task boundary: the person gets an answer, the log the rest
             await report_error(interaction, exc)
 
     # --- reactions -------------------------------------------------------------------------
@@ -277,12 +239,12 @@ class OnbrandBot(discord.Client):
             actor = await self._reaction_actor(payload)
             ref = MessageRef(Platform.DISCORD, str(payload.channel_id), str(payload.message_id))
             await self.service.react(ref, str(payload.emoji), actor, added=added)
-        except Exception:
+        except Exception:  # a task boundary: nobody to answer, so the log says it all
             log.exception(
                 "reaction %s on message %s failed [reference %s]",
                 payload.emoji,
                 payload.message_id,
-                new_reference(),
+                replies.new_reference(),
             )
         finally:
             self.reactions_handled += 1
@@ -308,19 +270,6 @@ class OnbrandBot(discord.Client):
                 log.debug("member %s not fetched: %s", payload.user_id, exc)
         return self._actor(payload.guild_id, payload.user_id, name, manager)
 
-    # --- autocomplete ----------------------------------------------------------------------
-
-    def preset_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        return _choices(sorted(self.service.presets), current)
-
-    async def campaign_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        try:
-            campaigns = await self.service.campaigns()
-        except Exception:
-            log.exception("campaign autocomplete failed")
-            return []
-        return _choices(sorted(c.name for c in campaigns), current)
-
     # --- reports ---------------------------------------------------------------------------
 
     async def post_report(
@@ -330,23 +279,22 @@ class OnbrandBot(discord.Client):
         target = self.reply_target(interaction)
         limit = self.sink.upload_limit(target.workspace_id)
         embed = discord.Embed(
-            title=f"Campaign report: {bundle.campaign}",
-            description=_clip(bundle.summary_markdown, 4096),
-            colour=discord.Colour(0x00A6A6),
+            title=replies.report_title(bundle.campaign),
+            description=clip(bundle.summary_markdown, 4096),
+            colour=COLOUR,
         )
         files, used = [], 0
-        for suffix, text in (("csv", bundle.csv), ("html", bundle.html)):
-            data = text.encode("utf-8")
+        for name, data in replies.report_files(bundle.campaign, bundle.csv, bundle.html):
             if used + len(data) > limit:
                 embed.add_field(
-                    name=f"{suffix.upper()} not attached",
+                    name=f"{name.rpartition('.')[2].upper()} not attached",
                     value=f"It is larger than this server's upload limit; run "
                     f"`onbrand report {bundle.campaign}` to get it.",
                     inline=False,
                 )
                 continue
             used += len(data)
-            files.append(discord.File(io.BytesIO(data), f"{bundle.campaign}-report.{suffix}"))
+            files.append(discord.File(io.BytesIO(data), name))
         channel = self.sink.channel(target.channel_id, target.workspace_id)
         await channel.send(
             content=f"Requested by <@{interaction.user.id}>",
@@ -354,169 +302,3 @@ class OnbrandBot(discord.Client):
             files=files,
             allowed_mentions=QUIET,
         )
-
-
-def install_commands(bot: OnbrandBot) -> None:
-    """``/imagine``, ``/imagine-report`` and ``/imagine-admin`` on the bot's tree."""
-    service = bot.service
-    aspects = sorted(
-        {a for preset in service.presets.values() for a in preset.aspect_ratios},
-        key=_aspect_order,
-    )[:MAX_CHOICES]
-
-    @app_commands.command(name="imagine", description="Make on-brand images from a prompt")
-    @app_commands.describe(
-        prompt="What to draw. --ar, --seed, --n, --no, --preset and --campaign work here too.",
-        aspect="Aspect ratio (the preset decides which are allowed)",
-        seed="Seed, for repeatable images",
-        n="How many images (1-4)",
-        preset="Brand preset",
-        campaign="Campaign to count these images towards",
-    )
-    @app_commands.guild_only()
-    async def imagine(
-        interaction: Interaction,
-        prompt: str,
-        aspect: str | None = None,
-        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
-        n: app_commands.Range[int, 1, 4] | None = None,
-        preset: str | None = None,
-        campaign: str | None = None,
-    ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        actor = bot.actor(interaction)
-        text = compose_text(prompt, aspect=aspect, seed=seed, n=n, preset=preset, campaign=campaign)
-        ticket = await service.imagine(text, actor, bot.reply_target(interaction))
-        await bot.announce_queued(interaction, ticket, actor)
-        await bot.finish_private(interaction, ticket.warnings)
-
-    if aspects:
-        app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in aspects])(
-            imagine
-        )
-
-    @imagine.autocomplete("preset")
-    async def imagine_preset(
-        interaction: Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return bot.preset_choices(current)
-
-    @imagine.autocomplete("campaign")
-    async def imagine_campaign(
-        interaction: Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return await bot.campaign_choices(current)
-
-    @app_commands.command(
-        name="imagine-report", description="A campaign's report: summary, CSV and contact sheet"
-    )
-    @app_commands.describe(campaign="The campaign")
-    @app_commands.guild_only()
-    async def imagine_report(interaction: Interaction, campaign: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        bundle = await service.report(bot.actor(interaction), campaign)
-        await bot.post_report(interaction, bundle)
-        await bot.finish_private(interaction)
-
-    @imagine_report.autocomplete("campaign")
-    async def report_campaign(
-        interaction: Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return await bot.campaign_choices(current)
-
-    admin = app_commands.Group(
-        name="imagine-admin",
-        description="Bind channels to campaigns, list campaigns (Manage Server or onbrand admins)",
-        guild_only=True,
-    )
-
-    @admin.command(name="bind", description="Bind this channel to a campaign and/or a preset")
-    @app_commands.describe(
-        campaign="Campaign for images made here",
-        preset="Preset for images made here (default: the campaign's)",
-        locked="Stop people overriding the campaign and preset with flags",
-    )
-    async def bind(
-        interaction: Interaction,
-        campaign: str | None = None,
-        preset: str | None = None,
-        locked: bool = False,
-    ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        binding = await service.bind(
-            bot.actor(interaction),
-            bot.reply_target(interaction),
-            campaign=campaign,
-            preset=preset,
-            locked=locked,
-        )
-        await send_private(interaction, describe_binding(binding))
-
-    @bind.autocomplete("campaign")
-    async def bind_campaign(
-        interaction: Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return await bot.campaign_choices(current)
-
-    @bind.autocomplete("preset")
-    async def bind_preset(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return bot.preset_choices(current)
-
-    @admin.command(name="unbind", description="Remove this channel's binding")
-    async def unbind(interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        removed = await service.unbind(bot.actor(interaction), bot.reply_target(interaction))
-        await send_private(
-            interaction,
-            "This channel is no longer bound." if removed else "This channel wasn't bound.",
-        )
-
-    @admin.command(name="campaigns", description="List the campaigns")
-    async def campaigns(interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        bot.actor(interaction)  # refuses outside a server
-        await send_private(interaction, describe_campaigns(await service.campaigns()))
-
-    bot.tree.add_command(imagine)
-    bot.tree.add_command(imagine_report)
-    bot.tree.add_command(admin)
-
-
-def describe_binding(binding: Binding) -> str:
-    what = f"campaign **{binding.campaign}** with preset **{binding.preset}**"
-    if binding.campaign is None:
-        what = f"preset **{binding.preset}**"
-    lock = " (locked: flags can't override it)" if binding.locked else ""
-    return f"This channel is now bound to {what}{lock}."
-
-
-def describe_campaigns(campaigns: Sequence[Campaign]) -> str:
-    if not campaigns:
-        return "There are no campaigns yet; create one with `onbrand campaign create`."
-    lines = []
-    for c in campaigns:
-        dates = ""
-        if c.starts_on or c.ends_on:
-            dates = f", {c.starts_on or '…'} → {c.ends_on or '…'}"
-        budget = f", GPU budget {c.gpu_budget_seconds:.0f} s" if c.gpu_budget_seconds else ""
-        rush = ", rush" if c.rush else ""
-        lines.append(f"• **{c.name}** — preset {c.preset}{dates}{budget}{rush}")
-    return _clip("\n".join(lines), MESSAGE_MAX)
-
-
-def _choices(names: Sequence[str], current: str) -> list[app_commands.Choice[str]]:
-    wanted = current.strip().lower()
-    found = [n for n in names if wanted in n.lower()]
-    return [app_commands.Choice(name=n, value=n) for n in found[:MAX_CHOICES]]
-
-
-def _aspect_order(aspect: str) -> tuple[float, str]:
-    width, _, height = aspect.partition(":")
-    try:
-        return int(width) / int(height), aspect
-    except (ValueError, ZeroDivisionError):
-        return 0.0, aspect
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

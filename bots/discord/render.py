@@ -1,4 +1,5 @@
-"""``ResultCard`` → a Discord message: embed, attachments and a view of ``ActionButton`` s."""
+"""``ResultCard`` → a Discord message: embed, attachments and a view of ``ActionButton`` s; a
+private answer (``core.replies``) → the content of an ephemeral message."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bots.discord.buttons import ActionButton
 from core.domain import Action, ActionKind, CardImage, ResultCard
 from core.imaging.preview import encode_preview
 
+MESSAGE_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
 FIELD_VALUE_MAX = 1024
 MAX_ROW_ITEMS = 5
@@ -37,9 +39,9 @@ class Rendered:
 
 def render_card(card: ResultCard, *, max_upload_bytes: int) -> Rendered:
     """Render ``card``; images larger than ``max_upload_bytes`` are re-encoded smaller."""
-    embed = discord.Embed(description=_clip(card.text, EMBED_DESCRIPTION_MAX), colour=COLOUR)
+    embed = discord.Embed(description=clip(card.text, EMBED_DESCRIPTION_MAX), colour=COLOUR)
     for label, value in card.fields:
-        embed.add_field(name=label, value=_clip(value or "—", FIELD_VALUE_MAX), inline=True)
+        embed.add_field(name=label, value=clip(value or "—", FIELD_VALUE_MAX), inline=True)
     files: list[discord.File] = []
     downsized = False
     budget = max_upload_bytes // max(1, len(card.images))
@@ -87,5 +89,10 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
     return view
 
 
-def _clip(text: str, limit: int) -> str:
+def reply_content(card: ResultCard) -> str:
+    """A private answer: its text (CommonMark, which Discord shows as it is), clipped."""
+    return clip(card.text, MESSAGE_MAX)
+
+
+def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"

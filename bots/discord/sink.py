@@ -1,4 +1,4 @@
-"""``ChatSink`` over Discord's REST API: the ``Delivery`` edits status messages and posts results.
+"""The ``ChatSink`` over Discord's REST API: status edits and result posts for the ``Delivery``.
 
 Everything goes through channel-message endpoints with the bot token, never an interaction token
 (which dies after 15 minutes). discord.py honours 429s itself (it waits ``retry_after`` and sends
@@ -8,14 +8,12 @@ and its sweep tries again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass
 
 import discord
 
 from bots.discord.render import Rendered, render_card
+from core.delivery.throttle import EditThrottle
 from core.domain import Generation, MessageRef, Platform, ReplyTarget, ResultCard
 
 log = logging.getLogger(__name__)
@@ -23,21 +21,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # under Discord's default 10 MB per upload
 MIN_EDIT_INTERVAL_S = 3.0  # progress edits per message, at most one per interval
 PING_REQUESTER = discord.AllowedMentions(everyone=False, roles=False, users=True)
-
-
-@dataclass
-class _Edits:
-    """Edits waiting for one message: only the newest card is kept, it is never dropped."""
-
-    pending: ResultCard | None = None
-    last_sent: float = float("-inf")
-    sending: bool = False
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Only waiting out the interval: nothing to send, nothing in flight."""
-        return self.pending is None and not self.sending
 
 
 def requester_mention(generation: Generation) -> str:
@@ -61,8 +44,7 @@ class DiscordSink:
     ) -> None:
         self.client = client
         self.max_upload_bytes = max_upload_bytes
-        self.min_edit_interval_s = min_edit_interval_s
-        self._edits: dict[tuple[str, str], _Edits] = {}
+        self.edits = EditThrottle(self.edit, min_interval_s=min_edit_interval_s)
 
     # --- results ---------------------------------------------------------------------------
 
@@ -96,56 +78,19 @@ class DiscordSink:
     # --- status edits ----------------------------------------------------------------------
 
     async def update_status(self, ref: MessageRef, card: ResultCard) -> None:
-        """Show ``card`` in the status message: now, or when the message's interval is up.
-
-        Edits in between are coalesced (the newest card wins); the last one is always sent."""
-        key = (ref.channel_id, ref.message_id)
-        edits = self._edits.get(key)
-        if edits is None or (edits.task is not None and edits.task.cancelling()):
-            # new, or its pump is being stopped by ``flush``: a fresh pump keeps the pacing
-            last = edits.last_sent if edits is not None else float("-inf")
-            edits = self._edits[key] = _Edits(last_sent=last)
-        edits.pending = card
-        if edits.task is None or edits.task.done():
-            edits.task = asyncio.create_task(self._pump(ref, key, edits), name=f"edit-{key[1]}")
-
-    async def _pump(self, ref: MessageRef, key: tuple[str, str], edits: _Edits) -> None:
-        try:
-            while True:
-                wait = edits.last_sent + self.min_edit_interval_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                card, edits.pending = edits.pending, None
-                if card is None:
-                    return  # a quiet interval: nothing more to show
-                edits.last_sent, edits.sending = time.monotonic(), True
-                try:
-                    await self.edit(ref, card)
-                except discord.HTTPException as exc:
-                    log.warning("could not edit status message %s: %s", ref.message_id, exc)
-                finally:
-                    edits.sending = False
-        finally:
-            if self._edits.get(key) is edits:
-                del self._edits[key]
+        """Show ``card`` in the status message: now, or when the message's interval is up
+        (``core.delivery.throttle``: the newest card wins, the last one is always sent)."""
+        self.edits.update(ref, card)
 
     async def edit(self, ref: MessageRef, card: ResultCard) -> None:
         """Edit a message now: the embed and the buttons (none removes them)."""
         rendered = self.render(card, None)
         message = self.channel(ref.channel_id).get_partial_message(int(ref.message_id))
-        await message.edit(embed=rendered.embed, view=rendered.view)
+        try:
+            await message.edit(embed=rendered.embed, view=rendered.view)
+        except discord.HTTPException as exc:  # deleted message, lost access: nothing to retry
+            log.warning("could not edit status message %s: %s", ref.message_id, exc)
 
     async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Send the edits in hand (each still waits out its interval), then stop the pumps.
-
-        For shutdown, and for tests that read the messages."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._edits and loop.time() < deadline:
-            for edits in list(self._edits.values()):
-                if edits.idle and edits.task is not None:
-                    edits.task.cancel()
-            tasks = [e.task for e in self._edits.values() if e.task is not None]
-            if not tasks:
-                break
-            await asyncio.wait(tasks, timeout=min(0.05, max(0.0, deadline - loop.time())))
+        """Send the status edits in hand (shutdown, and tests that read the messages)."""
+        await self.edits.flush(timeout)

@@ -15,9 +15,7 @@ from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
 from bots.slack.sink import SlackSink
-from core.bootstrap import App, build_store
-from core.delivery.sweep import Delivery
-from core.ops import metrics
+from core.bootstrap import App
 
 __all__ = ["SlackBot", "SlackSink", "build_slack_app", "serve_slack", "slack_client"]
 
@@ -32,8 +30,8 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
     settings = app.settings
     client = slack_client(settings)
     bot = SlackBot(app, client=client)
-    sink = SlackSink(client, service=app.service)
-    delivery = Delivery(app.db, app.service, build_store(settings), sink)
+    sink = bot.sink
+    delivery = app.delivery(sink)
     delivering = asyncio.create_task(delivery.run(), name="slack-delivery")
     try:
         if settings.slack_app_token is not None:
@@ -41,7 +39,7 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
 
             handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
             await handler.connect_async()  # type: ignore[no-untyped-call]
-            metrics.READINESS.set("slack", True, "socket connected")
+            app.readiness.set("slack", True, "socket connected")
             log.info("slack: connected in Socket Mode")
             try:
                 await stop.wait()

@@ -1,16 +1,16 @@
 """The slack-bolt app: Slack payloads in, core calls, Slack messages out. Nothing else.
 
+What is said and posted is decided in core (``core.delivery.announce``, ``core.replies``), the
+same as on Discord; this module does Slack's part of it:
+
 * ``/imagine``: ``service.imagine`` runs inside the 3 s deadline (bounded by ``ACK_BUDGET_S``);
-  a ``UserError`` becomes the ack's ephemeral text, otherwise the ack is empty and a
-  "Queued (#n, ETA)" message per generation follows with ``chat.postMessage`` (editable later,
-  unlike ``response_url``), each recorded as that generation's status message.
-* Buttons (``action_id`` ``ob:…``): ack first, then ``service.act``; a new generation gets its own
-  Queued message.
-* Reactions: ``service.react`` on the message reacted to; the bot's own reactions are ignored.
-  Events are acked first and handled concurrently, so an addition and its removal a few
-  milliseconds apart could be applied in either order: ``ReactionOrder`` handles one event at a
-  time per (message, user, emoji), and drops an event older (by its ``event_ts``) than one
-  already handled for that key (Slack does not promise to deliver events in order).
+  a ``UserError`` becomes the ack's ephemeral text, otherwise the ack carries the warnings (if
+  any) and a "Queued (#n, ETA)" message per generation follows with ``chat.postMessage``
+  (editable later, unlike ``response_url``), each recorded as that generation's status message.
+* Buttons (``action_id`` ``ob:…``): ack first, then ``announce.act``; a new generation gets its
+  own Queued message, a cancel closes the status message and is answered privately.
+* Reactions: ``service.react`` on the message reacted to; the bot's own reactions are ignored;
+  ``ReactionOrder`` applies each (message, user, emoji)'s events in the order they happened.
 * ``/imagine-report <campaign>`` and ``/imagine-admin bind|unbind|campaigns``.
 * One error handler: a ``UserError`` is shown to that user only; anything else gets a generic
   message with a reference id, and the traceback goes to the log under that id.
@@ -23,10 +23,7 @@ import contextlib
 import logging
 import re
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -40,10 +37,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import render
+from bots.slack.reactions import ReactionOrder
+from bots.slack.sink import SlackSink
+from core import replies
 from core.bootstrap import App
-from core.cards import status_card
-from core.domain import Action, ActionKind, Actor, MessageRef, Platform, ReplyTarget, Ticket
-from core.errors import ConfigError, UserError
+from core.delivery import announce
+from core.domain import Actor, MessageRef, Platform, ReplyTarget, ResultCard
+from core.errors import ConfigError
 from core.service import Service
 from core.settings import Settings
 
@@ -51,13 +51,13 @@ log = logging.getLogger(__name__)
 
 ACK_BUDGET_S = 2.5  # Slack waits 3 s for an ack; past this, ack first and answer afterwards
 ROLE_CACHE_S = 300.0  # how long users.info's is_admin / is_owner is trusted
-REACTION_KEYS_KEPT = 10_000  # (message, user, emoji) keys whose latest event_ts is remembered
 ACTION_ID = re.compile(r"^ob:")
 
 ADMIN_HELP = (
-    "Usage: `/imagine-admin bind <campaign> [locked]` · `/imagine-admin unbind` · "
-    "`/imagine-admin campaigns`"
+    "Usage: `/imagine-admin bind [campaign] [--preset <preset>] [locked]` · "
+    "`/imagine-admin unbind` · `/imagine-admin campaigns`"
 )
+REPORT_USAGE = "Usage: `/imagine-report <campaign>`"
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
@@ -83,70 +83,17 @@ def build_slack_app(app: App, *, client: AsyncWebClient | None = None) -> AsyncA
     return SlackBot(app, client=client).bolt
 
 
-ReactionKey = tuple[str, str, str, str]  # channel, message ts, user, emoji
-
-
-class ReactionOrder:
-    """Reaction events for one (message, user, emoji) one at a time, newest last.
-
-    ``turn(key, event_ts)`` waits for the key's lock (taken before the first ``await``, so
-    events that arrive in order are handled in order) and yields whether the event is still
-    current: False when an event with a later ``event_ts`` for the same key was already
-    handled (Slack may deliver an addition after its own removal). Locks go when nobody holds
-    or waits for them; the latest ``event_ts`` of the last ``keep`` keys is remembered.
-    """
-
-    def __init__(self, keep: int = REACTION_KEYS_KEPT) -> None:
-        self.keep = keep
-        self._locks: dict[ReactionKey, tuple[asyncio.Lock, int]] = {}  # key → (lock, users)
-        self._latest: OrderedDict[ReactionKey, Decimal] = OrderedDict()
-
-    @contextlib.asynccontextmanager
-    async def turn(self, key: ReactionKey, event_ts: str | None) -> AsyncIterator[bool]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield self._current(key, _event_time(event_ts))
-        finally:
-            lock, users = self._locks[key]
-            if users > 1:
-                self._locks[key] = (lock, users - 1)
-            else:
-                del self._locks[key]
-
-    def _current(self, key: ReactionKey, at: Decimal | None) -> bool:
-        if at is None:  # no event_ts: nothing to order by
-            return True
-        latest = self._latest.get(key)
-        if latest is not None and at < latest:
-            return False
-        self._latest[key] = at
-        self._latest.move_to_end(key)
-        while len(self._latest) > self.keep:
-            self._latest.popitem(last=False)
-        return True
-
-    @property
-    def locks(self) -> int:
-        """Keys with a handler running or waiting (0 when idle: nothing leaks)."""
-        return len(self._locks)
-
-
-def _event_time(event_ts: str | None) -> Decimal | None:
-    try:
-        return Decimal(event_ts) if event_ts else None
-    except InvalidOperation:
-        return None
-
-
 class SlackBot:
-    """The bolt app plus what its listeners share: the client, the role cache, in-flight work."""
+    """The bolt app plus what its listeners share: the client, the sink (status edits and
+    results), the role cache, in-flight work."""
 
-    def __init__(self, app: App, *, client: AsyncWebClient | None = None) -> None:
+    def __init__(
+        self, app: App, *, client: AsyncWebClient | None = None, sink: SlackSink | None = None
+    ) -> None:
         settings = app.settings
         self.service: Service = app.service
         self.client = client or slack_client(settings)
+        self.sink = sink or SlackSink(self.client, service=app.service)
         socket_mode = settings.slack_app_token is not None
         secret = settings.slack_signing_secret
         if secret is None and not socket_mode:
@@ -188,24 +135,24 @@ class SlackBot:
         try:
             yield
         except Exception as error:
-            text = _user_text(error)
+            answer = replies.error_reply(error, what=_listener(body), log=log)
             if ack is not None and ack.response is None:
-                await ack(text=text, response_type="ephemeral")
+                await ack(text=render.reply_text(answer), response_type="ephemeral")
             else:
-                await self._tell(body, text)
+                await self._tell(body, answer)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
 
-    async def _tell(self, body: dict[str, Any], text: str) -> None:
-        """An ephemeral message to whoever sent ``body``, where they sent it from."""
+    async def _tell(self, body: dict[str, Any], answer: ResultCard) -> None:
+        """A private answer to whoever sent ``body``, where they sent it from."""
         where = _who(body)
         if where is None:
             return
         channel, user, thread = where
         try:
             await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=text, thread_ts=thread
+                channel=channel, user=user, text=render.reply_text(answer), thread_ts=thread
             )
         except SlackApiError as exc:
             log.warning("could not show a message to %s: %s", user, _api_error(exc))
@@ -261,35 +208,29 @@ class SlackBot:
             if not done:  # the database is slow today: ack now, answer when it's done
                 await ack()
                 ticket = await asking
+                notes = replies.warnings(ticket)
+                if notes is not None:
+                    await self._tell(command, notes)
             else:
                 ticket = asking.result()  # a UserError here becomes the ack's text
-                await ack(text="\n".join(ticket.warnings))
-            await self._post_queued(ticket, where)
+                notes = replies.warnings(ticket)
+                await ack(text=render.reply_text(notes) if notes is not None else "")
+            await announce.announce(self.service, ticket, self._poster(where), self.sink)
 
-    async def _post_queued(self, ticket: Ticket, where: ReplyTarget) -> None:
-        """One 'Queued (#n, ETA)' message per generation, recorded as its status message."""
-        last = len(ticket.generation_ids) - 1
-        for offset, generation_id in enumerate(ticket.generation_ids):
-            generation = await self.service.generation(generation_id)
-            card = status_card(
-                generation,
-                position=ticket.position + offset if ticket.position else None,
-                eta_seconds=ticket.eta_seconds if offset == last else None,
-            )
+    def _poster(self, where: ReplyTarget) -> announce.PostFn:
+        """Posts a status card where the request came from (editable later, unlike
+        ``response_url``)."""
+
+        async def post(card: ResultCard) -> MessageRef:
             posted = await self.client.chat_postMessage(
                 channel=where.channel_id,
                 thread_ts=where.thread_id,
                 text=render.fallback_text(card),
                 blocks=render.status_blocks(card),
             )
-            ref = MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
-            if closing := await self.service.record_status_message(generation_id, ref):
-                await self.client.chat_update(  # it finished before we could record the message
-                    channel=ref.channel_id,
-                    ts=ref.message_id,
-                    text=render.fallback_text(closing),
-                    blocks=render.status_blocks(closing),
-                )
+            return MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
+
+        return post
 
     # --- buttons ---------------------------------------------------------------------------
 
@@ -304,14 +245,19 @@ class SlackBot:
             channel = container.get("channel_id") or body["channel"]["id"]
             thread = container.get("thread_ts") or message.get("thread_ts")
             where = ReplyTarget(Platform.SLACK, team_id, channel, thread)
-            custom_id = action["action_id"]
-            ticket = await self.service.act(custom_id, actor, where)
-            if Action.parse(custom_id).kind is ActionKind.CANCEL:
-                await self.client.chat_postEphemeral(
-                    channel=channel, user=actor.user_id, text="✖ Cancelled.", thread_ts=thread
-                )
-            else:
-                await self._post_queued(ticket, where)
+            clicked_ts = container.get("message_ts") or message.get("ts")
+            clicked = MessageRef(Platform.SLACK, channel, clicked_ts) if clicked_ts else None
+            answer = await announce.act(
+                self.service,
+                action["action_id"],
+                actor,
+                where,
+                clicked=clicked,
+                post=self._poster(where),
+                sink=self.sink,
+            )
+            if answer is not None:
+                await self._tell(body, answer)
 
     # --- reactions -------------------------------------------------------------------------
 
@@ -347,7 +293,7 @@ class SlackBot:
     async def on_report(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         campaign = command.get("text", "").strip()
         if not campaign:
-            await ack(text="Usage: `/imagine-report <campaign>`", response_type="ephemeral")
+            await ack(text=REPORT_USAGE, response_type="ephemeral")
             return
         await ack(
             text=f"Building the report for *{render.escape(campaign)}*…",
@@ -361,18 +307,18 @@ class SlackBot:
             channel = command["channel_id"]
             summary = await self.client.chat_postMessage(
                 channel=channel,
-                text=f"Campaign report: {render.escape(bundle.campaign)}",
+                text=render.escape(replies.report_title(bundle.campaign)),
                 blocks=render.markdown_blocks(bundle.summary_markdown),
             )
-            stem = f"onbrand-report-{bundle.campaign}"
+            files = replies.report_files(bundle.campaign, bundle.csv, bundle.html)
             await self.client.files_upload_v2(
                 file_uploads=[
-                    {"content": bundle.csv.encode(), "filename": f"{stem}.csv", "title": "CSV"},
-                    {"content": bundle.html.encode(), "filename": f"{stem}.html", "title": "HTML"},
+                    {"content": data, "filename": name, "title": name.rpartition(".")[2].upper()}
+                    for name, data in files
                 ],
                 channel=channel,
                 thread_ts=str(summary["ts"]),
-                initial_comment="The full report: a CSV row per image, and the HTML contact sheet.",
+                initial_comment=replies.REPORT_FILES_NOTE,
             )
 
     # --- /imagine-admin --------------------------------------------------------------------
@@ -385,31 +331,20 @@ class SlackBot:
                 command["team_id"], command["user_id"], command.get("user_name", "")
             )
             where = ReplyTarget(Platform.SLACK, command["team_id"], command["channel_id"])
-            if verb == "bind" and args and len(args) <= 2 and args[1:] in ([], ["locked"]):
+            wanted = bind_args(args) if verb == "bind" else None
+            if wanted is not None:
+                campaign, preset, locked = wanted
                 binding = await self.service.bind(
-                    actor, where, campaign=args[0], locked=args[1:] == ["locked"]
+                    actor, where, campaign=campaign, preset=preset, locked=locked
                 )
-                lock = " (locked: flags can't override it)" if binding.locked else ""
-                text = (
-                    f"This channel now makes images for campaign *{render.escape(args[0])}* "
-                    f"with preset *{render.escape(binding.preset)}*{lock}."
-                )
+                answer = replies.bound(binding)
             elif verb == "unbind" and not args:
-                removed = await self.service.unbind(actor, where)
-                text = "This channel is no longer bound." if removed else "It wasn't bound."
+                answer = replies.unbound(await self.service.unbind(actor, where))
             elif verb == "campaigns" and not args:
-                campaigns = await self.service.campaigns()
-                lines = [
-                    f"• *{render.escape(c.name)}*: preset {render.escape(c.preset)}"
-                    + (f", {c.starts_on:%Y-%m-%d}" if c.starts_on else "")
-                    + (f" to {c.ends_on:%Y-%m-%d}" if c.ends_on else "")
-                    + (" · rush" if c.rush else "")
-                    for c in campaigns
-                ]
-                text = "\n".join(lines) or "There are no campaigns yet."
+                answer = replies.campaigns(await self.service.campaigns())
             else:
-                text = ADMIN_HELP
-            await ack(text=text, response_type="ephemeral")
+                answer = replies.private(ADMIN_HELP)
+            await ack(text=render.reply_text(answer), response_type="ephemeral")
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -417,23 +352,32 @@ class SlackBot:
         self, error: Exception, body: dict[str, Any], response: BoltResponse | None
     ) -> BoltResponse | None:
         """The backstop for errors outside the listeners' ``_handling`` (bolt's own steps)."""
-        text = _user_text(error)
+        answer = replies.error_reply(error, what=_listener(body), log=log)
         if response is not None and body.get("command"):  # not acked yet: the ack carries it
+            text = render.reply_text(answer)
             return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
-        await self._tell(body, text)
+        await self._tell(body, answer)
         return BoltResponse(status=200) if response is not None else None
 
 
-def _user_text(error: Exception) -> str:
-    """What the person sees: a ``UserError``'s own words, else a reference into the log."""
-    if isinstance(error, UserError):
-        return error.user_message
-    reference = uuid.uuid4().hex[:8]
-    log.error("slack listener failed [ref %s]", reference, exc_info=error)
-    return (
-        f"Sorry, something went wrong on our side (reference `{reference}`). "
-        "Please try again; if it keeps happening, give your admin that reference."
-    )
+def bind_args(args: list[str]) -> tuple[str | None, str | None, bool] | None:
+    """``[campaign] [--preset <preset>] [locked]`` → (campaign, preset, locked); None when the
+    words don't read that way (the usage is shown)."""
+    campaign: str | None = None
+    preset: str | None = None
+    locked = False
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        if word == "--preset" and rest and preset is None:
+            preset = rest.pop(0)
+        elif word.lower() == "locked" and not locked:
+            locked = True
+        elif not word.startswith("--") and campaign is None and not locked:
+            campaign = word
+        else:
+            return None
+    return (campaign, preset, locked) if campaign or preset else None
 
 
 def _api_error(exc: SlackApiError) -> str:
@@ -441,6 +385,11 @@ def _api_error(exc: SlackApiError) -> str:
         return str(exc.response["error"])
     except (KeyError, TypeError):
         return type(exc).__name__
+
+
+def _listener(body: dict[str, Any]) -> str:
+    """What a payload asked for, for the log: ``/imagine``, ``block_actions``, an event type."""
+    return str(body.get("command") or body.get("type") or (body.get("event") or {}).get("type"))
 
 
 def _who(body: dict[str, Any]) -> tuple[str, str, str | None] | None:

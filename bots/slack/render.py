@@ -1,4 +1,4 @@
-"""``ResultCard`` → Slack Block Kit, and report markdown → Block Kit. Pure functions.
+"""``ResultCard`` → Slack Block Kit, private answers and report markdown → mrkdwn. Pure functions.
 
 Everything a user typed reaches Slack escaped (``&``, ``<``, ``>``), so a prompt can't ping
 ``<!channel>`` or forge a link. Slack allows 5 elements per actions block: buttons go in rows of
@@ -33,6 +33,11 @@ def escape(text: str) -> str:
 def fallback_text(card: ResultCard) -> str:
     """The ``text`` beside the blocks: what notifications and screen readers show."""
     return escape(card.text)[:MAX_SECTION_TEXT] or " "
+
+
+def reply_text(card: ResultCard) -> str:
+    """A private answer (``core.replies``, CommonMark) as Slack mrkdwn, escaped."""
+    return "\n".join(_mrkdwn(line) for line in card.text.splitlines()) or " "
 
 
 def button(action: Action) -> Block:

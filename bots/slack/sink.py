@@ -1,10 +1,11 @@
 """``SlackSink``: how the ``Delivery`` edits status messages and posts results in Slack.
 
-* ``update_status`` never blocks the caller. Edits are throttled per message (at least
-  ``min_interval_s`` apart; a newer card replaces a pending one, so only the latest is sent) and
-  per workspace (one token bucket per bot token, well under Slack's ~50 ``chat.update`` a minute).
-  A closing edit (a card without buttons) is never dropped: it waits for its turn like any other,
-  and ``flush()`` sends whatever is still pending at shutdown.
+* ``update_status`` never blocks the caller. Edits are throttled per message by
+  ``core.delivery.throttle`` (at least ``min_interval_s`` apart; a newer card replaces a pending
+  one, so only the latest is sent) and per workspace (one token bucket per bot token, well under
+  Slack's ~50 ``chat.update`` a minute). A closing edit (a card without buttons) is never
+  dropped: it waits for its turn like any other, and ``flush()`` sends whatever is still pending
+  at shutdown.
 * ``post_result`` posts ONE message, as Discord does: it uploads the grid privately
   (``files_upload_v2`` without a channel: ``files.getUploadURLExternal``, the bytes,
   ``files.completeUploadExternal``; no message, only the bot can see the file), then
@@ -24,7 +25,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -32,10 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import render
+from core.delivery.throttle import EditThrottle
 from core.domain import Generation, MessageRef, Platform, ReplyTarget, ResultCard
 from core.service import Service
 
@@ -105,11 +107,8 @@ class SlackSink:
     ) -> None:
         self.client = client
         self.service = service
-        self.min_interval_s = min_interval_s
         self.bucket = TokenBucket(updates_per_minute, burst)
-        self._pending: dict[tuple[str, str], ResultCard] = {}
-        self._last_sent: dict[tuple[str, str], float] = {}
-        self._drains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.edits = EditThrottle(self._edit, min_interval_s=min_interval_s, pace=self.bucket.take)
         self._postings: dict[uuid.UUID, _Posting] = {}  # generations being posted
         self.edits_sent = 0
 
@@ -117,57 +116,32 @@ class SlackSink:
 
     async def update_status(self, ref: MessageRef, card: ResultCard) -> None:
         """Queue an edit of a status message; returns at once."""
-        key = (ref.channel_id, ref.message_id)
-        self._pending[key] = card
-        if key not in self._drains:
-            self._drains[key] = asyncio.create_task(self._drain(key), name=f"slack-edit-{key[1]}")
+        self.edits.update(ref, card)
 
-    async def _drain(self, key: tuple[str, str]) -> None:
-        try:
-            while key in self._pending:
-                wait = self._last_sent.get(key, -1e9) + self.min_interval_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                await self.bucket.take()
-                card = self._pending.pop(key, None)
-                if card is None:
-                    break
-                await self._edit(key, card)
-                self._last_sent[key] = time.monotonic()
-                if not card.actions:  # the closing edit: nothing follows it
-                    self._last_sent.pop(key, None)
-        finally:
-            self._drains.pop(key, None)
-
-    async def _edit(self, key: tuple[str, str], card: ResultCard) -> None:
-        channel, ts = key
+    async def _edit(self, ref: MessageRef, card: ResultCard) -> None:
         try:
             await self.client.chat_update(
-                channel=channel,
-                ts=ts,
+                channel=ref.channel_id,
+                ts=ref.message_id,
                 text=render.fallback_text(card),
                 blocks=render.status_blocks(card),
             )
             self.edits_sent += 1
         except SlackApiError as exc:  # deleted message, archived channel: nothing to retry
-            log.warning("could not edit status message %s in %s: %s", ts, channel, _error(exc))
+            log.warning(
+                "could not edit status message %s in %s: %s",
+                ref.message_id,
+                ref.channel_id,
+                _error(exc),
+            )
 
-    async def flush(self) -> None:
-        """Send every pending edit now (shutdown): the closing edits are never lost."""
-        drains = list(self._drains.values())
-        for task in drains:
-            task.cancel()
-        for task in drains:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        pending, self._pending = self._pending, {}
-        for key, card in pending.items():
-            await self._edit(key, card)
+    async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Send the pending edits (shutdown): the closing edits are never lost."""
+        await self.edits.flush(timeout)
 
     @property
     def pending_edits(self) -> int:
-        return len(self._pending)
+        return self.edits.pending
 
     # --- results ---------------------------------------------------------------------------
 
@@ -250,7 +224,7 @@ class SlackSink:
         for file_id in file_ids:
             try:
                 await self.client.files_delete(file=file_id)
-            except Exception as exc:  # the result matters, not the clutter
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # only clutter
                 why = _error(exc) if isinstance(exc, SlackApiError) else repr(exc)
                 log.warning("could not delete the unused upload %s: %s", file_id, why)
 

@@ -14,31 +14,17 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
 from core.db.events import Event, subscribe
-from core.domain import Generation, GenerationStatus, MessageRef, Platform, ReplyTarget, ResultCard
+from core.domain import Generation, GenerationStatus
 from core.ops import logs, metrics
-from core.ports import ImageStore
+from core.ports import ChatSink, ImageStore
 from core.service import Service
 
 log = logging.getLogger(__name__)
-
-
-class ChatSink(Protocol):
-    """What an adapter does for delivery: edit a status message, post a result."""
-
-    platform: Platform
-    max_upload_bytes: int
-
-    async def update_status(self, ref: MessageRef, card: ResultCard) -> None: ...
-
-    async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
-    ) -> MessageRef: ...
 
 
 class Delivery:

@@ -1,64 +1,42 @@
-"""Prometheus metrics, liveness and readiness for every onbrand process.
-
-``serve(settings, db)`` runs a small aiohttp server on ``ONBRAND_METRICS_PORT`` (off when unset):
-
-* ``/metrics`` — the metrics below, in Prometheus' text format. The queue depth is read from
-  pgqueuer's table when scraped (at most every ``QUEUE_REFRESH_S``), so every process with a
-  database reports it; aggregate it with ``max`` across processes, not ``sum``.
-* ``/healthz`` — 200 while the process and its event loop are alive.
-* ``/readyz`` — 200 when every readiness check passes, else 503; the body says which failed.
-  Checks live in a ``Readiness`` registry that each process fills (database reachable, engines
-  loadable for workers, chat connection up for bots).
+"""Prometheus metrics for every onbrand process: the registry, its counters, and the hooks.
 
 Code elsewhere reports through small hook functions (``job_started``, ``job_ended``,
 ``engine_call``, ``delivered``, ``platform_error``) so modules never import prometheus_client
-themselves, and ``InstrumentedEngines`` times engine calls from outside the worker.
+themselves, and ``InstrumentedEngines`` times engine calls from outside the worker. The queue
+depth is read from pgqueuer's table when scraped (at most every ``QUEUE_REFRESH_S``), so every
+process with a database reports it; aggregate it with ``max`` across processes, not ``sum``.
+``core.ops.server`` serves the registry at ``/metrics``; ``core.ops.readiness`` says whether a
+process is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import json
 import logging
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from core.db.database import Database
     from core.ports import CancelledFn, Engine, GenerateJob, JobResult, ProgressFn, VaryJob
-    from core.settings import Settings
 
 __all__ = [
-    "READINESS",
+    "QUEUE_DEPTH",
     "REGISTRY",
     "InstrumentedEngines",
-    "MetricsServer",
-    "Readiness",
-    "database_check",
     "delivered",
     "engine_call",
-    "engines_check",
+    "http_trace",
     "job_ended",
     "job_started",
     "platform_error",
-    "serve",
-    "tcp_check",
 ]
 
 log = logging.getLogger(__name__)
@@ -337,183 +315,3 @@ with contextlib.suppress(ValueError):  # the platform/process collectors, once p
 
     for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         REGISTRY.register(_collector)
-
-
-# -------------------------------------------------------------------------------- readiness
-
-CheckFn = Callable[[], Awaitable[tuple[bool, str]]]
-
-
-class Readiness:
-    """Named readiness conditions: fixed states (``set``) and async checks (``add_check``)."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, tuple[bool, str]] = {}
-        self._checks: dict[str, CheckFn] = {}
-
-    def set(self, name: str, ok: bool, detail: str = "") -> None:
-        self._checks.pop(name, None)
-        self._states[name] = (ok, detail)
-
-    def add_check(self, name: str, check: CheckFn) -> None:
-        self._states.pop(name, None)
-        self._checks[name] = check
-
-    def remove(self, name: str) -> None:
-        self._states.pop(name, None)
-        self._checks.pop(name, None)
-
-    def clear(self) -> None:
-        self._states.clear()
-        self._checks.clear()
-
-    async def evaluate(self, timeout_s: float = 3.0) -> dict[str, tuple[bool, str]]:
-        results = dict(self._states)
-        names = list(self._checks)
-
-        async def run(check: CheckFn) -> tuple[bool, str]:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    return await check()
-            except TimeoutError:
-                return False, f"no answer within {timeout_s:g} s"
-            except Exception as exc:
-                return False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-        for name, outcome in zip(
-            names, await asyncio.gather(*(run(self._checks[n]) for n in names)), strict=True
-        ):
-            results[name] = outcome
-        return results
-
-
-READINESS: Final = Readiness()
-"""The process's readiness registry (one per process, like ``REGISTRY``)."""
-
-
-def database_check(db: Database) -> CheckFn:
-    async def check() -> tuple[bool, str]:
-        return True, f"PostgreSQL {await db.ping()}"
-
-    return check
-
-
-_ENGINE_NEEDS: Final = {"diffusers": ("torch", "diffusers"), "openai": ("openai",), "fake": ()}
-
-
-def engines_check(engines: Any, kinds: Iterable[str]) -> CheckFn:
-    """Ready when every engine the presets use is loaded, or its packages are installed."""
-    wanted = sorted(set(kinds))
-
-    async def check() -> tuple[bool, str]:
-        built = getattr(engines, "built", {})
-        notes, ok = [], True
-        for kind in wanted:
-            if kind in built:
-                notes.append(f"{kind}: loaded")
-                continue
-            missing = [
-                m for m in _ENGINE_NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None
-            ]
-            if missing:
-                ok = False
-                notes.append(
-                    f"{kind}: missing {', '.join(missing)} (pip install 'onbrand[{kind}]')"
-                )
-            else:
-                notes.append(f"{kind}: loadable")
-        return ok, "; ".join(notes) or "no engine in use"
-
-    return check
-
-
-def tcp_check(host: str, port: int) -> CheckFn:
-    """Ready when something accepts connections on ``host:port`` (an HTTP listener)."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-    async def check() -> tuple[bool, str]:
-        try:
-            _, writer = await asyncio.open_connection(target, port, family=socket.AF_UNSPEC)
-        except OSError as exc:
-            return False, f"not listening on {target}:{port} ({exc.strerror or exc})"
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True, f"listening on {host}:{port}"
-
-    return check
-
-
-# -------------------------------------------------------------------------------- server
-
-
-class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (port 0: any free port)."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        db: Database | None = None,
-        readiness: Readiness = READINESS,
-        registry: CollectorRegistry = REGISTRY,
-    ) -> None:
-        self.host, self.port = host, port
-        self.db = db
-        self.readiness = readiness
-        self.registry = registry
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if self.port == 0 and server is not None and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
-        log.info("metrics and health on http://%s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        if self.db is not None:
-            await QUEUE_DEPTH.refresh(self.db)
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        results = await self.readiness.evaluate()
-        ready = all(ok for ok, _ in results.values())
-        body = {
-            "ready": ready,
-            "checks": {name: {"ok": ok, "detail": d} for name, (ok, d) in sorted(results.items())},
-        }
-        return web.Response(
-            text=json.dumps(body), status=200 if ready else 503, content_type="application/json"
-        )
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings, db: Database | None) -> AsyncIterator[MetricsServer | None]:
-    """Run the metrics server for the block when ``ONBRAND_METRICS_PORT`` is set."""
-    if settings.metrics_port is None:
-        yield None
-        return
-    server = MetricsServer(settings.metrics_host, settings.metrics_port, db=db)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()

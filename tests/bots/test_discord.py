@@ -26,7 +26,6 @@ from PIL import Image
 from sqlalchemy import text
 
 from bots.discord import OnbrandBot, serve_discord
-from bots.discord.bot import GENERIC_ERROR, compose_text
 from bots.discord.render import DOWNSIZED_NOTE, render_card
 from bots.discord.sink import MIN_EDIT_INTERVAL_S
 from core.bootstrap import App
@@ -50,6 +49,7 @@ from core.domain import (
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
+from core.replies import GENERIC_ERROR
 from core.reports.build import build_report
 from core.reports.html import to_html
 from core.reports.text import to_csv, to_markdown
@@ -400,14 +400,6 @@ async def test_flags_in_the_prompt_and_permutations(h: Harness) -> None:
         await h.result(gid)
 
 
-def test_compose_text_appends_the_typed_options_as_flags() -> None:
-    assert compose_text("a cat") == "a cat"
-    assert (
-        compose_text(" a cat ", aspect="16:9", seed=0, n=2, preset="acme", campaign="spring")
-        == "a cat --ar 16:9 --seed 0 --n 2 --preset acme --campaign spring"
-    )
-
-
 # --- buttons -------------------------------------------------------------------------------------
 
 
@@ -708,8 +700,11 @@ async def test_report_admin_commands_and_refusals(h: Harness) -> None:
     assert posted.embeds[0]["title"] == "Campaign report: spring-launch"
     assert "spring-launch" in posted.embeds[0]["description"]
     files = {f.filename: f.data for f in posted.files}
-    assert sorted(files) == ["spring-launch-report.csv", "spring-launch-report.html"]
-    assert b"<html" in files["spring-launch-report.html"].lower()
+    assert sorted(files) == [
+        "onbrand-report-spring-launch.csv",
+        "onbrand-report-spring-launch.html",
+    ]
+    assert b"<html" in files["onbrand-report-spring-launch.html"].lower()
 
     unbound = await run("imagine-admin", subcommand("unbind"), "ava")
     assert private_text(unbound) == "This channel is no longer bound."
@@ -784,7 +779,7 @@ async def test_serve_discord_runs_bot_and_delivery_until_stopped(
         )
         presets = load_presets(presets_dir)
         service = Service(sql_uow_factory(db), presets, ServiceConfig(default_preset=PRESET))
-        app = App(settings, db, service)
+        app = App(settings, db, service, LocalImageStore(settings.images_dir))
         stop = asyncio.Event()
         serving = asyncio.create_task(serve_discord(app, stop, sweep_interval_s=0.2))
         await fake.wait_for(lambda f: f.commands.get(f.guild.id), timeout=10)

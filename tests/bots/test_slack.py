@@ -138,7 +138,7 @@ class Harness:
             self.db, self.app.service, self.store, self.sink, sweep_interval_s=0.2
         )
         stack = contextlib.AsyncExitStack()
-        self.bot = SlackBot(self.app, client=client)
+        self.bot = SlackBot(self.app, client=client, sink=self.sink)
         url = await stack.enter_async_context(serve_bolt_app(self.bot.bolt))
         delivering = asyncio.create_task(self.delivery.run())
 
@@ -338,12 +338,9 @@ async def slack(db: Database, fake: FakeSlack, tmp_path: Path) -> AsyncIterator[
         service_config(settings),
         reports=_reports,
     )
+    store = LocalImageStore(tmp_path / "images")
     harness = Harness(
-        fake,
-        App(settings, db, service),
-        db,
-        LocalImageStore(tmp_path / "images"),
-        FakeEngine(step_delay=0.05),
+        fake, App(settings, db, service, store), db, store, FakeEngine(step_delay=0.05)
     )
     await harness.start_bot()
     try:
@@ -627,7 +624,8 @@ async def test_unexpected_errors_get_a_reference_and_the_traceback_is_logged(
     answer = sent.json()
     assert answer["response_type"] == "ephemeral"
     assert "database on fire" not in answer["text"]
-    reference = answer["text"].split("reference `", 1)[1][:8]
+    reference = answer["text"].split("reference `", 1)[1].split("`", 1)[0]
+    assert len(reference) == 10
     [record] = [r for r in caplog.records if reference in r.getMessage()]
     assert record.exc_info is not None
     assert "database on fire" in str(record.exc_info[1])
@@ -853,7 +851,7 @@ async def test_admin_binds_lists_and_unbinds(slack: Harness) -> None:
 
     assert "Only admins" in await admin_command("bind spring", user=USER_ID)
     assert "campaign *spring*" in await admin_command("bind spring locked")
-    assert "*spring*: preset test-brand" in await admin_command("campaigns")
+    assert "*spring* — preset test-brand" in await admin_command("campaigns")
     generation_id, _ = await slack.queued("a sneaker")
     [row] = await slack.sql(
         "SELECT c.name FROM generations g JOIN campaigns c ON c.id = g.campaign_id WHERE g.id = :g",
@@ -993,7 +991,7 @@ async def test_serve_slack_answers_over_http_and_stops_gracefully(slack: Harness
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = slack.app.settings.model_copy(update={"http_host": "127.0.0.1", "http_port": port})
-    app = App(settings, slack.db, slack.app.service)
+    app = App(settings, slack.db, slack.app.service, slack.store)
     stop = asyncio.Event()
     serving = asyncio.create_task(serve_slack(app, stop))
     sender = SlackSender(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, slack.fake)
@@ -1018,11 +1016,12 @@ def test_the_adapter_needs_a_signing_secret_in_http_mode(tmp_path: Path) -> None
     from core.errors import ConfigError
 
     settings = Settings(_env_file=None, SLACK_BOT_TOKEN=SecretStr("xoxb-1"))  # type: ignore[call-arg]
-    app = App(settings, None, Service(None, {}, service_config(settings)))  # type: ignore[arg-type]
+    service = Service(None, {}, service_config(settings))  # type: ignore[arg-type]
+    app = App(settings, None, service, LocalImageStore(tmp_path))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
         SlackBot(app)
     socket_mode = settings.model_copy(update={"slack_app_token": settings.slack_bot_token})
-    assert SlackBot(App(socket_mode, app.db, app.service)).bolt is not None
+    assert SlackBot(App(socket_mode, app.db, app.service, app.store)).bolt is not None
 
 
 def test_the_slack_adapter_imports_no_torch() -> None:

@@ -10,6 +10,8 @@ import pytest
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.ops import metrics
+from core.ops.readiness import Readiness
+from core.ops.server import MetricsServer
 from core.ports import GenerateJob
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
@@ -52,7 +54,7 @@ async def test_instrumented_engines_time_each_call_by_model() -> None:
 
 
 async def test_readiness_reports_each_check_and_fails_on_any() -> None:
-    readiness = metrics.Readiness()
+    readiness = Readiness()
     readiness.set("worker", True, "taking jobs")
 
     async def broken() -> tuple[bool, str]:
@@ -65,9 +67,9 @@ async def test_readiness_reports_each_check_and_fails_on_any() -> None:
 
 
 async def test_the_server_answers_healthz_readyz_and_metrics() -> None:
-    readiness = metrics.Readiness()
+    readiness = Readiness()
     readiness.set("gateway", False, "not connected")
-    server = metrics.MetricsServer("127.0.0.1", 0, readiness=readiness)
+    server = MetricsServer("127.0.0.1", 0, readiness=readiness)
     await server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"

@@ -1,0 +1,42 @@
+"""A campaign report as chat shows it: the summary, the CSV and the HTML contact sheet.
+
+The service asks a ``ReportSource`` for it (``/imagine-report``); ``report_source`` is the one
+the composition root wires, over the database and the image store.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from core.db.database import Database
+from core.ports import ImageStore
+from core.service import ReportBundle, ReportSource
+
+if TYPE_CHECKING:
+    from core.reports.model import CampaignReport
+
+
+async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
+    """The originals the HTML report shows (contact sheet, top, approved images), by storage key."""
+    shown = (*report.recent_images, *report.top_images, *report.approved_images)
+    keys = {image.storage_key for image in shown}
+    return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
+
+
+def report_source(db: Database, store: ImageStore) -> ReportSource:
+    """How the service makes a chat report: the summary plus the CSV and HTML files."""
+    from core.reports.build import build_report
+    from core.reports.html import to_html
+    from core.reports.text import to_csv, to_markdown
+
+    async def make(
+        campaign: str, since: date | None, until: date | None, pseudonymise: bool
+    ) -> ReportBundle:
+        report = await build_report(
+            db, campaign, since=since, until=until, pseudonymise=pseudonymise
+        )
+        html = to_html(report, await report_thumbnails(report, store))
+        return ReportBundle(campaign, to_markdown(report), to_csv(report), html)
+
+    return make
