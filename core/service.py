@@ -170,7 +170,6 @@ class Service:
                         preset,
                         global_banned=self.config.global_banned,
                         seed_source=self._seed,
-                        locked_binding=binding is not None and binding.locked,
                     )
                     planned.append((params, preset, campaign, request.prompt))
 
@@ -495,9 +494,7 @@ class Service:
     ) -> Campaign:
         self._require(actor, Role.ADMIN, "create campaigns")
         self.preset(preset)
-        grammar_name = grammar.parse(f"x --campaign {name}")[0].campaign
-        if grammar_name != name:
-            raise UserError(f"Campaign names use a-z, 0-9 and dashes; {name!r} doesn't.")
+        grammar.check_name("campaign", name)
         if starts_on and ends_on and ends_on < starts_on:
             raise UserError("The campaign must end on or after the day it starts.")
         async with self._uow() as uow:

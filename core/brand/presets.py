@@ -479,13 +479,13 @@ def apply_preset(
     *,
     global_banned: Sequence[str] = (),
     seed_source: Callable[[], int] | None = None,
-    locked_binding: bool = False,
 ) -> Params:
     """Resolve ``request`` against ``preset``: exactly what the engine will run.
 
     Raises ``BlockedPrompt`` (banned term in the prompt or a ``--no`` term), ``LockedSetting``
-    (the user changes something the brand locked, or names another preset in a channel whose
-    binding is locked) or ``PresetError`` (an aspect ratio the preset does not offer).
+    (the user changes something the brand locked) or ``PresetError`` (an aspect ratio the preset
+    does not offer). Which preset a request runs under (``--preset``, the channel's binding and
+    whether it is locked) is the service's call, made before this.
     """
     banned = _matcher(tuple(global_banned) + preset.banned_terms)
     for text in (request.prompt, *request.no):
@@ -493,11 +493,6 @@ def apply_preset(
         if term is not None:
             raise BlockedPrompt(term)
 
-    if locked_binding and request.preset is not None and request.preset != preset.name:
-        raise LockedSetting(
-            f"This channel is locked to the {preset.brand} preset {preset.name}; "
-            f"remove --preset {request.preset} and try again."
-        )
     locked = preset.is_locked
     engine = preset.engine
 

@@ -15,7 +15,8 @@ What the API can and cannot do, and how this engine bridges it:
 - **Cancellation** is checked before every request; a cancelled job returns
   ``JobResult(cancelled=True)`` with no images.
 - **Refusals.** A content-policy refusal (HTTP 400 with code ``moderation_blocked`` or
-  ``content_policy_violation``) becomes a ``UserError`` carrying the service's reason.
+  ``content_policy_violation``) becomes a ``RefusedByProvider`` (a ``UserError``) carrying the
+  service's reason, which the worker shows to the requester.
 - **Retries.** 429 (except ``insufficient_quota``), 5xx and connection errors are retried up to
   ``max_retries`` times with exponential backoff and full jitter; a ``Retry-After`` /
   ``retry-after-ms`` header, when present, sets the wait instead (up to ``max_retry_after``
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from PIL import Image, ImageOps
 
 from core.engines import check_batch, check_size, vary_steps
-from core.errors import ConfigError, UserError
+from core.errors import ConfigError, RefusedByProvider
 from core.ports import (
     CancelledFn,
     GenerateJob,
@@ -372,7 +373,7 @@ class OpenAIEngine:
                 return await call(*args, **kwargs)
             except openai.BadRequestError as exc:
                 if exc.code in REFUSAL_CODES:
-                    raise UserError(
+                    raise RefusedByProvider(
                         f"The image service refused this prompt: {self._reason(exc)}. "
                         "Rephrase it and try again."
                     ) from self._scrub(exc)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -22,13 +22,27 @@ from core.ports import GenerateJob, JobResult
 T = TypeVar("T")
 K = TypeVar("K")
 R = TypeVar("R")
-RunBatch = Callable[[Hashable, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
 PIECE = "#"  # piece ids are "<job id>#<n>"
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What jobs must share to run in one engine call."""
+
+    engine: str
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+
+
+RunBatch = Callable[[BatchKey, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
 
 
 @dataclass
 class _Piece:
-    key: Hashable
+    key: BatchKey
     job: GenerateJob
     future: asyncio.Future[JobResult]
     arrived: float = field(default_factory=time.monotonic)
@@ -47,7 +61,7 @@ class Batcher:
         self._ids = itertools.count()
         self.batch_sizes: list[int] = []  # images per engine call, for metrics and tests
 
-    async def submit(self, key: Hashable, job: GenerateJob) -> JobResult:
+    async def submit(self, key: BatchKey, job: GenerateJob) -> JobResult:
         """Run ``job`` in some batch; its images come back in seed order."""
         pieces = [
             _Piece(

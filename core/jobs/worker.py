@@ -36,7 +36,7 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -51,13 +51,13 @@ from core.db.database import Database
 from core.db.jobs import Finished, StartedJob, StoredImage
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
-from core.errors import UserError
+from core.errors import RefusedByProvider, UserError
 from core.imaging.brand import apply_watermark
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
-from core.jobs.batching import Batcher, Coalescer, job_of
+from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
 from core.ops import logs, metrics
-from core.ports import Engine, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
+from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class _Running:
 @dataclass
 class Worker:
     db: Database
-    engines: Any  # EngineRegistry: .get(kind) -> Engine
+    engines: Engines
     store: ImageStore
     presets: Mapping[str, Preset]
     config: WorkerConfig = field(default_factory=WorkerConfig)
@@ -193,7 +193,10 @@ class Worker:
             return  # cancelled while waiting, or already finished by another worker
         metrics.job_started()
         if job.attempts > self.config.max_attempts:
-            await self._fail(job, "gave up after repeated attempts (the worker kept stopping)")
+            log.error(
+                "generation %s: gave up after repeated attempts (the worker kept stopping)", job.id
+            )
+            await self._fail(job, None)
             metrics.job_ended("failed")
             return
         self._running[job.id] = _Running(job.platform)
@@ -222,7 +225,7 @@ class Worker:
                     delay=timedelta(seconds=self.config.retry_delay_s * job.attempts),
                     reason=type(exc).__name__,
                 ) from exc
-            await self._fail(job, _error_text(exc), elapsed)
+            await self._fail(job, exc, elapsed)
             metrics.job_ended("failed")
         finally:
             self._running.pop(job.id, None)
@@ -243,10 +246,14 @@ class Worker:
             raise RuntimeError("Worker.handle runs inside Worker.run")
         return self._sql
 
-    async def _fail(self, job: StartedJob, reason: str, elapsed: float = 0.0) -> None:
+    async def _fail(
+        self, job: StartedJob, error: BaseException | None, elapsed: float = 0.0
+    ) -> None:
+        """Mark the job failed. The requester sees a provider's refusal as it is worded; any
+        other failure is a reference to the logs."""
         message = (
-            reason
-            if reason.startswith("The image service refused")
+            error.user_message
+            if isinstance(error, RefusedByProvider)
             else f"generation failed, reference {job.id}"
         )
         await jobs.end(self._connected(), job, GenerationStatus.FAILED, message, elapsed)
@@ -256,16 +263,15 @@ class Worker:
         engine: Engine = self.engines.get(params.engine)
         progress, cancelled = self._progress, self._is_cancelled
         if job.kind in (GenerationKind.IMAGINE, GenerationKind.REROLL):
-            key: Hashable = (
-                params.engine,
-                params.model,
-                params.width,
-                params.height,
-                params.steps,
-                params.guidance,
-            )
             return await self.batcher.submit(
-                key,
+                BatchKey(
+                    params.engine,
+                    params.model,
+                    params.width,
+                    params.height,
+                    params.steps,
+                    params.guidance,
+                ),
                 GenerateJob(
                     str(job.id),
                     params.prompt,
@@ -308,11 +314,10 @@ class Worker:
         data = await self.store.get(key)
         return Image.open(io.BytesIO(data)).convert("RGB"), _sampling_of(data)
 
-    async def _run_batch(self, key: Hashable, batch: Sequence[GenerateJob]) -> list[JobResult]:
-        engine_kind, model = key[0], key[1]  # type: ignore[index]
-        engine: Engine = self.engines.get(engine_kind)
+    async def _run_batch(self, key: BatchKey, batch: Sequence[GenerateJob]) -> list[JobResult]:
+        engine = self.engines.get(key.engine)
         return await engine.generate(
-            model, batch, progress=self._progress, cancelled=self._is_cancelled
+            key.model, batch, progress=self._progress, cancelled=self._is_cancelled
         )
 
     # --- progress and cancellation ---------------------------------------------------------

@@ -165,8 +165,9 @@ async def test_a_locked_binding_refuses_other_presets_and_campaigns(service: Ser
     await service.create_campaign(ADMIN, "spring", "brand-b")
     await service.create_campaign(ADMIN, "autumn", "brand-a")
     await service.bind(ADMIN, HERE, campaign="spring", locked=True)
-    with pytest.raises(LockedSetting, match="preset brand-b"):
+    with pytest.raises(LockedSetting, match="preset brand-b") as locked:
         await service.imagine("a circle --preset brand-a", ALICE, HERE)
+    assert "remove --preset brand-a" in locked.value.user_message
     with pytest.raises(LockedSetting, match="campaign spring"):
         await service.imagine("a circle --campaign autumn", ALICE, HERE)
 
@@ -191,6 +192,8 @@ async def test_only_admins_bind_and_create_campaigns(service: Service) -> None:
 async def test_campaign_names_and_dates_are_checked(service: Service) -> None:
     with pytest.raises(UserError, match="lowercase letters a-z"):
         await service.create_campaign(ADMIN, "Spring Sale", "brand-a")
+    with pytest.raises(UserError, match="lowercase letters a-z"):
+        await service.create_campaign(ADMIN, "spring{a,b}", "brand-a")
     with pytest.raises(UserError, match="end on or after"):
         await service.create_campaign(
             ADMIN, "s", "brand-a", starts_on=date(2026, 3, 2), ends_on=date(2026, 3, 1)
