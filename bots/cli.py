@@ -52,11 +52,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(2) from None
 
 
-def _not_yet(command: str) -> None:
-    err.print(f"onbrand {command}: not yet available in this version.")
-    raise typer.Exit(2)
-
-
 def _settings() -> Settings:
     try:
         return get_settings()

@@ -59,6 +59,7 @@ from typing import Any, Final, Literal
 from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
+from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
@@ -709,18 +710,16 @@ class DiffusersEngine:
     async def upscale(
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None
     ) -> UpscaleResult:
-        if factor < 1:
-            raise ValueError(f"factor must be at least 1, got {factor}")
-        size = (image.width * factor, image.height * factor)
+        size = upscaled_size(image, factor)
         if upscaler is None:
-            big = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+            big = await asyncio.to_thread(resample_upscale, image.convert("RGB"), factor)
             return UpscaleResult(big, "resampled:lanczos")
         loaded = await self._get(upscaler)
         async with loaded.lock:
             if loaded.is_upscaler:
                 big = await asyncio.to_thread(self._model_upscale, loaded.pipe, image, size)
             else:
-                enlarged = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+                enlarged = resample_upscale(image.convert("RGB"), factor)
                 steps = max(self.upscale_steps, 1)
                 vary_steps(steps, self.upscale_strength)
                 refined, _ = await asyncio.to_thread(

@@ -44,6 +44,7 @@ from PIL import Image, ImageOps
 
 from core.engines import check_batch, check_size, vary_steps
 from core.errors import ConfigError, RefusedByProvider
+from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
@@ -277,11 +278,9 @@ class OpenAIEngine:
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None
     ) -> UpscaleResult:
         """The API has no upscaler: Lanczos resampling, whatever ``upscaler`` names."""
-        if factor < 1:
-            raise ValueError(f"factor must be at least 1, got {factor}")
+        upscaled_size(image, factor)
         check_size(image.width, image.height, multiple=1)
-        size = (image.width * factor, image.height * factor)
-        resized = await asyncio.to_thread(image.resize, size, Image.Resampling.LANCZOS)
+        resized = await asyncio.to_thread(resample_upscale, image, factor)
         return UpscaleResult(image=resized, method="resampled:lanczos")
 
     # -- internals ---------------------------------------------------------------------------

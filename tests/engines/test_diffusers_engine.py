@@ -184,7 +184,9 @@ async def test_results_say_which_scheduler_ran(tiny_engine: DiffusersEngine) -> 
     assert a.sampling == b.sampling == varied.sampling == expected
 
 
-async def test_a_tiny_original_is_read_by_an_a1111_reader(tiny_engine: DiffusersEngine) -> None:
+async def test_a_tiny_original_is_read_by_an_a1111_reader(
+    tiny_engine: DiffusersEngine, tmp_path: Path
+) -> None:
     """The worker's originals from the tiny model (imagine, variation, upscale), read by
     sd-parsers (PyPI) with prompt, negative prompt, seed, steps, sampler and model."""
     import dataclasses
@@ -207,7 +209,7 @@ async def test_a_tiny_original_is_read_by_an_a1111_reader(tiny_engine: Diffusers
         preset="demo",
         preset_version="v1",
     )
-    harness = Harness()
+    harness = Harness(tmp_path)
     harness.engines.put("diffusers", tiny_engine)
     async with harness.serving():
         parent, made = await harness.make(params)
