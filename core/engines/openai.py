@@ -242,11 +242,10 @@ class OpenAIEngine:
         ]
         try:
             return list(await asyncio.gather(*tasks))
-        except BaseException:
+        finally:  # on failure or cancellation, stop the rest (a no-op for finished tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            raise
 
     async def vary(
         self,

@@ -126,7 +126,7 @@ class Batcher:
         self.batch_sizes.append(self._images(batch))
         try:
             results = await self._run(batch[0].key, [p.job for p in batch])
-        except Exception as exc:  # every job of a failed call fails with the same error
+        except Exception as exc:  # not swallowed: every job of the call raises it (and logs it)
             for piece in batch:
                 if not piece.future.done():
                     piece.future.set_exception(exc)
@@ -170,21 +170,22 @@ class Coalescer(Generic[K, R]):
         return await future
 
     async def _drain(self) -> None:
+        calls: list[tuple[K, asyncio.Future[R]]] = []
         try:
             while self._pending:
                 calls, self._pending = self._pending, []
                 self.flushes += 1
                 try:
                     results = await self._flush([item for item, _ in calls])
-                except BaseException as exc:
+                except Exception as exc:  # not swallowed: each caller of this flush raises it
                     for _, future in calls:
                         if not future.done():
                             future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
                     continue
                 for (_, future), result in zip(calls, results, strict=True):
                     if not future.done():
                         future.set_result(result)
         finally:
             self._draining = None
+            for _, future in calls:  # cancelled during a flush: so are the calls it carried
+                future.cancel()  # a no-op for the calls already answered
