@@ -15,7 +15,8 @@ from core.db import Database, plain_url
 from core.db.migrate import upgrade
 from core.db.uow import sql_uow_factory
 from core.domain import Actor, Platform, ReplyTarget
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HERE = ReplyTarget(Platform.CLI, "bench", "bench")

@@ -17,7 +17,9 @@ from core.db.migrate import upgrade
 from core.domain import Actor, Platform, ReplyTarget, Role
 from core.errors import ConfigError, PresetError
 from core.ports import ImageStore
-from core.service import ReportBundle, ReportSource, Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.service.reports import ReportBundle, ReportSource
 from core.settings import Settings
 
 if TYPE_CHECKING:

@@ -42,7 +42,8 @@ from core.domain import (
 )
 from core.errors import UserError
 from core.ops import metrics
-from core.service import ReportBundle, Service
+from core.service import Service
+from core.service.reports import ReportBundle
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,9 @@ from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
 from core.reports.build import build_report, to_csv, to_html, to_markdown
-from core.service import ReportBundle, Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.service.reports import ReportBundle
 from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.fakes.discord import (

@@ -42,7 +42,8 @@ from core.engines.registry import EngineRegistry
 from core.errors import RefusedByProvider, UserError
 from core.imaging.metadata import read_parameters, read_xmp
 from core.jobs.worker import Worker, WorkerConfig
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
 from tests.pixels import drift
 

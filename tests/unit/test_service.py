@@ -29,7 +29,9 @@ from core.errors import (
     QuotaExceeded,
     UserError,
 )
-from core.service import Service, ServiceConfig, feedback_for
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.service.feedback import feedback_for
 from core.testing import FakeJobQueue, FakeState, fake_uow_factory
 
 BRAND = """
