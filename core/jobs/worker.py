@@ -3,15 +3,9 @@
 pgqueuer does the claiming (SKIP LOCKED, LISTEN/NOTIFY wake-ups with polling as a fallback),
 heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``) and retries.
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
-Images are watermarked, tagged with their parameters and an AI disclosure (in threads), stored
+Images are finished (``core.jobs.finishing``: watermark, parameters, AI disclosure) and stored
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
 stored.
-
-The parameters are A1111's (``core.imaging.metadata.format_parameters``). Sampler, schedule type and
-model hash are what the engine reported for the call (``JobResult.sampling``); an engine that
-reports nothing (the OpenAI images API discloses no sampler) gets its own name as the sampler,
-because A1111-format readers need one. An upscale's image was sampled when its source was made, so
-it carries the source's sampler, schedule type, model hash and seed (read from the source PNG).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
@@ -31,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import logging
 import time
@@ -39,8 +32,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -52,13 +43,10 @@ from core.db.jobs import Finished, StartedJob, StoredImage
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
 from core.errors import RefusedByProvider, UserError
-from core.imaging.brand import apply_watermark
-from core.imaging.colour import palette_score
-from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
 from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
+from core.jobs.finishing import sampling_of, store_images
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
-from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +300,7 @@ class Worker:
         if key is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
         data = await self.store.get(key)
-        return Image.open(io.BytesIO(data)).convert("RGB"), _sampling_of(data)
+        return Image.open(io.BytesIO(data)).convert("RGB"), sampling_of(data)
 
     async def _run_batch(self, key: BatchKey, batch: Sequence[GenerateJob]) -> list[JobResult]:
         engine = self.engines.get(key.engine)
@@ -361,112 +349,13 @@ class Worker:
     async def _store(
         self, job: StartedJob, images: Sequence[Image.Image], sampling: Sampling | None = None
     ) -> list[StoredImage]:
-        """Watermark, tag, encode (in threads) and durably store every image, concurrently."""
         preset = self.presets.get(job.params.preset)
-        blocking = self.store if isinstance(self.store, BlockingPut) else None
-
-        def finish(index: int, image: Image.Image) -> tuple[bytes, float | None]:
-            return self._finish_image(job, preset, index, image, sampling)
-
-        def encode_and_put(
-            store: BlockingPut, index: int, image: Image.Image
-        ) -> tuple[bytes, float | None, str]:
-            data, score = finish(index, image)
-            return data, score, store.put_blocking(data, suffix=".png")
-
-        async def one(index: int, image: Image.Image) -> StoredImage:
-            if blocking is not None:  # one thread hop for both
-                data, score, key = await asyncio.to_thread(encode_and_put, blocking, index, image)
-            else:
-                data, score = await asyncio.to_thread(finish, index, image)
-                key = await self.store.put(data, suffix=".png")
-            return StoredImage(
-                index=index,
-                storage_key=key,
-                sha256=key.split(".", 1)[0],
-                width=image.width,
-                height=image.height,
-                size=len(data),
-                palette_score=score,
-            )
-
-        if len(images) == 1:
-            return [await one(1, images[0])]
-        return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images, start=1))))
-
-    def _finish_image(
-        self,
-        job: StartedJob,
-        preset: Preset | None,
-        index: int,
-        image: Image.Image,
-        sampling: Sampling | None = None,
-    ) -> tuple[bytes, float | None]:
-        """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
-        params = job.params
-        if preset is not None and preset.watermark is not None and preset.logo_path is not None:
-            mark = preset.watermark
-            image = apply_watermark(
-                image,
-                _logo(preset.logo_path),
-                position=mark.position,
-                opacity=mark.opacity,
-                scale=mark.scale,
-            )
-        if job.kind is GenerationKind.UPSCALE and job.source_index:
-            # an upscale keeps its source's params: the source image's seed is its index's
-            seed = dataclasses.replace(params, n=job.source_index).seeds()[-1]
-        else:
-            seed = params.seeds()[index - 1] if index <= params.n else params.seed
-        made_by = sampling or Sampling(sampler=params.engine)
-        meta = ImageMetadata(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
-            seed=seed,
-            steps=params.steps,
-            guidance=params.guidance,
-            width=image.width,
-            height=image.height,
-            model=params.model,
-            preset=params.preset,
-            preset_version=params.preset_version,
-            generation_id=str(job.id),
-            index=index,
-            engine=params.engine,
-            sampler=made_by.sampler,
-            schedule_type=made_by.schedule_type,
-            model_hash=made_by.model_hash,
-            denoising_strength=params.strength if job.kind is GenerationKind.VARIATION else None,
-            resampled="lanczos x2"
-            if job.kind is GenerationKind.UPSCALE and not params.upscaler
-            else None,
-        )
-        score = palette_score(image, preset.palette) if preset and preset.palette else None
-        return encode_png(image, meta), score
+        return await store_images(self.store, job, preset, images, sampling)
 
 
 async def _keep_session(connection: Any) -> None:
     """Pool reset: our statements leave no session state behind (``set_config`` is local to
     its statement's transaction), so skip asyncpg's reset round trip on every release."""
-
-
-@lru_cache(maxsize=32)
-def _logo(path: Path) -> Image.Image:
-    with Image.open(path) as logo:
-        return logo.convert("RGBA")
-
-
-def _sampling_of(png: bytes) -> Sampling | None:
-    """The sampler, schedule type and model hash an original's ``parameters`` name, if any."""
-    try:
-        parameters = read_parameters(png)
-    except (OSError, ValueError):
-        return None
-    settings = parameter_settings(parameters or "")
-    sampler = settings.get("Sampler")
-    if not sampler:
-        return None
-    return Sampling(sampler, settings.get("Schedule type"), settings.get("Model hash"))
 
 
 def _error_text(exc: BaseException) -> str:
