@@ -79,6 +79,6 @@ PROMPTS = (
 
 def model_source(model: str) -> str:
     """``tiny`` → the bundled checkpoint's folder; a folder → its absolute path; else as given."""
-    from core.engines.diffusers import resolve_model
+    from core.engines.pipelines import resolve_model
 
     return resolve_model(model)

@@ -12,12 +12,8 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
-from core.engines.diffusers import (
-    DiffusersEngine,
-    ModelLoadError,
-    bundled_model_path,
-    resolve_model,
-)
+from core.engines.diffusers import DiffusersEngine
+from core.engines.pipelines import ModelLoadError, bundled_model_path, resolve_model
 from core.imaging.metadata import read_parameters
 from core.ports import Engine, GenerateJob
 from tests.engines.contract import EngineContract, max_diff
@@ -117,7 +113,7 @@ async def test_loaded_scheduler_is_never_used(tiny_engine: DiffusersEngine) -> N
     """Each call makes its own scheduler: the loaded one never gets timesteps set."""
     await tiny_engine.generate("tiny", [_job()])
     (source,) = [s for s in tiny_engine.loaded_models if s == resolve_model("tiny")]
-    pipe = tiny_engine._models[source].pipe
+    pipe = tiny_engine.pipelines._models[source].pipe
     assert pipe.scheduler.num_inference_steps is None
     assert pipe.scheduler.config.prediction_type == "v_prediction"
 
