@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.db import Database, plain_url
 from core.db.migrate import upgrade
 from core.db.uow import sql_uow_factory

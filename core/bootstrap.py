@@ -11,7 +11,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.brand.presets import Preset, load_presets
+from core.brand.preset_files import load_presets
+from core.brand.presets import Preset
 from core.db import Database, resolve_database_url
 from core.db.migrate import upgrade
 from core.domain import Actor, Platform, ReplyTarget, Role

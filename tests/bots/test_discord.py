@@ -30,7 +30,7 @@ from bots.discord.bot import GENERIC_ERROR, compose_text
 from bots.discord.render import DOWNSIZED_NOTE, render_card
 from bots.discord.sink import MIN_EDIT_INTERVAL_S
 from core.bootstrap import App
-from core.brand.presets import load_presets
+from core.brand.preset_files import load_presets
 from core.db import Database
 from core.db.uow import sql_uow_factory
 from core.delivery.sweep import Delivery

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.brand.presets import parse_preset
+from core.brand.preset_files import parse_preset
 from core.db import Database
 from core.db.models import Image as ImageRow
 from core.db.uow import sql_uow_factory

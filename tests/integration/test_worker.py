@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, text
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.db import Database
 from core.db.models import Generation as GenerationRow
 from core.db.models import Image as ImageRow

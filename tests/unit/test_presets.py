@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.brand.presets import (
-    DEFAULT_MODELS,
-    Preset,
-    apply_preset,
-    load_preset,
-    load_presets,
-    parse_preset,
-    validate_files,
-)
+from core.brand.preset_files import load_preset, load_presets, parse_preset, validate_files
+from core.brand.presets import DEFAULT_MODELS, Preset, apply_preset
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
 

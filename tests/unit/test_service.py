@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.domain import (
     Action,
     ActionKind,
