@@ -29,6 +29,7 @@ tools:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -37,4 +38,4 @@ test: install tools lint typecheck
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .onbrand .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .onbrand .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.db import Database, plain_url
 from core.db.migrate import upgrade
 from core.db.uow import sql_uow_factory
 from core.domain import Actor, Platform, ReplyTarget
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HERE = ReplyTarget(Platform.CLI, "bench", "bench")
@@ -78,6 +80,6 @@ PROMPTS = (
 
 def model_source(model: str) -> str:
     """``tiny`` → the bundled checkpoint's folder; a folder → its absolute path; else as given."""
-    from core.engines.diffusers import resolve_model
+    from core.engines.pipelines import resolve_model
 
     return resolve_model(model)

@@ -41,11 +41,6 @@ app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
 
 
-def _not_yet(command: str) -> None:
-    err.print(f"onbrand {command}: not yet available in this version.")
-    raise typer.Exit(2)
-
-
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,

@@ -53,7 +53,7 @@ def presets_validate(
     ] = None,
 ) -> None:
     """Validate preset files; lists every problem and exits non-zero if there is any."""
-    from core.brand.presets import validate_files
+    from core.brand.preset_files import validate_files
 
     paths = files or sorted(load_settings().presets_dir.glob("*.y*ml"))
     if not paths:
@@ -75,7 +75,8 @@ def presets_check(
 ) -> None:
     """Show what a prompt resolves to under a preset: exit 0 allowed, 3 blocked, 2 invalid."""
     from core.brand import grammar
-    from core.brand.presets import apply_preset, load_preset, load_presets
+    from core.brand.preset_files import load_preset, load_presets
+    from core.brand.presets import apply_preset
     from core.errors import BlockedPrompt
 
     settings = load_settings()

@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.brand.presets import Preset, load_presets
+from core.brand.preset_files import load_presets
+from core.brand.presets import Preset
 from core.db import Database, resolve_database_url
 from core.db.migrate import upgrade
 from core.delivery.sweep import Delivery
@@ -19,7 +20,8 @@ from core.domain import Platform
 from core.errors import ConfigError, PresetError
 from core.ops.readiness import Readiness
 from core.ports import ChatSink, ImageStore
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 from core.settings import Settings
 
 if TYPE_CHECKING:

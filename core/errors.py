@@ -41,6 +41,11 @@ class BlockedPrompt(UserError):
         self.term = term
 
 
+class RefusedByProvider(UserError):
+    """An external image service refused the request (its content policy); the worker shows
+    ``user_message`` to the requester, where any other engine failure gets a generic reply."""
+
+
 class QuotaExceeded(UserError):
     """A quota or budget is used up; ``retry_at`` says when trying again can work."""
 

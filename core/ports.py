@@ -131,6 +131,14 @@ class Engine(Protocol):
     ) -> UpscaleResult: ...
 
 
+class Engines(Protocol):
+    """Engines by kind (``diffusers``, ``openai``, ``fake``): ``core.engines.registry``."""
+
+    def get(self, kind: str) -> Engine:
+        """The engine for ``kind``; raises ``LookupError`` when there is none."""
+        ...
+
+
 class ImageStore(Protocol):
     """Content-addressed bytes: ``put`` returns the key; the same bytes are stored once."""
 

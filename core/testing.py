@@ -1,10 +1,9 @@
 """In-memory fakes of the ports, for fast unit tests of the service and the worker.
 
-``FakeRepository``, ``FakeJobQueue``, ``FakeUnitOfWork`` and ``FakeStore`` share one ``FakeState``;
+``FakeRepository``, ``FakeJobQueue`` and ``FakeUnitOfWork`` share one ``FakeState``;
 tests arrange it and assert on it directly. The fakes keep the contracts the real implementations
 keep (``tests/contract`` runs one suite over both): a unit of work that isn't committed leaves the
 state as it found it, and the queue hands jobs out in pgqueuer's order (priority, then arrival).
-Images stored through ``FakeStore`` survive a rollback, as files do.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from core.domain import (
 )
 from core.errors import NotFound, UserError
 from core.ports import JobQueue, NewGeneration, Repository, UnitOfWorkFactory
-from core.storage.local import make_key
 
 __all__ = [
     "FakeAudit",
@@ -46,7 +44,6 @@ __all__ = [
     "FakeJobQueue",
     "FakeRepository",
     "FakeState",
-    "FakeStore",
     "FakeUnitOfWork",
     "FakeUser",
     "RecordingSink",
@@ -109,7 +106,7 @@ class FakeAudit:
 
 @dataclass
 class FakeState:
-    """Everything the fakes store. Fields marked non-transactional survive a rollback."""
+    """Everything the fakes store; a rollback restores all of it."""
 
     workspaces: dict[tuple[Platform, str], int] = field(default_factory=dict)
     users: dict[int, FakeUser] = field(default_factory=dict)
@@ -129,7 +126,6 @@ class FakeState:
     claimed: dict[uuid.UUID, FakeJob] = field(default_factory=dict)  # taken by a worker
     workers: int = 1  # what the ETA divides by
     last_id: int = 0
-    blobs: dict[str, bytes] = field(default_factory=dict, metadata={"transactional": False})
 
     def new_id(self) -> int:
         self.last_id += 1
@@ -142,11 +138,7 @@ class FakeState:
         return image_id
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            f.name: copy.deepcopy(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.metadata.get("transactional", True)
-        }
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         for name, value in snapshot.items():
@@ -507,24 +499,3 @@ def fake_uow_factory(state: FakeState) -> UnitOfWorkFactory:
         return FakeUnitOfWork(state)
 
     return factory
-
-
-class FakeStore:
-    """``ImageStore`` in memory: content-addressed like ``LocalImageStore``."""
-
-    def __init__(self, state: FakeState) -> None:
-        self.state = state
-
-    async def put(self, data: bytes, *, suffix: str = ".png") -> str:
-        key = make_key(data, suffix)
-        self.state.blobs.setdefault(key, bytes(data))
-        return key
-
-    async def get(self, key: str) -> bytes:
-        try:
-            return self.state.blobs[key]
-        except KeyError:
-            raise KeyError(key) from None
-
-    async def exists(self, key: str) -> bool:
-        return key in self.state.blobs

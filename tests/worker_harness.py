@@ -1,6 +1,6 @@
 """The worker's generate → finish → store path without a database, and an A1111 reader.
 
-The worker runs its real path on an in-memory store; the one lookup a variation or upscale makes
+The worker runs its real path on a local image store; the one lookup a variation or upscale makes
 (its source image's key) is answered by a stand-in for the asyncpg pool.
 """
 
@@ -11,6 +11,7 @@ import contextlib
 import io
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from core.db.jobs import StartedJob
@@ -19,7 +20,7 @@ from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.imaging.metadata import read_parameters
 from core.jobs.worker import Worker, WorkerConfig
-from core.testing import FakeState, FakeStore
+from core.storage.local import LocalImageStore
 
 
 class SourceKeys:
@@ -33,10 +34,10 @@ class SourceKeys:
 
 
 class Harness:
-    """A ``Worker`` on an in-memory store, without a database; ``serving()`` runs its batcher."""
+    """A ``Worker`` storing under ``images``, without a database; ``serving()`` runs its batcher."""
 
-    def __init__(self) -> None:
-        self.store = FakeStore(FakeState())
+    def __init__(self, images: Path) -> None:
+        self.store = LocalImageStore(images)
         self.sources = SourceKeys()
         self.engines = EngineRegistry(builtins=False)
         self.engines.put("fake", FakeEngine())

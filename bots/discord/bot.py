@@ -35,7 +35,8 @@ from core.delivery import announce
 from core.domain import Actor, MessageRef, Platform, ReplyTarget, ResultCard
 from core.errors import UserError
 from core.ops import metrics
-from core.service import ReportBundle, Service
+from core.service import Service
+from core.service.reports import ReportBundle
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from core.domain import ImagineRequest
 from core.errors import GrammarError
@@ -40,6 +40,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_TEXT_CHARS",
     "GrammarError",
+    "check_name",
     "parse",
     "render",
 ]
@@ -254,9 +255,9 @@ def _parse_variant(atoms: _Variant, *, several: bool) -> ImagineRequest:
             case "steps":
                 steps = _number(flag, _one_word(flag, value), 1, STEPS_MAX, "the number of steps")
             case "preset":
-                preset = _name(flag, value)
+                preset = check_name("preset", value)
             case "campaign":
-                campaign = _name(flag, value)
+                campaign = check_name("campaign", value)
             case "style":
                 if _one_word(flag, value).lower() != "raw":
                     raise GrammarError(f"--style {_q(value)}: the only style is raw (--style raw).")
@@ -372,7 +373,9 @@ def _number(flag: str, value: str, low: int, high: int, what: str) -> int:
     return int(digits)
 
 
-def _name(flag: str, value: str) -> str:
+def check_name(flag: Literal["preset", "campaign"], value: str) -> str:
+    """``value`` when it is a valid preset or campaign name (lowercase letters a-z, digits and
+    dashes); otherwise a ``GrammarError`` that names the flag and gives an example."""
     if _NAME_RE.fullmatch(value) is None:
         raise GrammarError(
             f"--{flag} {_q(value)}: a {flag} name uses only lowercase letters a-z, digits and "

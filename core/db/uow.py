@@ -6,6 +6,8 @@ The queue runs on the very asyncpg connection under the session, so ``add_genera
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,11 +37,10 @@ class SqlUnitOfWork:
         if self._session is not None:
             raise RuntimeError("this unit of work is already open")
         session = self._db.sessions()
-        try:
+        async with contextlib.AsyncExitStack() as opening:
+            opening.push_async_callback(session.close)  # unless the transaction begins
             raw = await self._begin(session)
-        except BaseException:
-            await session.close()
-            raise
+            opening.pop_all()
         self._session = session
         self.repo = SqlRepository(session)
         self.queue = PgJobQueue(raw)

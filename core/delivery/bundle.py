@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.db.database import Database
 from core.ports import ImageStore
-from core.service import ReportBundle, ReportSource
+from core.service.reports import ReportBundle, ReportSource
 
 if TYPE_CHECKING:
     from core.reports.model import CampaignReport

@@ -19,6 +19,8 @@ Rules every engine follows (``tests/engines/contract.py`` checks them):
 - ``cancelled(job_id)`` is polled once before the run and after every step; it may be called
   from a worker thread, so it must be quick and thread-safe (reading a set or a flag is).
 - A job seen as cancelled returns ``JobResult(cancelled=True)`` with no images.
+- ``upscale`` takes a whole factor from 1 to ``core.imaging.resize.MAX_RESAMPLE_FACTOR``; without
+  an upscaler model it is ``core.imaging.resize.resample_upscale`` (Lanczos) in every engine.
 - A result says how its images were made when the engine knows (``JobResult.sampling``: A1111's
   sampler and schedule type for the scheduler the call ran, and the model's short hash); the
   worker writes it into the PNG ``parameters``.

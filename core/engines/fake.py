@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from core.engines import check_batch, check_size, vary_steps
+from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
@@ -177,12 +178,9 @@ class FakeEngine:
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None
     ) -> UpscaleResult:
         """Lanczos resampling; with ``upscaler`` the method names it (the fake has no model)."""
-        if factor < 1:
-            raise ValueError(f"factor must be at least 1, got {factor}")
+        upscaled_size(image, factor)
         check_size(image.width, image.height, multiple=1)
         self.calls.append(FakeCall("upscale", model, ()))
         await asyncio.sleep(0)
-        big = image.convert("RGB").resize(
-            (image.width * factor, image.height * factor), Image.Resampling.LANCZOS
-        )
+        big = resample_upscale(image.convert("RGB"), factor)
         return UpscaleResult(big, f"model:{upscaler}" if upscaler else "resampled:lanczos")

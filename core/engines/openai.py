@@ -15,7 +15,8 @@ What the API can and cannot do, and how this engine bridges it:
 - **Cancellation** is checked before every request; a cancelled job returns
   ``JobResult(cancelled=True)`` with no images.
 - **Refusals.** A content-policy refusal (HTTP 400 with code ``moderation_blocked`` or
-  ``content_policy_violation``) becomes a ``UserError`` carrying the service's reason.
+  ``content_policy_violation``) becomes a ``RefusedByProvider`` (a ``UserError``) carrying the
+  service's reason, which the worker shows to the requester.
 - **Retries.** 429 (except ``insufficient_quota``), 5xx and connection errors are retried up to
   ``max_retries`` times with exponential backoff and full jitter; a ``Retry-After`` /
   ``retry-after-ms`` header, when present, sets the wait instead (up to ``max_retry_after``
@@ -42,7 +43,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from PIL import Image, ImageOps
 
 from core.engines import check_batch, check_size, vary_steps
-from core.errors import ConfigError, UserError
+from core.errors import ConfigError, RefusedByProvider
+from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
@@ -240,11 +242,10 @@ class OpenAIEngine:
         ]
         try:
             return list(await asyncio.gather(*tasks))
-        except BaseException:
+        finally:  # on failure or cancellation, stop the rest (a no-op for finished tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            raise
 
     async def vary(
         self,
@@ -276,11 +277,9 @@ class OpenAIEngine:
         self, model: str, image: Image.Image, factor: int = 2, upscaler: str | None = None
     ) -> UpscaleResult:
         """The API has no upscaler: Lanczos resampling, whatever ``upscaler`` names."""
-        if factor < 1:
-            raise ValueError(f"factor must be at least 1, got {factor}")
+        upscaled_size(image, factor)
         check_size(image.width, image.height, multiple=1)
-        size = (image.width * factor, image.height * factor)
-        resized = await asyncio.to_thread(image.resize, size, Image.Resampling.LANCZOS)
+        resized = await asyncio.to_thread(resample_upscale, image, factor)
         return UpscaleResult(image=resized, method="resampled:lanczos")
 
     # -- internals ---------------------------------------------------------------------------
@@ -372,7 +371,7 @@ class OpenAIEngine:
                 return await call(*args, **kwargs)
             except openai.BadRequestError as exc:
                 if exc.code in REFUSAL_CODES:
-                    raise UserError(
+                    raise RefusedByProvider(
                         f"The image service refused this prompt: {self._reason(exc)}. "
                         "Rephrase it and try again."
                     ) from self._scrub(exc)

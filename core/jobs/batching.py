@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -22,13 +22,27 @@ from core.ports import GenerateJob, JobResult
 T = TypeVar("T")
 K = TypeVar("K")
 R = TypeVar("R")
-RunBatch = Callable[[Hashable, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
 PIECE = "#"  # piece ids are "<job id>#<n>"
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What jobs must share to run in one engine call."""
+
+    engine: str
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+
+
+RunBatch = Callable[[BatchKey, Sequence[GenerateJob]], Awaitable[list[JobResult]]]
 
 
 @dataclass
 class _Piece:
-    key: Hashable
+    key: BatchKey
     job: GenerateJob
     future: asyncio.Future[JobResult]
     arrived: float = field(default_factory=time.monotonic)
@@ -47,7 +61,7 @@ class Batcher:
         self._ids = itertools.count()
         self.batch_sizes: list[int] = []  # images per engine call, for metrics and tests
 
-    async def submit(self, key: Hashable, job: GenerateJob) -> JobResult:
+    async def submit(self, key: BatchKey, job: GenerateJob) -> JobResult:
         """Run ``job`` in some batch; its images come back in seed order."""
         pieces = [
             _Piece(
@@ -112,7 +126,7 @@ class Batcher:
         self.batch_sizes.append(self._images(batch))
         try:
             results = await self._run(batch[0].key, [p.job for p in batch])
-        except Exception as exc:  # every job of a failed call fails with the same error
+        except Exception as exc:  # not swallowed: every job of the call raises it (and logs it)
             for piece in batch:
                 if not piece.future.done():
                     piece.future.set_exception(exc)
@@ -156,21 +170,22 @@ class Coalescer(Generic[K, R]):
         return await future
 
     async def _drain(self) -> None:
+        calls: list[tuple[K, asyncio.Future[R]]] = []
         try:
             while self._pending:
                 calls, self._pending = self._pending, []
                 self.flushes += 1
                 try:
                     results = await self._flush([item for item, _ in calls])
-                except BaseException as exc:
+                except Exception as exc:  # not swallowed: each caller of this flush raises it
                     for _, future in calls:
                         if not future.done():
                             future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
                     continue
                 for (_, future), result in zip(calls, results, strict=True):
                     if not future.done():
                         future.set_result(result)
         finally:
             self._draining = None
+            for _, future in calls:  # cancelled during a flush: so are the calls it carried
+                future.cancel()  # a no-op for the calls already answered

@@ -3,15 +3,9 @@
 pgqueuer does the claiming (SKIP LOCKED, LISTEN/NOTIFY wake-ups with polling as a fallback),
 heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``) and retries.
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
-Images are watermarked, tagged with their parameters and an AI disclosure (in threads), stored
+Images are finished (``core.jobs.finishing``: watermark, parameters, AI disclosure) and stored
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
 stored.
-
-The parameters are A1111's (``core.imaging.metadata.format_parameters``). Sampler, schedule type and
-model hash are what the engine reported for the call (``JobResult.sampling``); an engine that
-reports nothing (the OpenAI images API discloses no sampler) gets its own name as the sampler,
-because A1111-format readers need one. An upscale's image was sampled when its source was made, so
-it carries the source's sampler, schedule type, model hash and seed (read from the source PNG).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
@@ -31,16 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import logging
 import time
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -51,14 +42,11 @@ from core.db.database import Database
 from core.db.jobs import Finished, StartedJob, StoredImage
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
-from core.errors import UserError
-from core.imaging.brand import apply_watermark
-from core.imaging.colour import palette_score
-from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
-from core.jobs.batching import Batcher, Coalescer, job_of
+from core.errors import RefusedByProvider, UserError
+from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
+from core.jobs.finishing import sampling_of, store_images
 from core.ops import logs, metrics
-from core.ports import Engine, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
-from core.storage.local import BlockingPut
+from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +84,7 @@ class _Running:
 @dataclass
 class Worker:
     db: Database
-    engines: Any  # EngineRegistry: .get(kind) -> Engine
+    engines: Engines
     store: ImageStore
     presets: Mapping[str, Preset]
     config: WorkerConfig = field(default_factory=WorkerConfig)
@@ -193,7 +181,10 @@ class Worker:
             return  # cancelled while waiting, or already finished by another worker
         metrics.job_started()
         if job.attempts > self.config.max_attempts:
-            await self._fail(job, "gave up after repeated attempts (the worker kept stopping)")
+            log.error(
+                "generation %s: gave up after repeated attempts (the worker kept stopping)", job.id
+            )
+            await self._fail(job, None)
             metrics.job_ended("failed")
             return
         self._running[job.id] = _Running(job.platform)
@@ -222,7 +213,7 @@ class Worker:
                     delay=timedelta(seconds=self.config.retry_delay_s * job.attempts),
                     reason=type(exc).__name__,
                 ) from exc
-            await self._fail(job, _error_text(exc), elapsed)
+            await self._fail(job, exc, elapsed)
             metrics.job_ended("failed")
         finally:
             self._running.pop(job.id, None)
@@ -243,10 +234,14 @@ class Worker:
             raise RuntimeError("Worker.handle runs inside Worker.run")
         return self._sql
 
-    async def _fail(self, job: StartedJob, reason: str, elapsed: float = 0.0) -> None:
+    async def _fail(
+        self, job: StartedJob, error: BaseException | None, elapsed: float = 0.0
+    ) -> None:
+        """Mark the job failed. The requester sees a provider's refusal as it is worded; any
+        other failure is a reference to the logs."""
         message = (
-            reason
-            if reason.startswith("The image service refused")
+            error.user_message
+            if isinstance(error, RefusedByProvider)
             else f"generation failed, reference {job.id}"
         )
         await jobs.end(self._connected(), job, GenerationStatus.FAILED, message, elapsed)
@@ -256,16 +251,15 @@ class Worker:
         engine: Engine = self.engines.get(params.engine)
         progress, cancelled = self._progress, self._is_cancelled
         if job.kind in (GenerationKind.IMAGINE, GenerationKind.REROLL):
-            key: Hashable = (
-                params.engine,
-                params.model,
-                params.width,
-                params.height,
-                params.steps,
-                params.guidance,
-            )
             return await self.batcher.submit(
-                key,
+                BatchKey(
+                    params.engine,
+                    params.model,
+                    params.width,
+                    params.height,
+                    params.steps,
+                    params.guidance,
+                ),
                 GenerateJob(
                     str(job.id),
                     params.prompt,
@@ -306,13 +300,12 @@ class Worker:
         if key is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
         data = await self.store.get(key)
-        return Image.open(io.BytesIO(data)).convert("RGB"), _sampling_of(data)
+        return Image.open(io.BytesIO(data)).convert("RGB"), sampling_of(data)
 
-    async def _run_batch(self, key: Hashable, batch: Sequence[GenerateJob]) -> list[JobResult]:
-        engine_kind, model = key[0], key[1]  # type: ignore[index]
-        engine: Engine = self.engines.get(engine_kind)
+    async def _run_batch(self, key: BatchKey, batch: Sequence[GenerateJob]) -> list[JobResult]:
+        engine = self.engines.get(key.engine)
         return await engine.generate(
-            model, batch, progress=self._progress, cancelled=self._is_cancelled
+            key.model, batch, progress=self._progress, cancelled=self._is_cancelled
         )
 
     # --- progress and cancellation ---------------------------------------------------------
@@ -356,112 +349,13 @@ class Worker:
     async def _store(
         self, job: StartedJob, images: Sequence[Image.Image], sampling: Sampling | None = None
     ) -> list[StoredImage]:
-        """Watermark, tag, encode (in threads) and durably store every image, concurrently."""
         preset = self.presets.get(job.params.preset)
-        blocking = self.store if isinstance(self.store, BlockingPut) else None
-
-        def finish(index: int, image: Image.Image) -> tuple[bytes, float | None]:
-            return self._finish_image(job, preset, index, image, sampling)
-
-        def encode_and_put(
-            store: BlockingPut, index: int, image: Image.Image
-        ) -> tuple[bytes, float | None, str]:
-            data, score = finish(index, image)
-            return data, score, store.put_blocking(data, suffix=".png")
-
-        async def one(index: int, image: Image.Image) -> StoredImage:
-            if blocking is not None:  # one thread hop for both
-                data, score, key = await asyncio.to_thread(encode_and_put, blocking, index, image)
-            else:
-                data, score = await asyncio.to_thread(finish, index, image)
-                key = await self.store.put(data, suffix=".png")
-            return StoredImage(
-                index=index,
-                storage_key=key,
-                sha256=key.split(".", 1)[0],
-                width=image.width,
-                height=image.height,
-                size=len(data),
-                palette_score=score,
-            )
-
-        if len(images) == 1:
-            return [await one(1, images[0])]
-        return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images, start=1))))
-
-    def _finish_image(
-        self,
-        job: StartedJob,
-        preset: Preset | None,
-        index: int,
-        image: Image.Image,
-        sampling: Sampling | None = None,
-    ) -> tuple[bytes, float | None]:
-        """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
-        params = job.params
-        if preset is not None and preset.watermark is not None and preset.logo_path is not None:
-            mark = preset.watermark
-            image = apply_watermark(
-                image,
-                _logo(preset.logo_path),
-                position=mark.position,
-                opacity=mark.opacity,
-                scale=mark.scale,
-            )
-        if job.kind is GenerationKind.UPSCALE and job.source_index:
-            # an upscale keeps its source's params: the source image's seed is its index's
-            seed = dataclasses.replace(params, n=job.source_index).seeds()[-1]
-        else:
-            seed = params.seeds()[index - 1] if index <= params.n else params.seed
-        made_by = sampling or Sampling(sampler=params.engine)
-        meta = ImageMetadata(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
-            seed=seed,
-            steps=params.steps,
-            guidance=params.guidance,
-            width=image.width,
-            height=image.height,
-            model=params.model,
-            preset=params.preset,
-            preset_version=params.preset_version,
-            generation_id=str(job.id),
-            index=index,
-            engine=params.engine,
-            sampler=made_by.sampler,
-            schedule_type=made_by.schedule_type,
-            model_hash=made_by.model_hash,
-            denoising_strength=params.strength if job.kind is GenerationKind.VARIATION else None,
-            resampled="lanczos x2"
-            if job.kind is GenerationKind.UPSCALE and not params.upscaler
-            else None,
-        )
-        score = palette_score(image, preset.palette) if preset and preset.palette else None
-        return encode_png(image, meta), score
+        return await store_images(self.store, job, preset, images, sampling)
 
 
 async def _keep_session(connection: Any) -> None:
     """Pool reset: our statements leave no session state behind (``set_config`` is local to
     its statement's transaction), so skip asyncpg's reset round trip on every release."""
-
-
-@lru_cache(maxsize=32)
-def _logo(path: Path) -> Image.Image:
-    with Image.open(path) as logo:
-        return logo.convert("RGBA")
-
-
-def _sampling_of(png: bytes) -> Sampling | None:
-    """The sampler, schedule type and model hash an original's ``parameters`` name, if any."""
-    try:
-        parameters = read_parameters(png)
-    except (OSError, ValueError):
-        return None
-    settings = parameter_settings(parameters or "")
-    sampler = settings.get("Sampler")
-    if not sampler:
-        return None
-    return Sampling(sampler, settings.get("Schedule type"), settings.get("Model hash"))
 
 
 def _error_text(exc: BaseException) -> str:

@@ -103,10 +103,9 @@ class LocalImageStore:
             # A concurrent put of the same bytes may have won the race: replacing its file with
             # identical bytes is harmless and atomic.
             os.replace(tmp_name, path)
-        except BaseException:
+        finally:  # the temporary file is left only when writing it failed
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
-            raise
         _fsync_dir(path.parent)
         return key
 

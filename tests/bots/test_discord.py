@@ -29,7 +29,7 @@ from bots.discord import OnbrandBot, serve_discord
 from bots.discord.render import DOWNSIZED_NOTE, render_card
 from bots.discord.sink import MIN_EDIT_INTERVAL_S
 from core.bootstrap import App
-from core.brand.presets import load_presets
+from core.brand.preset_files import load_presets
 from core.db import Database
 from core.db.uow import sql_uow_factory
 from core.delivery.sweep import Delivery
@@ -53,7 +53,9 @@ from core.replies import GENERIC_ERROR
 from core.reports.build import build_report
 from core.reports.html import to_html
 from core.reports.text import to_csv, to_markdown
-from core.service import ReportBundle, Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.service.reports import ReportBundle
 from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.fakes.discord import (

@@ -33,7 +33,8 @@ from core.bootstrap import App, load_brand_presets, service_config
 from core.db import Database
 from core.db.uow import sql_uow_factory
 from core.domain import Actor, Platform, ReplyTarget, Role
-from core.service import ReportBundle, Service
+from core.service import Service
+from core.service.reports import ReportBundle
 from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.fakes.discord import FLAG_EPHEMERAL, FakeDiscord, InteractionRecord, run_client

@@ -44,7 +44,8 @@ from core.domain import (
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
-from core.service import ReportBundle, Service
+from core.service import Service
+from core.service.reports import ReportBundle
 from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.fakes.slack import (

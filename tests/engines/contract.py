@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from PIL import Image, ImageChops
 
+from core.imaging.resize import MAX_RESAMPLE_FACTOR
 from core.ports import Engine, GenerateJob, JobResult, VaryJob
 
 
@@ -272,6 +273,14 @@ class EngineContract:
         )
         assert result.cancelled
         assert result.images == ()
+
+    @pytest.mark.parametrize("factor", [0, MAX_RESAMPLE_FACTOR + 1])
+    async def test_upscale_takes_the_factors_every_engine_takes(
+        self, engine: Engine, model: str, factor: int
+    ) -> None:
+        source = Image.new("RGB", (64, 64), "red")
+        with pytest.raises(ValueError, match=f"upscale factor must be between 1 and .* {factor}$"):
+            await engine.upscale(model, source, factor, upscaler=self.upscaler)
 
     async def test_upscale_multiplies_size(self, engine: Engine, model: str) -> None:
         source = await self.source_image(engine, model)

@@ -12,12 +12,8 @@ import pytest
 
 diffusers = pytest.importorskip("diffusers")
 
-from core.engines.diffusers import (  # noqa: E402
-    a1111_sampling,
-    bundled_model_path,
-    model_hash,
-    weights_files,
-)
+from core.engines.a1111 import a1111_sampling, model_hash, weights_files  # noqa: E402
+from core.engines.pipelines import bundled_model_path  # noqa: E402
 
 SD15 = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 LEADING = {**SD15, "timestep_spacing": "leading", "steps_offset": 1}

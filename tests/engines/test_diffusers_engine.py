@@ -12,12 +12,8 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
-from core.engines.diffusers import (
-    DiffusersEngine,
-    ModelLoadError,
-    bundled_model_path,
-    resolve_model,
-)
+from core.engines.diffusers import DiffusersEngine
+from core.engines.pipelines import ModelLoadError, bundled_model_path, resolve_model
 from core.imaging.metadata import read_parameters
 from core.ports import Engine, GenerateJob
 from tests.engines.contract import EngineContract, max_diff
@@ -117,7 +113,7 @@ async def test_loaded_scheduler_is_never_used(tiny_engine: DiffusersEngine) -> N
     """Each call makes its own scheduler: the loaded one never gets timesteps set."""
     await tiny_engine.generate("tiny", [_job()])
     (source,) = [s for s in tiny_engine.loaded_models if s == resolve_model("tiny")]
-    pipe = tiny_engine._models[source].pipe
+    pipe = tiny_engine.pipelines._models[source].pipe
     assert pipe.scheduler.num_inference_steps is None
     assert pipe.scheduler.config.prediction_type == "v_prediction"
 
@@ -184,7 +180,9 @@ async def test_results_say_which_scheduler_ran(tiny_engine: DiffusersEngine) -> 
     assert a.sampling == b.sampling == varied.sampling == expected
 
 
-async def test_a_tiny_original_is_read_by_an_a1111_reader(tiny_engine: DiffusersEngine) -> None:
+async def test_a_tiny_original_is_read_by_an_a1111_reader(
+    tiny_engine: DiffusersEngine, tmp_path: Path
+) -> None:
     """The worker's originals from the tiny model (imagine, variation, upscale), read by
     sd-parsers (PyPI) with prompt, negative prompt, seed, steps, sampler and model."""
     import dataclasses
@@ -207,7 +205,7 @@ async def test_a_tiny_original_is_read_by_an_a1111_reader(tiny_engine: Diffusers
         preset="demo",
         preset_version="v1",
     )
-    harness = Harness()
+    harness = Harness(tmp_path)
     harness.engines.put("diffusers", tiny_engine)
     async with harness.serving():
         parent, made = await harness.make(params)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.brand.presets import parse_preset
+from core.brand.preset_files import parse_preset
 from core.db import Database
 from core.db.models import Image as ImageRow
 from core.db.uow import sql_uow_factory
@@ -20,7 +20,8 @@ from core.engines.registry import EngineRegistry
 from core.imaging.metadata import read_parameters
 from core.jobs.worker import Worker, WorkerConfig
 from core.ports import Sampling
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
 from tests.worker_harness import read_a1111
 

@@ -12,14 +12,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 from sqlalchemy import select, text
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.db import Database
 from core.db.models import Generation as GenerationRow
 from core.db.models import Image as ImageRow
@@ -38,9 +40,11 @@ from core.domain import (
 )
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.errors import RefusedByProvider, UserError
 from core.imaging.metadata import read_parameters, read_xmp
 from core.jobs.worker import Worker, WorkerConfig
-from core.service import Service, ServiceConfig
+from core.service import Service
+from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
 from tests.pixels import drift
 
@@ -280,6 +284,45 @@ async def test_a_failing_job_is_retried_then_fails_with_a_reference(
         row = await session.get(GenerationRow, gid)
         assert row is not None
         assert row.attempts == 3
+
+
+class RaisingEngine(FakeEngine):
+    """A fake whose every text-to-image call raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def generate(self, model: str, jobs: Sequence[Any], **_: Any) -> list[Any]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (RefusedByProvider("The image service refused this prompt: unsafe. Rephrase it."), None),
+        (UserError("some other user error"), "generation failed, reference {gid}"),
+    ],
+)
+async def test_only_a_provider_refusal_is_shown_as_worded_and_neither_is_retried(
+    db: Database,
+    service: Service,
+    store: LocalImageStore,
+    preset: Preset,
+    error: Exception,
+    shown: str | None,
+) -> None:
+    gid = (await service.imagine("a cat", actor("ann"), HERE)).generation_ids[0]
+    worker = make_worker(db, store, preset, RaisingEngine(error), retry_delay_s=0, max_attempts=3)
+    async with running(worker):
+        await eventually(all_finished(db, [gid]))
+    generation = await service.generation(gid)
+    assert generation.status is GenerationStatus.FAILED
+    assert generation.error == (str(error) if shown is None else shown.format(gid=gid))
+    async with db.sessions() as session:
+        row = await session.get(GenerationRow, gid)
+        assert row is not None
+        assert row.attempts == 1
 
 
 @contextlib.contextmanager

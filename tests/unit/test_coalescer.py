@@ -59,3 +59,21 @@ async def test_a_failed_flush_fails_each_of_its_calls_and_the_next_flush_works()
     assert await same(2) == 2
     with pytest.raises(ValueError, match="boom"):
         await same(0)
+
+
+async def test_calls_in_a_cancelled_flush_are_cancelled_not_left_waiting() -> None:
+    started = asyncio.Event()
+
+    async def flush(items: list[str]) -> list[str]:
+        started.set()
+        await asyncio.Event().wait()  # never answers
+        return items
+
+    stuck = Coalescer(flush)
+    call = asyncio.create_task(stuck("a"))
+    await started.wait()
+    assert stuck._draining is not None
+    stuck._draining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(call, timeout=5)
+    assert stuck._draining is None

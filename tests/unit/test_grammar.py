@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.brand.grammar import FLAGS, MAX_PERMUTATIONS, MAX_PROMPT_CHARS, parse, render
+from core.brand.grammar import (
+    FLAGS,
+    MAX_PERMUTATIONS,
+    MAX_PROMPT_CHARS,
+    check_name,
+    parse,
+    render,
+)
 from core.domain import ImagineRequest
 from core.errors import GrammarError, UserError
 
@@ -210,6 +217,22 @@ def test_long_values_are_clipped_in_messages() -> None:
 
 
 # --- render ------------------------------------------------------------------------------------
+
+
+def test_check_name_is_the_rule_the_flags_use() -> None:
+    assert check_name("campaign", "spring-launch-2") == "spring-launch-2"
+    for bad in ("Spring Sale", "spring_sale", "é", "a.b"):
+        with pytest.raises(GrammarError) as caught:
+            check_name("campaign", bad)
+        assert "a campaign name uses only lowercase letters a-z, digits and dashes" in str(
+            caught.value
+        )
+        assert str(caught.value) == grammar_error(f"x --campaign {bad}")
+    for bad in ("", "spring{a,b}", "a\\-b"):  # what parse never hands over as one name
+        with pytest.raises(GrammarError):
+            check_name("campaign", bad)
+    with pytest.raises(GrammarError, match="--preset “Acme”: a preset name"):
+        check_name("preset", "Acme")
 
 
 def test_render_writes_flags_in_a_fixed_order() -> None:

@@ -1,13 +1,14 @@
 """The worker's originals, read by an independent A1111-format reader (sd-parsers, from PyPI).
 
-The worker runs its real generate → finish → store path on the fake engine and an in-memory
-store, without a database (``tests.worker_harness``).
+The worker runs its real generate → finish → store path on the fake engine and a local image
+store in a temporary folder, without a database (``tests.worker_harness``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,8 +50,8 @@ class Undisclosed(FakeEngine):
 
 
 @pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    async with Harness().serving() as h:
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with Harness(tmp_path).serving() as h:
         yield h
 
 

@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.brand.presets import (
-    DEFAULT_MODELS,
-    Preset,
-    apply_preset,
-    load_preset,
-    load_presets,
-    parse_preset,
-    validate_files,
-)
+from core.brand.preset_files import load_preset, load_presets, parse_preset, validate_files
+from core.brand.presets import DEFAULT_MODELS, Preset, apply_preset
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
 
@@ -206,15 +199,8 @@ def apply(
     p: Preset | None = None,
     *,
     global_banned: Sequence[str] = (),
-    locked_binding: bool = False,
 ) -> Params:
-    return apply_preset(
-        request,
-        p or preset(),
-        global_banned=global_banned,
-        seed_source=lambda: 42,
-        locked_binding=locked_binding,
-    )
+    return apply_preset(request, p or preset(), global_banned=global_banned, seed_source=lambda: 42)
 
 
 def test_apply_happy_path() -> None:
@@ -285,9 +271,9 @@ def test_other_locks(lock: str, request_: ImagineRequest, flag: str) -> None:
     assert flag in info.value.user_message
 
 
-def test_locked_binding_refuses_another_preset() -> None:
-    with pytest.raises(LockedSetting, match="locked to the Testco preset test-brand"):
-        apply(ImagineRequest("cat", preset="other"), locked_binding=True)
+def test_apply_runs_the_preset_it_is_given_whatever_the_request_names() -> None:
+    # Choosing the preset (--preset, the channel's binding, a locked binding) is the service's
+    # job: tests/unit/test_service.py test_a_locked_binding_refuses_other_presets_and_campaigns.
     assert apply(ImagineRequest("cat", preset="other")).preset == "test-brand"
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from core.brand.presets import Preset, parse_preset
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
 from core.domain import (
     Action,
     ActionKind,
@@ -29,7 +30,9 @@ from core.errors import (
     QuotaExceeded,
     UserError,
 )
-from core.service import Service, ServiceConfig, feedback_for
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.service.feedback import feedback_for
 from core.testing import FakeJobQueue, FakeState, fake_uow_factory
 
 BRAND = """
@@ -165,8 +168,9 @@ async def test_a_locked_binding_refuses_other_presets_and_campaigns(service: Ser
     await service.create_campaign(ADMIN, "spring", "brand-b")
     await service.create_campaign(ADMIN, "autumn", "brand-a")
     await service.bind(ADMIN, HERE, campaign="spring", locked=True)
-    with pytest.raises(LockedSetting, match="preset brand-b"):
+    with pytest.raises(LockedSetting, match="preset brand-b") as locked:
         await service.imagine("a circle --preset brand-a", ALICE, HERE)
+    assert "remove --preset brand-a" in locked.value.user_message
     with pytest.raises(LockedSetting, match="campaign spring"):
         await service.imagine("a circle --campaign autumn", ALICE, HERE)
 
@@ -191,6 +195,8 @@ async def test_only_admins_bind_and_create_campaigns(service: Service) -> None:
 async def test_campaign_names_and_dates_are_checked(service: Service) -> None:
     with pytest.raises(UserError, match="lowercase letters a-z"):
         await service.create_campaign(ADMIN, "Spring Sale", "brand-a")
+    with pytest.raises(UserError, match="lowercase letters a-z"):
+        await service.create_campaign(ADMIN, "spring{a,b}", "brand-a")
     with pytest.raises(UserError, match="end on or after"):
         await service.create_campaign(
             ADMIN, "s", "brand-a", starts_on=date(2026, 3, 2), ends_on=date(2026, 3, 1)

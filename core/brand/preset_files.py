@@ -1,0 +1,224 @@
+"""Brand preset files: YAML → a validated ``Preset``, or every problem in it.
+
+Every problem is reported with the file, the line, the key path and what is allowed, so a brand
+manager can fix a file without reading code. ``parse_preset`` reads text; only the
+``load_*``/``validate_files`` functions touch the file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from core.brand.presets import LOCKABLE, EngineSpec, Limits, Preset, PresetSpec, Watermark
+from core.errors import PresetError
+
+__all__ = ["content_version", "load_preset", "load_presets", "parse_preset", "validate_files"]
+
+
+def content_version(text: str) -> str:
+    """The preset version: first 12 hex digits of the SHA-256 of the file's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt = k if isinstance(v, yaml.ScalarNode) and v.value == "" else v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            nxt = node.value[part] if part < len(node.value) else None
+        node = nxt
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): PresetSpec,
+    ("engine",): EngineSpec,
+    ("watermark",): Watermark,
+    ("limits",): Limits,
+}
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[tuple[int | str, ...], str]:
+    """A pydantic error → (location, one precise sentence)."""
+    loc: tuple[int | str, ...] = tuple(error["loc"])
+    kind, msg, value = error["type"], str(error["msg"]), error.get("input")
+    if loc[:1] == ("aspect_ratios",) and len(loc) >= 3:
+        if loc[2] == "[key]":
+            return loc[:2], msg.removeprefix("Value error, ")
+        return loc[:2], "must be [width, height] in pixels, e.g. [1024, 1024]"
+    if kind == "extra_forbidden":
+        model = _MODELS.get(tuple(str(p) for p in loc[:-1]))
+        allowed = ", ".join(model.model_fields) if model else "none"
+        return loc, f"unknown key {loc[-1]!r}; allowed keys here: {allowed}"
+    if kind == "missing":
+        return loc, "is required but missing"
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        if loc == ():  # model-level check: the only one is default_aspect
+            return ("default_aspect",), msg
+        return loc, msg
+    if loc and loc[0] == "locked" and kind == "literal_error":
+        return loc, f"{value!r} cannot be locked; lockable settings: {', '.join(LOCKABLE)}"
+    return loc, f"{msg} (got {value!r})"
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def _problems(text: str, source: str) -> tuple[Preset | None, list[str]]:
+    """Parse and validate ``text``; return the preset or every problem, each prefixed."""
+    try:
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [f"{where}: invalid YAML: {problem}"]
+    if not isinstance(data, dict):
+        return None, [f"{source}: a preset must be a YAML mapping of keys (name, brand, ...)"]
+    problems = []
+    for reserved in ("version", "source_text", "source_path"):
+        if reserved in data:
+            problems.append(
+                f"{source}:{_line_of(root, (reserved,))}: {reserved}: is set by onbrand, "
+                "remove it from the file"
+            )
+            del data[reserved]
+    try:
+        spec = PresetSpec.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc, message = _describe(error)
+            line = _line_of(root, loc)
+            where = f"{source}:{line}" if line else source
+            problems.append(f"{where}: {_format_loc(loc)}: {message}")
+        aspects, default = data.get("aspect_ratios"), data.get("default_aspect")
+        reported = any(e["loc"] in ((), ("default_aspect",)) for e in exc.errors())
+        if isinstance(aspects, dict) and aspects and default not in aspects and not reported:
+            problems.append(
+                f"{source}:{_line_of(root, ('default_aspect',))}: default_aspect: "
+                f"{default!r} is not one of aspect_ratios ({', '.join(map(str, aspects))})"
+            )
+    if problems:
+        return None, problems
+    preset = Preset(**dict(spec), version=content_version(text), source_text=text, source_path=None)
+    return preset, []
+
+
+def _raise(problems: Sequence[str]) -> None:
+    if problems:
+        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        raise PresetError(f"Invalid preset ({count}):\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def parse_preset(text: str, source: str = "<string>") -> Preset:
+    """Validate preset YAML ``text``; ``PresetError`` lists every problem."""
+    preset, problems = _problems(text, source)
+    _raise(problems)
+    assert preset is not None
+    return preset
+
+
+def _load(path: Path) -> tuple[Preset | None, list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [f"{path}: cannot read: {exc}"]
+    preset, problems = _problems(text, str(path))
+    if preset is None:
+        return None, problems
+    preset = preset.model_copy(update={"source_path": str(path)})
+    logo = preset.logo_path
+    if logo is not None and not logo.is_file():
+        line = _line_of(yaml.compose(text, Loader=_UniqueKeyLoader), ("watermark", "logo"))
+        return None, [
+            f"{path}:{line}: watermark.logo: file {logo} not found "
+            "(the path is relative to the preset file)"
+        ]
+    return preset, []
+
+
+def load_preset(path: str | Path) -> Preset:
+    """Read and validate one preset file; ``PresetError`` lists every problem."""
+    preset, problems = _load(Path(path))
+    _raise(problems)
+    assert preset is not None
+    return preset
+
+
+def _preset_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _load_many(paths: Iterable[Path]) -> tuple[dict[str, Preset], list[str]]:
+    presets: dict[str, Preset] = {}
+    problems: list[str] = []
+    for path in paths:
+        preset, errors = _load(path)
+        problems += errors
+        if preset is None:
+            continue
+        if preset.name in presets:
+            first = presets[preset.name].source_path
+            problems.append(f"{path}: name: preset name {preset.name!r} is already used by {first}")
+            continue
+        presets[preset.name] = preset
+    return presets, problems
+
+
+def load_presets(directory: str | Path) -> dict[str, Preset]:
+    """Every ``*.yaml``/``*.yml`` preset in ``directory`` by name; duplicate names are errors."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PresetError(f"Preset folder {directory} does not exist.")
+    presets, problems = _load_many(_preset_files(directory))
+    _raise(problems)
+    return presets
+
+
+def validate_files(paths: Iterable[str | Path]) -> list[str]:
+    """Every problem in every file (each prefixed with its file name); empty means valid.
+
+    A folder stands for the preset files in it. Names must be unique across all files.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += _preset_files(p) if p.is_dir() else [p]
+    return _load_many(files)[1]

@@ -1,0 +1,50 @@
+"""The use cases the chat adapters and the CLI call, one module each, composed into ``Service``.
+
+Every method takes a platform-neutral ``Actor`` (and ``ReplyTarget`` where results go), works in
+one unit of work (records and queue commit together or not at all) and raises ``UserError`` with
+text for the person who asked when the request can't be served.
+
+- ``base``: configuration, shared state and the rules several use cases apply (presets, campaign
+  dates, quotas, fair enqueueing, tickets, roles)
+- ``imagine``: ``/imagine`` → recorded and queued generations
+- ``buttons``: upscale, vary, reroll and cancel
+- ``feedback``: reactions → favourites, likes, approvals
+- ``messages``: the chat messages posted for a generation, and the generation behind an id
+- ``campaigns``: campaigns and channel bindings (admins)
+- ``reports``: campaign reports (admins and reviewers)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from core.brand.presets import Preset
+from core.ports import UnitOfWorkFactory
+from core.service.base import ServiceConfig, utcnow
+from core.service.buttons import Buttons
+from core.service.campaigns import Campaigns
+from core.service.feedback import Feedback
+from core.service.imagine import Imagine
+from core.service.messages import Messages
+from core.service.reports import Reports, ReportSource
+
+__all__ = ["Service"]
+
+
+class Service(Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
+    """Every use case over one unit-of-work factory, one set of presets and one configuration:
+    what ``core.bootstrap`` builds once per process and the adapters call."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        presets: Mapping[str, Preset],
+        config: ServiceConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        seed_source: Callable[[], int] | None = None,
+        reports: ReportSource | None = None,
+    ) -> None:
+        super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
+        self._reports = reports

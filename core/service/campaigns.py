@@ -1,0 +1,97 @@
+"""Admin use cases: create and list campaigns, bind a channel to a campaign or a preset (locked
+or not), unbind it. Each change is audited."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from core.brand import grammar
+from core.domain import Actor, Binding, Campaign, ReplyTarget, Role
+from core.errors import NotFound, UserError
+from core.service.base import UseCase, actor_key
+
+
+class Campaigns(UseCase):
+    async def create_campaign(
+        self,
+        actor: Actor,
+        name: str,
+        preset: str,
+        *,
+        starts_on: date | None = None,
+        ends_on: date | None = None,
+        gpu_budget_seconds: float | None = None,
+        rush: bool = False,
+    ) -> Campaign:
+        self._require(actor, Role.ADMIN, "create campaigns")
+        self.preset(preset)
+        grammar.check_name("campaign", name)
+        if starts_on and ends_on and ends_on < starts_on:
+            raise UserError("The campaign must end on or after the day it starts.")
+        async with self._uow() as uow:
+            owner = await uow.repo.ensure_user(actor)
+            created = await uow.repo.add_campaign(
+                Campaign(name, preset, starts_on, ends_on, gpu_budget_seconds, rush), owner
+            )
+            await uow.repo.audit(
+                actor_key(actor), "campaign.created", name, {"preset": preset}, created.id
+            )
+            await uow.commit()
+        return created
+
+    async def campaigns(self) -> list[Campaign]:
+        async with self._uow() as uow:
+            return await uow.repo.campaigns()
+
+    async def bind(
+        self,
+        actor: Actor,
+        where: ReplyTarget,
+        *,
+        campaign: str | None = None,
+        preset: str | None = None,
+        locked: bool = False,
+    ) -> Binding:
+        """Bind a channel to a campaign (and its preset) or to a preset alone."""
+        self._require(actor, Role.ADMIN, "bind channels")
+        if campaign is None and preset is None:
+            raise UserError("Name a campaign or a preset to bind this channel to.")
+        async with self._uow() as uow:
+            found = await uow.repo.campaign(campaign) if campaign else None
+            if campaign and found is None:
+                raise NotFound(f"There is no campaign called {campaign}.")
+            preset_name = preset or (found.preset if found else self.config.default_preset)
+            self.preset(preset_name)
+            binding = Binding(
+                where.platform, where.workspace_id, where.channel_id, preset_name, campaign, locked
+            )
+            user_id = await uow.repo.ensure_user(actor)
+            await uow.repo.save_binding(binding, user_id)
+            await uow.repo.audit(
+                actor_key(actor),
+                "binding.saved",
+                f"{where.platform.value}:{where.channel_id}",
+                _binding_details(binding),
+                found.id if found else None,
+            )
+            await uow.commit()
+        return binding
+
+    async def unbind(self, actor: Actor, where: ReplyTarget) -> bool:
+        self._require(actor, Role.ADMIN, "unbind channels")
+        async with self._uow() as uow:
+            removed = await uow.repo.delete_binding(where)
+            if removed:
+                await uow.repo.audit(
+                    actor_key(actor),
+                    "binding.deleted",
+                    f"{where.platform.value}:{where.channel_id}",
+                    {},
+                )
+            await uow.commit()
+        return removed
+
+
+def _binding_details(binding: Binding) -> dict[str, Any]:
+    return {"campaign": binding.campaign, "preset": binding.preset, "locked": binding.locked}

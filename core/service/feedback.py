@@ -1,0 +1,73 @@
+"""Reactions on a result message: favourites (⭐ ❤ 1️⃣–4️⃣), likes, dislikes and approvals (✅,
+counted only from reviewers), recorded and retracted per user."""
+
+from __future__ import annotations
+
+from core.domain import Actor, FeedbackKind, MessageRef, Role
+from core.service.base import UseCase
+
+# Reactions → feedback. Keys are normalised (no variation selector); Slack names are included
+# because Slack reports reactions by name.
+_NUMBERS = {
+    "1\u20e3": 1,
+    "2\u20e3": 2,
+    "3\u20e3": 3,
+    "4\u20e3": 4,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+}
+_KINDS: dict[str, FeedbackKind] = {
+    "⭐": FeedbackKind.FAVOURITE,
+    "star": FeedbackKind.FAVOURITE,
+    "❤": FeedbackKind.FAVOURITE,
+    "heart": FeedbackKind.FAVOURITE,
+    "👍": FeedbackKind.LIKE,
+    "+1": FeedbackKind.LIKE,
+    "thumbsup": FeedbackKind.LIKE,
+    "👎": FeedbackKind.DISLIKE,
+    "-1": FeedbackKind.DISLIKE,
+    "thumbsdown": FeedbackKind.DISLIKE,
+    "✅": FeedbackKind.APPROVE,
+    "white_check_mark": FeedbackKind.APPROVE,
+}
+
+
+def feedback_for(emoji: str) -> tuple[FeedbackKind, int | None] | None:
+    """What a reaction means: (kind, image index or None for the whole result), or None."""
+    key = emoji.replace("\ufe0f", "").strip(":")
+    key = key.split("::", 1)[0]  # Slack skin tones: "+1::skin-tone-2"
+    if (number := _NUMBERS.get(key)) is not None:
+        return FeedbackKind.FAVOURITE, number
+    if (kind := _KINDS.get(key)) is not None:
+        return kind, None
+    return None
+
+
+class Feedback(UseCase):
+    async def react(self, message: MessageRef, emoji: str, actor: Actor, *, added: bool) -> bool:
+        """A reaction on a result message; True when it was recorded (or retracted)."""
+        meaning = feedback_for(emoji)
+        if meaning is None:
+            return False
+        kind, index = meaning
+        if kind is FeedbackKind.APPROVE and not actor.has(Role.REVIEWER):
+            return False  # approvals count only from reviewers
+        async with self._uow() as uow:
+            generation_id = await uow.repo.generation_for_message(message)
+            if generation_id is None:
+                return False  # a reaction on some other message
+            images = await uow.repo.image_ids(generation_id)
+            if index is None and len(images) == 1:
+                index = next(iter(images))  # a single image (an upscale): feedback is on it
+            if index is not None and index not in images:
+                return False
+            image_id = images[index] if index is not None else None
+            user_id = await uow.repo.ensure_user(actor)
+            if added:
+                changed = await uow.repo.add_feedback(generation_id, image_id, user_id, kind, emoji)
+            else:
+                changed = await uow.repo.remove_feedback(generation_id, image_id, user_id, kind)
+            await uow.commit()
+        return changed

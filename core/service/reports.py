@@ -1,0 +1,45 @@
+"""Campaign reports in chat, for admins and reviewers: a short summary and two files. The
+report itself is built elsewhere (``core.reports``); the service checks who asks and calls the
+``ReportSource`` it was given."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+
+from core.domain import Actor, Role
+from core.errors import UserError
+from core.service.base import UseCase
+
+
+@dataclass(frozen=True)
+class ReportBundle:
+    """A campaign report as chat shows it: a short summary and two files."""
+
+    campaign: str
+    summary_markdown: str
+    csv: str
+    html: str
+
+
+ReportSource = Callable[[str, date | None, date | None, bool], Awaitable[ReportBundle]]
+
+
+class Reports(UseCase):
+    _reports: ReportSource | None = None
+
+    async def report(
+        self,
+        actor: Actor,
+        campaign: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        pseudonymise: bool = False,
+    ) -> ReportBundle:
+        """A campaign report for admins and reviewers: a summary plus CSV and HTML files."""
+        self._require(actor, Role.REVIEWER, "see campaign reports")
+        if self._reports is None:
+            raise UserError("Reports are not available in this process.")
+        return await self._reports(campaign, since, until, pseudonymise)
