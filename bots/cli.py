@@ -60,18 +60,10 @@ def doctor() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from core.bootstrap import open_database
-    from core.db.migrate import head_revision, upgrade
+    from core.bootstrap import migrate_database
 
-    async def go() -> None:
-        db = await open_database(load_settings(), migrate=False)
-        try:
-            await upgrade(db)
-        finally:
-            await db.dispose()
-
-    run_async(go())
-    out.print(f"database schema at {head_revision()}")
+    head = run_async(migrate_database(load_settings()))
+    out.print(f"database schema at {head}")
 
 
 @app.command()
@@ -139,9 +131,8 @@ def imagine(
     """Make images from a prompt, the way /imagine does in chat."""
     from rich.progress import Progress
 
-    from bots.processes import save_results
     from core.bootstrap import build_worker
-    from core.delivery.sweep import wait_until_finished
+    from core.delivery.sweep import save_results, wait_until_finished
     from core.replies import imagine_text
 
     text = imagine_text(prompt, aspect=ar, seed=seed, n=n, preset=preset, campaign=campaign)
@@ -171,7 +162,7 @@ def imagine(
             if running is not None and worker_task is not None:
                 running.stop()
                 await worker_task
-        for paths in [await save_results(app, generations, out_dir)]:
+        for paths in [await save_results(app.db, app.store, generations, out_dir)]:
             for path in paths:
                 out.print(str(path), highlight=False)
         failed = [g for g in generations if g.status is not GenerationStatus.DONE]

@@ -1,4 +1,4 @@
-"""Long-running processes: ``onbrand worker`` and ``onbrand run``; and the CLI's wait for results.
+"""Long-running processes: ``onbrand worker`` and ``onbrand run``.
 
 SIGTERM and SIGINT stop them gracefully: no new jobs are claimed, the jobs in hand finish, the
 results are delivered, and the process exits 0 — within ``ONBRAND_SHUTDOWN_GRACE_S`` (default 30),
@@ -16,15 +16,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from core.bootstrap import App, build_worker
-from core.db import delivery as delivery_queries
-from core.delivery.sweep import load_originals
-from core.domain import Generation, GenerationStatus
+from core.delivery.sweep import wait_until_delivered
 from core.errors import ConfigError
-from core.imaging.grid import make_grid
 from core.ops import server
 from core.ops.readiness import database_check, engines_check, tcp_check
 
@@ -233,7 +229,9 @@ async def run_all(
         stop()  # also when a part ended by itself: the others stop too
         await shutdown.finish(working, "the worker")
         if chatting and not any(t.done() for t in chatting):
-            await _flush_deliveries(app, platforms, min(10.0, shutdown.remaining() / 2))
+            within = min(10.0, shutdown.remaining() / 2)
+            if not await wait_until_delivered(app.db, platforms, within):
+                log.warning("stopping with results not yet delivered; the next start posts them")
         adapters_stop.set()
         await shutdown.finish(chatting, "the chat adapters")
         _raise_failures([*working, *chatting])
@@ -251,47 +249,3 @@ def _alive_and(task: asyncio.Task[None], host: str | None = None, port: int = 0)
         return True, "running"
 
     return check
-
-
-async def _flush_deliveries(app: App, platforms: Sequence[Any], within_s: float) -> None:
-    """Give the running deliveries up to ``within_s`` to post results finished so far (the
-    worker's last batch, say); what is left is posted by the next bot's sweep, never lost."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        left = 0
-        for platform in platforms:
-            left += len(await delivery_queries.undelivered(app.db, platform, limit=1))
-        if not left:
-            return
-        if loop.time() >= deadline:
-            log.warning("stopping with results not yet delivered; the next start posts them")
-            return
-        await asyncio.sleep(0.2)
-
-
-async def save_results(app: App, generations: Sequence[Generation], out: Path) -> list[Path]:
-    """Write each generation's originals and its 2×2 grid under ``out/<generation id>/``."""
-    import io
-
-    from PIL import Image
-
-    written: list[Path] = []
-    for generation in generations:
-        if generation.status is not GenerationStatus.DONE:
-            continue
-        folder = out / str(generation.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        images = []
-        originals = await load_originals(app.db, app.store, generation.id)
-        for index, data in enumerate(originals, 1):
-            path = folder / f"{index}.png"
-            path.write_bytes(data)
-            written.append(path)
-            images.append(Image.open(io.BytesIO(data)))
-        if len(images) > 1:
-            grid = folder / "grid.png"
-            make_grid(images).save(grid)
-            written.append(grid)
-        await delivery_queries.mark_delivered(app.db, generation.id)
-    return written

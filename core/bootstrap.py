@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from core.brand.preset_files import load_presets
 from core.brand.presets import Preset
 from core.db import Database, resolve_database_url
-from core.db.migrate import upgrade
+from core.db.migrate import head_revision, upgrade
 from core.delivery.sweep import Delivery
 from core.domain import Platform
 from core.errors import ConfigError, PresetError
@@ -39,6 +39,13 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
     if migrate:
         await upgrade(db)
     return db
+
+
+async def migrate_database(settings: Settings) -> str | None:
+    """Bring the schema to head (``onbrand migrate``); the head revision."""
+    db = await open_database(settings)
+    await db.dispose()
+    return head_revision()
 
 
 def load_brand_presets(settings: Settings) -> dict[str, Preset]:

@@ -7,6 +7,9 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.db import Database
 from core.db.migrate import current_revision, head_revision, missing_tables, revisions_behind
 from core.errors import ConfigError
@@ -35,7 +38,7 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
         return [Check("database", False, str(exc))], None
     try:
         version = await asyncio.wait_for(db.ping(), timeout=15)
-    except Exception as exc:  # any failure to reach the server is the finding itself
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # unreachable: the finding itself
         await db.dispose()
         where = "DATABASE_URL" if settings.database_url else "the embedded server"
         return [Check("database", False, f"cannot reach {where}: {_reason(exc)}")], None
@@ -50,7 +53,7 @@ async def check_migrations(db: Database) -> Check:
     onbrand migrated it), more than one, or tables missing at head is a real problem."""
     try:
         current = await current_revision(db)
-    except Exception as exc:  # e.g. several rows in alembic_version: the finding itself
+    except (SQLAlchemyError, CommandError) as exc:  # e.g. two rows in alembic_version
         return Check("migrations", False, f"cannot read the schema version: {_reason(exc)}")
     head = head_revision()
     if current == head:

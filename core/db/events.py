@@ -65,6 +65,6 @@ async def subscribe(dsn: str) -> AsyncIterator[asyncio.Queue[Event]]:
     try:
         yield queue
     finally:
-        with contextlib.suppress(Exception):
-            await connection.remove_listener(CHANNEL, listener)
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await connection.remove_listener(CHANNEL, listener)  # a lost connection has none
         await connection.close()

@@ -5,21 +5,27 @@ edit the status message as progress comes in and post the result the moment a ge
 finishes; a periodic sweep posts anything finished but not yet delivered — after the bot was
 down, after an event was missed, or after the platform refused a post. A generation is marked
 delivered only after its result was posted, so a failure means a retry, never a loss.
+
+The CLI is a platform too: ``wait_until_finished`` follows its generations and
+``save_results`` delivers them as files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
 from core.db.events import Event, subscribe
-from core.domain import Generation, GenerationStatus
+from core.domain import Generation, GenerationStatus, Platform
+from core.imaging.grid import make_grid
 from core.ops import logs, metrics
 from core.ports import ChatSink, ImageStore
 from core.service import Service
@@ -141,8 +147,12 @@ class Delivery:
         if lag is not None:
             metrics.delivered(self.sink.platform.value, lag_s=lag)
         if status_ref is not None:
-            with contextlib.suppress(Exception):  # cosmetic; the result is already posted
+            try:
                 await self.sink.update_status(status_ref, closing_card(generation))
+            except Exception:  # cosmetic, and the result is already posted: log, don't retry
+                log.warning(
+                    "could not close the status message of %s", generation_id, exc_info=True
+                )
         self.delivered += 1
         return True
 
@@ -173,3 +183,50 @@ async def wait_until_finished(
                 return generations
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(events.get(), timeout=poll_s)
+
+
+async def wait_until_delivered(
+    db: Database, platforms: Sequence[Platform], within_s: float
+) -> bool:
+    """Give the running deliveries up to ``within_s`` to post the results finished so far (a
+    stopping worker's last batch, say); whether they did. What is left is posted by the next
+    bot's sweep, never lost."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        left = 0
+        for platform in platforms:
+            left += len(await queries.undelivered(db, platform, limit=1))
+        if not left:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
+
+
+async def save_results(
+    db: Database, store: ImageStore, generations: Sequence[Generation], out: Path
+) -> list[Path]:
+    """The CLI's delivery: each finished generation's originals and its 2×2 grid written under
+    ``out/<generation id>/``, and the generation marked delivered; the files written."""
+    from PIL import Image
+
+    written: list[Path] = []
+    for generation in generations:
+        if generation.status is not GenerationStatus.DONE:
+            continue
+        folder = out / str(generation.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        images = []
+        originals = await load_originals(db, store, generation.id)
+        for index, data in enumerate(originals, 1):
+            path = folder / f"{index}.png"
+            path.write_bytes(data)
+            written.append(path)
+            images.append(Image.open(io.BytesIO(data)))
+        if len(images) > 1:
+            grid = folder / "grid.png"
+            make_grid(images).save(grid)
+            written.append(grid)
+        await queries.mark_delivered(db, generation.id)
+    return written

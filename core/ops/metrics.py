@@ -259,6 +259,7 @@ class QueueDepthCollector(Collector):
             return
         from pgqueuer.domain.settings import db_settings
         from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
 
         table = self.table or db_settings().qualified.queue_table
         query = text(
@@ -269,7 +270,8 @@ class QueueDepthCollector(Collector):
         try:
             async with asyncio.timeout(2.0), db.engine.connect() as conn:
                 rows = (await conn.execute(query, {"entrypoint": self.entrypoint})).all()
-        except Exception as exc:  # the scrape still answers; database_up says what happened
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the scrape still answers;
+            # database_up says what happened
             log.debug("queue depth: %s", exc)
             self._up = False
             self._read_at = time.monotonic()

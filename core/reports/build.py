@@ -152,12 +152,14 @@ async def _build(
         # same snapshot while this one computes the figures (two cores instead of one).
         snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
         picking = asyncio.create_task(_picks_beside(beside, snapshot, sql.picks, picks_params))
+        figured = False
         try:
             row = (await conn.execute(text(sql.figures), params)).one()
-        except BaseException:
-            picking.cancel()
-            await asyncio.gather(picking, return_exceptions=True)
-            raise
+            figured = True
+        finally:
+            if not figured:  # failed or cancelled: the picks are not wanted either
+                picking.cancel()
+                await asyncio.gather(picking, return_exceptions=True)
         picks = await picking
     else:  # the caller's transaction (it may hold uncommitted rows): one after the other
         row = (await conn.execute(text(sql.figures), params)).one()
