@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from core.db.events import CHANNEL, Event, EventType
-from core.db.repository import params_from_json
+from core.db.mapping import params_from_json
 from core.domain import GenerationKind, GenerationStatus, Params
 
 __all__ = [

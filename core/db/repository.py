@@ -20,6 +20,12 @@ from sqlalchemy.sql import ColumnElement
 
 from core.db import models as m
 from core.db.events import Event, EventType, publish
+from core.db.mapping import (
+    campaign_from_row,
+    generation_from_row,
+    params_to_json,
+    reply_target_to_json,
+)
 from core.domain import (
     Actor,
     Binding,
@@ -28,54 +34,16 @@ from core.domain import (
     Generation,
     GenerationStatus,
     MessageRef,
-    Params,
     Platform,
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
 from core.ports import NewGeneration
 
-__all__ = ["SqlRepository", "params_from_json", "params_to_json", "reply_target_to_json"]
+__all__ = ["SqlRepository"]
 
 _NOT_COUNTED = (GenerationStatus.FAILED, GenerationStatus.CANCELLED)
 _ACTIVE = (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
-_PARAM_FIELDS = tuple(f.name for f in dataclasses.fields(Params))
-
-
-def params_to_json(params: Params) -> dict[str, Any]:
-    return dataclasses.asdict(params)
-
-
-def params_from_json(data: dict[str, Any]) -> Params:
-    """Inverse of ``params_to_json``; keys this version doesn't know are ignored."""
-    return Params(**{name: data[name] for name in _PARAM_FIELDS if name in data})
-
-
-def reply_target_to_json(target: ReplyTarget) -> dict[str, Any]:
-    return {
-        "platform": target.platform.value,
-        "workspace_id": target.workspace_id,
-        "channel_id": target.channel_id,
-        "thread_id": target.thread_id,
-    }
-
-
-def reply_target_from_json(data: dict[str, Any]) -> ReplyTarget:
-    return ReplyTarget(
-        Platform(data["platform"]), data["workspace_id"], data["channel_id"], data.get("thread_id")
-    )
-
-
-def _campaign(row: m.Campaign) -> Campaign:
-    return Campaign(
-        name=row.name,
-        preset=row.preset_name,
-        starts_on=row.starts_on,
-        ends_on=row.ends_on,
-        gpu_budget_seconds=row.gpu_budget_seconds,
-        rush=row.rush,
-        id=row.id,
-    )
 
 
 def _same_image(image_id: int | None) -> ColumnElement[bool]:
@@ -224,11 +192,11 @@ class SqlRepository:
 
     async def campaign(self, name: str) -> Campaign | None:
         row = await self.session.scalar(select(m.Campaign).where(m.Campaign.name == name))
-        return None if row is None else _campaign(row)
+        return None if row is None else campaign_from_row(row)
 
     async def campaigns(self) -> list[Campaign]:
         rows = await self.session.scalars(select(m.Campaign).order_by(m.Campaign.name))
-        return [_campaign(row) for row in rows]
+        return [campaign_from_row(row) for row in rows]
 
     async def add_campaign(self, campaign: Campaign, owner_id: int | None) -> Campaign:
         new_id = await self.session.scalar(
@@ -320,23 +288,7 @@ class SqlRepository:
         if row is None:
             return None
         gen, platform, workspace, user, campaign, images = row
-        return Generation(
-            id=gen.id,
-            kind=gen.kind,
-            status=gen.status,
-            user_id=gen.user_id,
-            requester=f"{platform}:{workspace}:{user}",
-            raw_prompt=gen.raw_prompt,
-            params=params_from_json(gen.params),
-            reply_target=reply_target_from_json(gen.reply_target),
-            parent_id=gen.parent_id,
-            source_index=gen.source_index,
-            campaign=campaign,
-            campaign_id=gen.campaign_id,
-            image_count=int(images),
-            error=gen.error,
-            preset_id=gen.preset_id,
-        )
+        return generation_from_row(gen, f"{platform}:{workspace}:{user}", campaign, int(images))
 
     async def images_requested_since(self, user_id: int, since: datetime) -> int:
         requested = await self.session.scalar(

@@ -33,7 +33,8 @@ from core.domain import (
     ReplyTarget,
 )
 from core.ports import NewGeneration, UnitOfWork
-from core.testing import FakeJobQueue, FakeState, FakeUnitOfWork
+from core.testing.queue import FakeJobQueue, FakeUnitOfWork
+from core.testing.state import FakeState
 
 AuditRow = tuple[str, str, str, dict[str, Any], int | None]
 

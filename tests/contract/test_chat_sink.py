@@ -47,7 +47,7 @@ from core.domain import (
     ResultCard,
 )
 from core.ports import ChatSink
-from core.testing import RecordingSink
+from core.testing.chat import RecordingSink
 from tests.fakes.discord import FakeDiscord, run_client
 from tests.fakes.slack import BOT_TOKEN, CHANNEL_ID, TEAM_ID, USER_ID, FakeSlack, running_fake_slack
 from tests.network import allowed_hosts

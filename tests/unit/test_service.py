@@ -33,7 +33,8 @@ from core.errors import (
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.service.feedback import feedback_for
-from core.testing import FakeJobQueue, FakeState, fake_uow_factory
+from core.testing.queue import FakeJobQueue, fake_uow_factory
+from core.testing.state import FakeState
 
 BRAND = """
 name: brand-a
