@@ -6,11 +6,13 @@ import asyncio
 import importlib.util
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import Database
+from core.db import delivery as delivery_queries
 from core.db.migrate import current_revision, head_revision, missing_tables, revisions_behind
 from core.errors import ConfigError
 from core.settings import Settings
@@ -44,7 +46,26 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
         return [Check("database", False, f"cannot reach {where}: {_reason(exc)}")], None
     checks = [Check("database", True, f"PostgreSQL {version} at {db.display_url}")]
     checks.append(await check_migrations(db))
+    if await current_revision(db) == head_revision():
+        checks.append(await check_deliveries(db))
     return checks, db
+
+
+async def check_deliveries(db: Database, *, days: int = 7) -> Check:
+    """Results given up lately (the channel was gone, or every try failed): not a fault of this
+    installation, so not unhealthy, but worth a look."""
+    count, newest = await delivery_queries.given_up(
+        db, since=datetime.now(UTC) - timedelta(days=days), limit=1
+    )
+    if not count:
+        return Check("deliveries", True, f"every result of the last {days} days was posted")
+    last = newest[0]
+    return Check(
+        "deliveries",
+        True,
+        f"{count} result(s) of the last {days} days never posted; newest: {last.generation_id} "
+        f"({last.platform}: {last.reason})",
+    )
 
 
 async def check_migrations(db: Database) -> Check:

@@ -149,6 +149,15 @@ class ImageStore(Protocol):
     async def exists(self, key: str) -> bool: ...
 
 
+class Undeliverable(Exception):
+    """A ``ChatSink`` refused a post for good: the channel is gone, archived, or the bot was
+    removed from it. ``reason`` says so in the platform's words; the delivery stops trying."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ChatSink(Protocol):
     """A chat platform as the ``Delivery`` and the chat flow use it: edit a status message
     (latest wins; never blocks, the last edit is never dropped), post a result as an ordinary

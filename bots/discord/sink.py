@@ -15,6 +15,7 @@ import discord
 from bots.discord.render import Rendered, render_card
 from core.delivery.throttle import EditThrottle
 from core.domain import Generation, MessageRef, Platform, ReplyTarget, ResultCard
+from core.ports import Undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,21 @@ class DiscordSink:
     async def post_result(
         self, target: ReplyTarget, card: ResultCard, generation: Generation
     ) -> MessageRef:
-        """Post the result as an ordinary channel message; raises when Discord refuses it."""
+        """Post the result as an ordinary channel message; raises when Discord refuses it, with
+        ``Undeliverable`` when the channel is gone (404). A 403 (missing permissions) is worth
+        retrying: an admin can grant them."""
         channel = self.channel(target.thread_id or target.channel_id, target.workspace_id)
         rendered = self.render(card, target.workspace_id)
-        sent = await channel.send(
-            content=requester_mention(generation) or None,
-            embed=rendered.embed,
-            files=rendered.files,
-            view=rendered.view or discord.utils.MISSING,
-            allowed_mentions=PING_REQUESTER,
-        )
+        try:
+            sent = await channel.send(
+                content=requester_mention(generation) or None,
+                embed=rendered.embed,
+                files=rendered.files,
+                view=rendered.view or discord.utils.MISSING,
+                allowed_mentions=PING_REQUESTER,
+            )
+        except discord.NotFound as exc:
+            raise Undeliverable(f"Discord: {exc.status} {exc.text or exc.code}") from exc
         return MessageRef(Platform.DISCORD, str(sent.channel.id), str(sent.id))
 
     # --- status edits ----------------------------------------------------------------------

@@ -39,12 +39,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import render
 from core.delivery.throttle import EditThrottle
 from core.domain import Generation, MessageRef, Platform, ReplyTarget, ResultCard
+from core.ports import Undeliverable
 from core.service import Service
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 IMAGE_REFUSED = frozenset({"invalid_blocks"})  # Slack won't show the upload in an image block
+# Errors that no retry cures: the channel was deleted or archived, or the bot can't post there.
+CHANNEL_GONE = frozenset(
+    {"channel_not_found", "not_in_channel", "is_archived", "restricted_action", "team_not_found"}
+)
 
 
 @dataclass
@@ -149,7 +154,19 @@ class SlackSink:
         self, target: ReplyTarget, card: ResultCard, generation: Generation
     ) -> MessageRef:
         """The result as one message with the grid and its buttons (or, when Slack refuses the
-        image block, as an upload and a buttons message); raises when Slack refuses it."""
+        image block, as an upload and a buttons message); raises when Slack refuses it, with
+        ``Undeliverable`` when the channel is gone or closed to the bot for good."""
+        try:
+            return await self._post_result(target, card, generation)
+        except SlackApiError as exc:
+            if _error(exc) in CHANNEL_GONE:
+                self._postings.pop(generation.id, None)
+                raise Undeliverable(f"Slack: {_error(exc)}") from exc
+            raise
+
+    async def _post_result(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef:
         posting = self._postings.setdefault(generation.id, _Posting())
         if card.images and not posting.fallback:
             if posting.files is None:

@@ -1,11 +1,18 @@
-"""Queries for delivering finished generations to the chat they came from."""
+"""Queries for delivering finished generations to the chat they came from.
+
+A failed post is counted and waits before its next try (``delivery_retry_at``); a result given
+up (``undeliverable``: the channel is gone, or too many failures) is never tried again, so failing
+results never keep deliverable ones waiting.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from core.db.database import Database
 from core.db.models import Generation as GenerationRow
@@ -17,14 +24,20 @@ FINISHED = (GenerationStatus.DONE, GenerationStatus.FAILED, GenerationStatus.CAN
 
 
 async def undelivered(db: Database, platform: Platform, limit: int = 50) -> list[uuid.UUID]:
-    """Finished generations of this platform whose result hasn't been posted, oldest first."""
+    """Finished generations of this platform whose result hasn't been posted and is due (not
+    waiting for its next try, not given up), oldest first."""
     async with db.sessions() as session:
         rows = await session.scalars(
             select(GenerationRow.id)
             .where(
                 GenerationRow.platform == platform.value,
                 GenerationRow.delivered_at.is_(None),
+                GenerationRow.undeliverable.is_(None),
                 GenerationRow.status.in_(FINISHED),
+                or_(
+                    GenerationRow.delivery_retry_at.is_(None),
+                    GenerationRow.delivery_retry_at <= func.now(),
+                ),
             )
             .order_by(GenerationRow.finished_at)
             .limit(limit)
@@ -92,3 +105,66 @@ async def is_delivered(db: Database, generation_id: uuid.UUID) -> bool:
             select(GenerationRow.delivered_at).where(GenerationRow.id == generation_id)
         )
     return delivered is not None
+
+
+class FailedDelivery(NamedTuple):
+    attempts: int  # failed attempts so far
+    gave_up: bool  # no further try: ``undeliverable`` says why
+
+
+async def delivery_failed(
+    db: Database,
+    generation_id: uuid.UUID,
+    reason: str,
+    *,
+    permanent: bool,
+    max_attempts: int,
+    retry_in: Callable[[int], timedelta],
+) -> FailedDelivery:
+    """Count a failed post. A permanent refusal, or the ``max_attempts``-th failure, gives the
+    result up with ``reason``; otherwise the next try waits ``retry_in(attempts)``."""
+    async with db.transaction() as session:
+        attempts = await session.scalar(
+            update(GenerationRow)
+            .where(GenerationRow.id == generation_id, GenerationRow.delivered_at.is_(None))
+            .values(delivery_attempts=GenerationRow.delivery_attempts + 1)
+            .returning(GenerationRow.delivery_attempts)
+        )
+        if attempts is None:  # posted meanwhile by another process
+            return FailedDelivery(0, gave_up=False)
+        gave_up = permanent or attempts >= max_attempts
+        if gave_up:
+            why = reason if permanent else f"gave up after {attempts} attempts: {reason}"
+            values: dict[str, object] = {"undeliverable": why[:2000], "delivery_retry_at": None}
+        else:
+            values = {"delivery_retry_at": func.now() + retry_in(attempts)}
+        await session.execute(
+            update(GenerationRow).where(GenerationRow.id == generation_id).values(**values)
+        )
+    return FailedDelivery(attempts, gave_up)
+
+
+class GivenUp(NamedTuple):
+    generation_id: uuid.UUID
+    platform: str
+    reason: str
+    finished_at: datetime | None
+
+
+async def given_up(db: Database, *, since: datetime, limit: int = 20) -> tuple[int, list[GivenUp]]:
+    """Results given up since ``since``: how many, and the newest ``limit`` of them."""
+    where = (GenerationRow.undeliverable.is_not(None), GenerationRow.finished_at >= since)
+    async with db.sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(GenerationRow).where(*where))
+        rows = await session.execute(
+            select(
+                GenerationRow.id,
+                GenerationRow.platform,
+                GenerationRow.undeliverable,
+                GenerationRow.finished_at,
+            )
+            .where(*where)
+            .order_by(GenerationRow.finished_at.desc())
+            .limit(limit)
+        )
+        return int(count or 0), [GivenUp(r[0], r[1], str(r[2]), r[3]) for r in rows]

@@ -165,7 +165,7 @@ class Generation(Base):
         Index(
             "ix_generations_undelivered",
             "finished_at",
-            postgresql_where=text("delivered_at IS NULL AND status IN ('done', 'failed')"),
+            postgresql_where=text("delivered_at IS NULL AND undeliverable IS NULL"),
         ),
     )
 
@@ -197,6 +197,11 @@ class Generation(Base):
     gpu_seconds: Mapped[float | None] = mapped_column(Float)
     reply_target: Mapped[dict[str, Any]] = mapped_column(JSONB)
     delivered_at: Mapped[datetime | None]
+    # Posting the result: failed attempts so far, when to try again, and why it was given up
+    # (a channel that is gone, or too many failures), which ends the tries.
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delivery_retry_at: Mapped[datetime | None]
+    undeliverable: Mapped[str | None] = mapped_column(Text)
 
 
 class Message(Base):

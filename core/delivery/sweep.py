@@ -18,6 +18,7 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from core.cards import closing_card, result_card, status_card
@@ -27,10 +28,16 @@ from core.db.events import Event, subscribe
 from core.domain import Generation, GenerationStatus, Platform
 from core.imaging.grid import make_grid
 from core.ops import logs, metrics
-from core.ports import ChatSink, ImageStore
+from core.ports import ChatSink, ImageStore, Undeliverable
 from core.service import Service
 
 log = logging.getLogger(__name__)
+
+
+MAX_ATTEMPTS = 12
+"""Failed posts before a result is given up: with the back-off (the sweep interval, doubling,
+at most an hour between tries) about four hours of a platform refusing it."""
+MAX_RETRY_WAIT_S = 3600.0
 
 
 class Delivery:
@@ -42,12 +49,16 @@ class Delivery:
         sink: ChatSink,
         *,
         sweep_interval_s: float = 10.0,
+        retry_base_s: float | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.db = db
         self.service = service
         self.store = store
         self.sink = sink
         self.sweep_interval_s = sweep_interval_s
+        self.retry_base_s = sweep_interval_s if retry_base_s is None else retry_base_s
+        self.max_attempts = max_attempts
         self._in_flight: set[uuid.UUID] = set()
         self._stopping = asyncio.Event()
         self.delivered = 0
@@ -87,9 +98,9 @@ class Delivery:
             if event.type == "progress":
                 await self.show_progress(event.generation_id)
             elif event.type in ("done", "failed", "cancelled"):
-                await self.deliver(event.generation_id)
-        except Exception:
-            log.exception("delivery of %s failed; the sweep will retry", event.generation_id)
+                await self.attempt(event.generation_id)
+        except Exception:  # a task boundary: the sweep posts what an event didn't
+            log.exception("%s event of %s not handled", event.type, event.generation_id)
 
     async def _sweep_forever(self) -> None:
         while not self._stopping.is_set():
@@ -106,11 +117,46 @@ class Delivery:
         for generation_id in await queries.undelivered(self.db, self.sink.platform):
             if self._stopping.is_set():
                 break
-            try:
-                done += await self.deliver(generation_id)
-            except Exception:
-                log.exception("delivery of %s failed; will retry", generation_id)
+            done += await self.attempt(generation_id)
         return done
+
+    async def attempt(self, generation_id: uuid.UUID) -> bool:
+        """``deliver``, and a failure counted: a refusal for good (``Undeliverable``) gives the
+        result up at once, any other failure is tried again later, backing off, until
+        ``max_attempts``. Whether it was posted now."""
+        try:
+            return await self.deliver(generation_id)
+        except Undeliverable as exc:
+            await self._failed(generation_id, exc.reason, permanent=True)
+        except Exception as exc:  # a task boundary: whatever failed, the result is kept
+            log.warning("delivery of %s failed", generation_id, exc_info=True)
+            await self._failed(generation_id, f"{type(exc).__name__}: {exc}", permanent=False)
+        return False
+
+    async def _failed(self, generation_id: uuid.UUID, reason: str, *, permanent: bool) -> None:
+        failed = await queries.delivery_failed(
+            self.db,
+            generation_id,
+            reason,
+            permanent=permanent,
+            max_attempts=self.max_attempts,
+            retry_in=self.retry_wait,
+        )
+        if failed.gave_up:
+            log.error("gave up delivering %s: %s", generation_id, reason)
+            metrics.delivery_given_up(self.sink.platform.value, permanent=permanent)
+        else:
+            log.info(
+                "delivery of %s failed (attempt %d); next try in %s",
+                generation_id,
+                failed.attempts,
+                self.retry_wait(failed.attempts),
+            )
+
+    def retry_wait(self, attempts: int) -> timedelta:
+        """How long after its ``attempts``-th failure a result waits: the base, doubling, at
+        most ``MAX_RETRY_WAIT_S``."""
+        return timedelta(seconds=min(self.retry_base_s * 2 ** (attempts - 1), MAX_RETRY_WAIT_S))
 
     async def show_progress(self, generation_id: uuid.UUID) -> None:
         ref = await queries.status_message(self.db, generation_id)

@@ -85,6 +85,11 @@ DELIVERY_LAG: Final = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+DELIVERIES_GIVEN_UP: Final = Counter(
+    "onbrand_deliveries_given_up_total",
+    "Results never posted: the channel refused them for good (permanent) or too many tries failed",
+    ["platform", "why"],
+)
 PLATFORM_ERRORS: Final = Counter(
     "onbrand_platform_api_errors",
     "Failed chat platform API calls, by platform and HTTP status (or error name).",
@@ -124,6 +129,10 @@ def engine_call(model: str, images: int, seconds: float) -> None:
     """One engine call made ``images`` images with ``model`` in ``seconds``."""
     GENERATION_SECONDS.labels(model=model).observe(seconds)
     BATCH_SIZE.observe(images)
+
+
+def delivery_given_up(platform: str, *, permanent: bool) -> None:
+    DELIVERIES_GIVEN_UP.labels(platform=platform, why="refused" if permanent else "attempts").inc()
 
 
 def delivered(

@@ -10,6 +10,7 @@ from core.domain import (
     ReplyTarget,
     ResultCard,
 )
+from core.ports import Undeliverable
 
 __all__ = ["RecordingSink"]
 
@@ -19,7 +20,8 @@ class RecordingSink:
 
     ``shown(ref)`` is what a status message shows now (the latest card: latest wins, nothing is
     dropped on the way); ``results`` are the posted results with the message each became.
-    ``refuse_next`` makes the next post raise, as a platform refusing it does.
+    ``refuse_next`` makes the next post raise, as a platform refusing it does; a post to a
+    channel in ``gone`` raises ``Undeliverable``.
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class RecordingSink:
         self.results: list[tuple[ReplyTarget, ResultCard, MessageRef]] = []
         self.flushes = 0
         self._refuse = 0
+        self.gone: set[str] = set()  # channels deleted on the platform: posts are Undeliverable
 
     def refuse_next(self, times: int = 1) -> None:
         self._refuse += times
@@ -45,6 +48,8 @@ class RecordingSink:
     async def post_result(
         self, target: ReplyTarget, card: ResultCard, generation: Generation
     ) -> MessageRef:
+        if target.channel_id in self.gone:
+            raise Undeliverable(f"channel {target.channel_id} is gone")
         if self._refuse:
             self._refuse -= 1
             raise ConnectionError(f"{self.platform.value} refused the post (a test's wish)")

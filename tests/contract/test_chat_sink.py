@@ -46,7 +46,7 @@ from core.domain import (
     ReplyTarget,
     ResultCard,
 )
-from core.ports import ChatSink
+from core.ports import ChatSink, Undeliverable
 from core.testing.chat import RecordingSink
 from tests.fakes.discord import FakeDiscord, run_client
 from tests.fakes.slack import BOT_TOKEN, CHANNEL_ID, TEAM_ID, USER_ID, FakeSlack, running_fake_slack
@@ -80,6 +80,10 @@ class Harness(Protocol):
         ...
 
     async def seen(self, ref: MessageRef) -> Seen: ...
+
+    def gone(self) -> ReplyTarget:
+        """A channel that was deleted on the platform."""
+        ...
 
 
 # --- cards ------------------------------------------------------------------------------------
@@ -139,6 +143,10 @@ class RecordingHarness:
         self.sink = RecordingSink(Platform.CLI)
         self.target = ReplyTarget(Platform.CLI, "local", "terminal")
         self._messages = 0
+        self.sink.gone.add("deleted")
+
+    def gone(self) -> ReplyTarget:
+        return ReplyTarget(Platform.CLI, "local", "deleted")
 
     async def status_message(self) -> MessageRef:
         self._messages += 1
@@ -160,6 +168,9 @@ class SlackHarness:
             self.client, min_interval_s=INTERVAL, updates_per_minute=600, burst=10
         )
         self.target = ReplyTarget(Platform.SLACK, TEAM_ID, CHANNEL_ID)
+
+    def gone(self) -> ReplyTarget:
+        return ReplyTarget(Platform.SLACK, TEAM_ID, "C0DELETED")
 
     async def status_message(self) -> MessageRef:
         posted = await self.client.chat_postMessage(channel=CHANNEL_ID, text="status")
@@ -184,6 +195,9 @@ class DiscordHarness:
         self.sink = DiscordSink(client, min_edit_interval_s=INTERVAL)
         channel = fake.guild.channel("campaign-spring")
         self.target = ReplyTarget(Platform.DISCORD, str(fake.guild.id), str(channel.id))
+
+    def gone(self) -> ReplyTarget:
+        return ReplyTarget(Platform.DISCORD, self.target.workspace_id, str(10**17 + 123))
 
     async def status_message(self) -> MessageRef:
         sent = await self.client.get_partial_messageable(int(self.target.channel_id)).send("s")
@@ -242,6 +256,15 @@ async def test_a_posted_result_shows_its_text_images_and_every_action(harness: H
     assert shown == seen(card)
     assert all(_is_action_id(a) for a in shown.actions)
     assert harness.sink.max_upload_bytes > 0
+
+
+async def test_a_post_to_a_channel_that_is_gone_is_undeliverable(harness: Harness) -> None:
+    """A refusal no retry cures is told apart from a failure worth retrying."""
+    gone = harness.gone()
+    requester = f"{gone.platform.value}:{gone.workspace_id}:{USER_ID}"
+    with pytest.raises(Undeliverable) as refused:
+        await harness.sink.post_result(gone, grid_card(), generation(gone, requester))
+    assert refused.value.reason
 
 
 async def test_status_edits_never_block_and_the_newest_card_wins(harness: Harness) -> None:

@@ -74,6 +74,7 @@ def test_doctor_reports_a_healthy_setup(env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "healthy" in result.stdout
     assert "FAILED" not in result.stdout
+    assert "every result of the last 7 days was posted" in result.stdout
 
 
 @pytest.fixture

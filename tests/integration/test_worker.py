@@ -41,8 +41,10 @@ from core.domain import (
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.errors import RefusedByProvider, UserError
+from core.health import check_deliveries
 from core.imaging.metadata import read_parameters, read_xmp
 from core.jobs.worker import Worker, WorkerConfig
+from core.ports import Undeliverable
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
@@ -406,6 +408,7 @@ class RecordingSink:
         self.posted: list[tuple[uuid.UUID, ResultCard]] = []
         self.edits: list[tuple[MessageRef, ResultCard]] = []
         self.fail_times = fail_times
+        self.gone: set[str] = set()  # channels deleted on the platform
 
     async def update_status(self, ref: MessageRef, card: ResultCard) -> None:
         self.edits.append((ref, card))
@@ -413,6 +416,8 @@ class RecordingSink:
     async def post_result(
         self, target: ReplyTarget, card: ResultCard, generation: Generation
     ) -> MessageRef:
+        if target.channel_id in self.gone:
+            raise Undeliverable(f"channel_not_found: {target.channel_id}")
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("platform is down")
@@ -429,7 +434,7 @@ async def test_results_finished_while_the_bot_was_down_are_delivered_once(
     await asyncio.wait_for(make_worker(db, store, preset, FakeEngine()).run(drain=True), timeout=30)
 
     sink = RecordingSink(fail_times=1)
-    delivery = Delivery(db, service, store, sink)
+    delivery = Delivery(db, service, store, sink, retry_base_s=0)  # no wait before a retry
     assert await delivery.sweep() == 0  # the platform refused: still undelivered
     assert await delivery.sweep() == 1
     assert await delivery.sweep() == 0  # never twice
@@ -443,6 +448,100 @@ async def test_results_finished_while_the_bot_was_down_are_delivered_once(
     assert await service.react(
         MessageRef(Platform.SLACK, "C1", "result-1"), "star", actor("bob"), added=True
     )
+
+
+async def finished(
+    service: Service, db: Database, store: LocalImageStore, where: ReplyTarget, n: int
+) -> list[uuid.UUID]:
+    """``n`` one-image generations for ``where``, made by a worker, finished in this order."""
+    ids = []
+    for i in range(n):
+        ticket = await service.imagine(f"a circle --n 1 --seed {i}", actor(f"u{i}"), where)
+        ids.extend(ticket.generation_ids)
+    preset = service.presets["test-brand"]
+    worker = make_worker(db, store, preset, FakeEngine(), max_batch=1)
+    await asyncio.wait_for(worker.run(drain=True), timeout=60)
+    return ids
+
+
+def gave_up_count() -> float:
+    from core.ops.metrics import DELIVERIES_GIVEN_UP
+
+    return sum(
+        sample.value
+        for metric in DELIVERIES_GIVEN_UP.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def delivery_state(db: Database, gid: uuid.UUID) -> Any:
+    async with db.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text(
+                    "SELECT delivered_at, delivery_attempts, delivery_retry_at > now() AS waiting, "
+                    "undeliverable FROM generations WHERE id = :id"
+                ),
+                {"id": gid},
+            )
+        ).one()
+
+
+async def test_results_for_a_channel_that_is_gone_are_given_up_and_never_block_others(
+    db: Database, service: Service, store: LocalImageStore
+) -> None:
+    """Sixty results for a deleted channel, older than one deliverable result: the sweep takes
+    fifty at a time, so retrying them forever would starve the newer one."""
+    gone = ReplyTarget(Platform.SLACK, "T1", "C-deleted")
+    stuck = await finished(service, db, store, gone, 60)
+    [fresh] = await finished(service, db, store, HERE, 1)
+    sink = RecordingSink()
+    sink.gone.add(gone.channel_id)
+    delivery = Delivery(db, service, store, sink)
+    given_up = gave_up_count()
+    assert await delivery.sweep() == 0  # the oldest fifty: each refused for good
+    assert await delivery.sweep() == 1  # the other ten and the fresh one
+    assert [gid for gid, _ in sink.posted] == [fresh]
+    assert await delivery.sweep() == 0  # the refused ones are never tried again
+    for gid in stuck:
+        state = await delivery_state(db, gid)
+        assert state.delivered_at is None
+        assert state.delivery_attempts == 1
+        assert state.undeliverable == "channel_not_found: C-deleted"
+    assert gave_up_count() - given_up == 60
+    doctor = await check_deliveries(db)
+    assert doctor.ok  # not a fault of the installation, but said
+    assert "60 result(s) of the last 7 days never posted" in doctor.detail
+    assert "slack: channel_not_found: C-deleted" in doctor.detail
+
+
+async def test_a_failing_post_backs_off_then_is_given_up_after_max_attempts(
+    db: Database, service: Service, store: LocalImageStore
+) -> None:
+    [gid] = await finished(service, db, store, HERE, 1)
+    sink = RecordingSink(fail_times=3)
+    delivery = Delivery(db, service, store, sink, retry_base_s=3600, max_attempts=3)
+    assert await delivery.sweep() == 0
+    state = await delivery_state(db, gid)
+    assert (state.delivery_attempts, state.waiting, state.undeliverable) == (1, True, None)
+    assert await delivery.sweep() == 0  # waiting: not tried again yet
+    assert sink.fail_times == 2
+    assert delivery.retry_wait(1).total_seconds() == 3600
+    assert delivery.retry_wait(4).total_seconds() == 3600  # doubling, capped at an hour
+    assert Delivery(db, service, store, sink, retry_base_s=5).retry_wait(3).total_seconds() == 20
+    for attempts in (2, 3):
+        async with db.engine.begin() as conn:  # time passes
+            await conn.execute(text("UPDATE generations SET delivery_retry_at = now()"))
+        assert await delivery.sweep() == 0
+        assert (await delivery_state(db, gid)).delivery_attempts == attempts
+    state = await delivery_state(db, gid)
+    assert state.undeliverable == "gave up after 3 attempts: ConnectionError: platform is down"
+    assert state.waiting is None
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE generations SET delivery_retry_at = now()"))
+    assert await delivery.sweep() == 0
+    assert sink.posted == []
 
 
 async def test_events_drive_progress_edits_and_delivery(
