@@ -174,8 +174,8 @@ def imagine(
             paths = await save_results(app.db, app.store, generations, out_dir)
         except OSError as exc:
             raise refuse(
-                f"--out {out_dir}: can't write the images ({exc.strerror}); they are kept, "
-                "free some space or fix the folder and fetch them again."
+                f"--out {out_dir}: can't write the images ({exc.strerror}). They are kept in "
+                f"the image store as generation {ids}."
             ) from None
         for path in paths:
             out.print(str(path), highlight=False)

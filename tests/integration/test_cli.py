@@ -392,6 +392,11 @@ def test_a_gpu_budget_must_be_a_positive_number_of_seconds(
     assert "lean" not in onbrand("campaign", "list", env=env).stdout
 
 
+@pytest.mark.parametrize("option", [("--max-batch", "0"), ("--batch-window-ms", "-1")])
+def test_worker_numbers_are_checked(env: dict[str, str], option: tuple[str, str]) -> None:
+    _refused(onbrand("worker", "--drain", *option, env=env), option[0])
+
+
 def test_imagine_checks_its_output_folder_before_queueing(
     env: dict[str, str], fake_presets: Path, tmp_path: Path
 ) -> None:
