@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -18,6 +20,9 @@ from PIL import Image
 
 from core.db import Database
 from core.db.migrate import upgrade
+from core.delivery.sweep import save_results
+from core.domain import GenerationStatus
+from core.storage.local import LocalImageStore
 
 pytestmark = pytest.mark.integration
 
@@ -415,6 +420,29 @@ def test_imagine_checks_its_output_folder_before_queueing(
     result = onbrand("imagine", "a blue square", "--n", "1", "--out", str(made), env=env)
     assert result.returncode == 0, result.stderr
     assert [p.name for p in made.glob("*/*")] == ["1.png"]
+
+
+async def test_images_are_written_whole_or_not_at_all(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path, db: Database
+) -> None:
+    """A disk that fills up while the CLI writes the images leaves no half-written file."""
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    made = onbrand("imagine", "a square", "--n", "1", "--out", str(tmp_path / "a"), env=env)
+    assert made.returncode == 0, made.stderr
+    (written,) = [Path(line) for line in made.stdout.split()]
+    done = SimpleNamespace(id=uuid.UUID(written.parent.name), status=GenerationStatus.DONE)
+    store = LocalImageStore(tmp_path / "data" / "images")
+    out = tmp_path / "b"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # the "disk" holds 100 bytes a file
+    try:
+        with pytest.raises(OSError, match="too large"):
+            await save_results(db, store, [done], out)  # type: ignore[list-item]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert list((out / written.parent.name).iterdir()) == []
 
 
 def _leftovers(folder: Path) -> list[str]:
