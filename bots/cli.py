@@ -175,7 +175,7 @@ def imagine(
         except OSError as exc:
             raise refuse(
                 f"--out {out_dir}: can't write the images ({exc.strerror}). They are kept in "
-                f"the image store as generation {ids}."
+                f"the image store (generations {ids})."
             ) from None
         for path in paths:
             out.print(str(path), highlight=False)
