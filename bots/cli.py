@@ -15,14 +15,19 @@ import typer
 
 from bots.cli_admin import campaign_app, presets_app
 from bots.cli_common import (
+    check_arguments,
     cli_actor,
     cli_target,
     err,
     load_settings,
     out,
+    output_file,
+    output_folder,
     parse_day,
+    refuse,
     run_async,
     with_app,
+    written_atomically,
 )
 from core.domain import GenerationStatus
 from core.ops.logs import setup_logging
@@ -82,10 +87,11 @@ def run() -> None:
 @app.command()
 def worker(
     max_batch: Annotated[
-        int | None, typer.Option(help="Images per engine call (default 8 on GPU, 4 on CPU).")
+        int | None,
+        typer.Option(min=1, help="Images per engine call (default 8 on GPU, 4 on CPU)."),
     ] = None,
     batch_window_ms: Annotated[
-        int | None, typer.Option(help="How long a job waits for company (default 25).")
+        int | None, typer.Option(min=0, help="How long a job waits for company (default 25).")
     ] = None,
     drain: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
@@ -136,6 +142,8 @@ def imagine(
     from core.replies import imagine_text
 
     text = imagine_text(prompt, aspect=ar, seed=seed, n=n, preset=preset, campaign=campaign)
+    if wait:
+        output_folder(out_dir, "--out")  # before anything is queued
 
     async def go(app: App) -> int:
         ticket = await app.service.imagine(text, cli_actor(), cli_target())
@@ -162,9 +170,15 @@ def imagine(
             if running is not None and worker_task is not None:
                 running.stop()
                 await worker_task
-        for paths in [await save_results(app.db, app.store, generations, out_dir)]:
-            for path in paths:
-                out.print(str(path), highlight=False)
+        try:
+            paths = await save_results(app.db, app.store, generations, out_dir)
+        except OSError as exc:
+            raise refuse(
+                f"--out {out_dir}: can't write the images ({exc.strerror}). They are kept in "
+                f"the image store (generations {ids})."
+            ) from None
+        for path in paths:
+            out.print(str(path), highlight=False)
         failed = [g for g in generations if g.status is not GenerationStatus.DONE]
         for g in failed:
             err.print(f"[red]{g.status.value}:[/red] {g.error or g.id}", highlight=False)
@@ -198,6 +212,7 @@ def report(
         err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
         raise typer.Exit(2)
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    target = None if output is None else output_file(output, "-o", f"report.{fmt}")
 
     async def go(app: App) -> str:
         made = await build_report(
@@ -217,12 +232,12 @@ def report(
             return to_html(made, await report_thumbnails(made, app.store))
         return to_markdown(made)
 
-    text = with_app(go)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}", highlight=False)
+    if target is None:
+        sys.stdout.write(with_app(go))
+        return
+    with written_atomically(target, "-o") as part:
+        part.write_text(with_app(go), encoding="utf-8")
+    err.print(f"wrote {output}", highlight=False)
 
 
 @app.command()
@@ -242,17 +257,24 @@ def export(
         err.print("[red]error:[/red] choose one of --approved or --favourites")
         raise typer.Exit(2)
     which: Literal["approved", "favourites"] = "approved" if approved else "favourites"
+    target = output_file(output, "-o", f"{campaign}.zip")
 
-    async def go(app: App) -> int:
-        return await export_zip(
-            app.db, campaign, which, output, app.store.get, pseudonymise=pseudonymise
-        )
+    with written_atomically(target, "-o") as part:
 
-    count = with_app(go)
+        async def go(app: App) -> int:
+            return await export_zip(
+                app.db, campaign, which, part, app.store.get, pseudonymise=pseudonymise
+            )
+
+        count = with_app(go)
     out.print(f"wrote {count} {which} images to {output}", highlight=False)
 
 
 def main() -> None:
+    try:
+        check_arguments(sys.argv[1:])
+    except typer.Exit as refused:
+        sys.exit(refused.exit_code)
     try:
         app()
     except KeyboardInterrupt:

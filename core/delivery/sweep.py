@@ -266,13 +266,23 @@ async def save_results(
         images = []
         originals = await load_originals(db, store, generation.id)
         for index, data in enumerate(originals, 1):
-            path = folder / f"{index}.png"
-            path.write_bytes(data)
-            written.append(path)
+            written.append(_write_whole(folder / f"{index}.png", data))
             images.append(Image.open(io.BytesIO(data)))
         if len(images) > 1:
-            grid = folder / "grid.png"
-            make_grid(images).save(grid)
-            written.append(grid)
+            grid = io.BytesIO()
+            make_grid(images).save(grid, format="PNG")
+            written.append(_write_whole(folder / "grid.png", grid.getvalue()))
         await queries.mark_delivered(db, generation.id)
     return written
+
+
+def _write_whole(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file renamed into place, so a full disk
+    leaves no half-written image behind (the ``OSError`` is the caller's to report)."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_bytes(data)
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import zipfile
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
+from core.errors import NotFound
 from core.reports.build import Source, build_report
 from core.reports.text import CSV_COLUMNS, csv_row
 
@@ -26,7 +28,9 @@ async def export_zip(
     """Write the approved (or favourited) originals and a ``manifest.csv`` to ``out``.
 
     Returns the number of images written. Files are named ``<generation>-<index>.<ext>`` after
-    the stored key's extension; the manifest has the CSV report's columns plus ``file``.
+    the stored key's extension; the manifest has the CSV report's columns plus ``file``. When
+    an original is missing from the store, nothing is kept at ``out`` and ``NotFound`` names
+    every missing one: a handover with holes is worse than none.
     """
     report = await build_report(source, campaign, pseudonymise=pseudonymise, sheet=0)
     assert report.images is not None
@@ -38,11 +42,23 @@ async def export_zip(
     writer = csv.writer(manifest, lineterminator="\n")
     writer.writerow(("file", *CSV_COLUMNS))
     out.parent.mkdir(parents=True, exist_ok=True)
+    missing: list[str] = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for image in chosen:
             suffix = Path(image.storage_key).suffix or ".png"
             name = f"{image.generation_id}-{image.index}{suffix}"
-            archive.writestr(name, await read_image(image.storage_key))
+            try:
+                archive.writestr(name, await read_image(image.storage_key))
+            except KeyError:
+                missing.append(name)
             writer.writerow([name, *csv_row(image)])
         archive.writestr("manifest.csv", manifest.getvalue())
+    if missing:
+        await asyncio.to_thread(out.unlink)
+        raise NotFound(
+            f"{len(missing)} of the {len(chosen)} {which} originals are missing from the image "
+            f"store, so no export was written: {', '.join(missing[:10])}"
+            + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            + ". Restore them to the store and export again."
+        )
     return len(chosen)

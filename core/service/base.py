@@ -4,12 +4,14 @@ work per call, the presets, a clock, a seed source) and the rules more than one 
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from core.brand import grammar
 from core.brand.presets import Limits, Preset
 from core.domain import (
     Actor,
@@ -17,15 +19,45 @@ from core.domain import (
     GenerationStatus,
     Params,
     Platform,
+    ReplyTarget,
     Role,
     Ticket,
 )
-from core.errors import NotAllowed, NotFound, QuotaExceeded
+from core.errors import NotAllowed, NotFound, QuotaExceeded, UserError
 from core.humanise import duration
 from core.ports import NewGeneration, UnitOfWork, UnitOfWorkFactory
 
 RUSH_PRIORITY = 1000  # a rush campaign's jobs go ahead of every ordinary job
 ACTIVE = (GenerationStatus.QUEUED.value, GenerationStatus.RUNNING.value)
+
+# The most characters a name or a platform id may have: the columns that hold them in
+# core/db/models.py (a test checks that the two agree).
+NAME_MAX = 64
+ID_MAX = 64
+GPU_BUDGET_MAX_SECONDS = 10**9  # about 32 years of one GPU: more is no budget at all
+
+
+def check_text(what: str, value: str, most: int) -> str:
+    """``value`` when it fits a column of ``most`` characters and holds no control character;
+    otherwise a ``UserError`` naming ``what`` and the limit. Run before anything is written."""
+    if len(value) > most:
+        raise UserError(
+            f"{what} is {len(value):,} characters long; the most is {most}. "
+            "Shorten it and try again."
+        )
+    return grammar.check_characters(value, what)
+
+
+def check_gpu_budget(seconds: float | None) -> float | None:
+    """A campaign's GPU budget: none, or a finite number of seconds above 0."""
+    if seconds is not None and not (
+        math.isfinite(seconds) and 0 < seconds <= GPU_BUDGET_MAX_SECONDS
+    ):
+        raise UserError(
+            f"The GPU budget {seconds:g} s can't be used: give a number of seconds above 0 and "
+            f"at most {GPU_BUDGET_MAX_SECONDS:,}, e.g. 3600, or leave it out for no budget."
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,19 @@ class UseCase:
     def _require(actor: Actor, role: Role, what: str) -> None:
         if not actor.has(role):
             raise NotAllowed(f"Only {role.value}s can {what}.")
+
+    @staticmethod
+    def _check_ids(actor: Actor, where: ReplyTarget | None = None) -> None:
+        """The platform ids a request carries fit their columns and hold no control character
+        (PostgreSQL refuses NUL), so a malformed one is refused before anything is written."""
+        check_text("The workspace id", actor.workspace_id, ID_MAX)
+        check_text("The user id", actor.user_id, ID_MAX)
+        grammar.check_characters(actor.display_name, "The display name")
+        if where is not None:
+            check_text("The workspace id", where.workspace_id, ID_MAX)
+            check_text("The channel id", where.channel_id, ID_MAX)
+            if where.thread_id is not None:
+                check_text("The thread id", where.thread_id, ID_MAX)
 
     # --- presets, dates and quotas ---------------------------------------------------------
 

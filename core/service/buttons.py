@@ -31,6 +31,7 @@ class Buttons(UseCase):
             action = Action.parse(custom_id)
         except ValueError:
             raise UserError("That button isn't one of onbrand's.") from None
+        self._check_ids(actor, where)
         async with self._uow() as uow:
             parent = await uow.repo.generation(action.generation_id)
             if parent is None:

@@ -9,7 +9,13 @@ from typing import Any
 from core.brand import grammar
 from core.domain import Actor, Binding, Campaign, ReplyTarget, Role
 from core.errors import NotFound, UserError
-from core.service.base import UseCase, actor_key
+from core.service.base import (
+    NAME_MAX,
+    UseCase,
+    actor_key,
+    check_gpu_budget,
+    check_text,
+)
 
 
 class Campaigns(UseCase):
@@ -25,8 +31,10 @@ class Campaigns(UseCase):
         rush: bool = False,
     ) -> Campaign:
         self._require(actor, Role.ADMIN, "create campaigns")
-        self.preset(preset)
-        grammar.check_name("campaign", name)
+        self._check_ids(actor)
+        self.preset(check_text("The preset name", preset, NAME_MAX))
+        grammar.check_name("campaign", check_text("The campaign name", name, NAME_MAX))
+        check_gpu_budget(gpu_budget_seconds)
         if starts_on and ends_on and ends_on < starts_on:
             raise UserError("The campaign must end on or after the day it starts.")
         async with self._uow() as uow:
@@ -57,6 +65,10 @@ class Campaigns(UseCase):
         self._require(actor, Role.ADMIN, "bind channels")
         if campaign is None and preset is None:
             raise UserError("Name a campaign or a preset to bind this channel to.")
+        self._check_ids(actor, where)
+        for what, name in (("The campaign name", campaign), ("The preset name", preset)):
+            if name is not None:
+                check_text(what, name, NAME_MAX)
         async with self._uow() as uow:
             found = await uow.repo.campaign(campaign) if campaign else None
             if campaign and found is None:
@@ -80,6 +92,7 @@ class Campaigns(UseCase):
 
     async def unbind(self, actor: Actor, where: ReplyTarget) -> bool:
         self._require(actor, Role.ADMIN, "unbind channels")
+        self._check_ids(actor, where)
         async with self._uow() as uow:
             removed = await uow.repo.delete_binding(where)
             if removed:

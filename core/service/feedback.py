@@ -4,7 +4,8 @@ counted only from reviewers), recorded and retracted per user."""
 from __future__ import annotations
 
 from core.domain import Actor, FeedbackKind, MessageRef, Role
-from core.service.base import UseCase
+from core.errors import UserError
+from core.service.base import ID_MAX, UseCase, check_text
 
 # Reactions → feedback. Keys are normalised (no variation selector); Slack names are included
 # because Slack reports reactions by name.
@@ -45,11 +46,23 @@ def feedback_for(emoji: str) -> tuple[FeedbackKind, int | None] | None:
     return None
 
 
+def _storable(emoji: str, message: MessageRef) -> bool:
+    """Whether a reaction's emoji and message ids fit their columns, without control characters
+    (a reaction is never answered, so one that doesn't is ignored rather than refused)."""
+    try:
+        check_text("The emoji", emoji, ID_MAX)
+        check_text("The channel id", message.channel_id, ID_MAX)
+        check_text("The message id", message.message_id, ID_MAX)
+    except UserError:
+        return False
+    return True
+
+
 class Feedback(UseCase):
     async def react(self, message: MessageRef, emoji: str, actor: Actor, *, added: bool) -> bool:
         """A reaction on a result message; True when it was recorded (or retracted)."""
         meaning = feedback_for(emoji)
-        if meaning is None:
+        if meaning is None or not _storable(emoji, message):
             return False
         kind, index = meaning
         if kind is FeedbackKind.APPROVE and not actor.has(Role.REVIEWER):

@@ -29,6 +29,7 @@ class Imagine(UseCase):
     async def imagine(self, text: str, actor: Actor, where: ReplyTarget) -> Ticket:
         """Parse, apply the brand's preset and policy, check quotas, record and enqueue."""
         requests = grammar.parse(text)
+        self._check_ids(actor, where)
         checking: tuple[ImagineRequest, Preset, Campaign | None] | None = None
         try:
             async with self._uow() as uow:

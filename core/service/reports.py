@@ -10,7 +10,7 @@ from datetime import date
 
 from core.domain import Actor, Role
 from core.errors import UserError
-from core.service.base import UseCase
+from core.service.base import NAME_MAX, UseCase, check_text
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Reports(UseCase):
     ) -> ReportBundle:
         """A campaign report for admins and reviewers: a summary plus CSV and HTML files."""
         self._require(actor, Role.REVIEWER, "see campaign reports")
+        check_text("The campaign name", campaign, NAME_MAX)
         if self._reports is None:
             raise UserError("Reports are not available in this process.")
         return await self._reports(campaign, since, until, pseudonymise)

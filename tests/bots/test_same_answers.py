@@ -439,6 +439,17 @@ async def test_a_blocked_prompt_and_a_quota_error_get_the_same_private_answers(
     assert refused.private.startswith("You have 1 job(s) waiting or running")
 
 
+async def test_a_control_character_gets_the_same_private_answer(both: Both) -> None:
+    async def scenario(side: Any) -> Answer:
+        return await side.imagine("a red\x00 kite")  # PostgreSQL can't store a NUL
+
+    on_discord, on_slack = await both.each(scenario)
+    assert on_discord == on_slack
+    assert on_discord.public == []
+    assert on_discord.private is not None
+    assert "control character (U+0000) at character 6" in on_discord.private
+
+
 async def test_an_unexpected_error_gets_the_same_text_with_its_own_reference(
     both: Both, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -597,8 +597,9 @@ async def test_command_to_queued_to_progress_to_grid_with_buttons(slack: Harness
         ("a rivalcorp sneaker", "banned term"),
         ("a sneaker --seed banana", "--seed “banana” is not a whole number"),
         ("a sneaker --ar 7:3", "Aspect ratio 7:3 is not available"),
+        ("a red\x00 sneaker", "control character (U+0000) at character 6"),
     ],
-    ids=["banned-term", "bad-flag", "not-in-preset"],
+    ids=["banned-term", "bad-flag", "not-in-preset", "nul"],
 )
 async def test_user_errors_are_ephemeral_only(slack: Harness, text: str, says: str) -> None:
     sent = await slack.sender.slash_command(text)

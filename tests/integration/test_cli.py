@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -18,6 +20,9 @@ from PIL import Image
 
 from core.db import Database
 from core.db.migrate import upgrade
+from core.delivery.sweep import save_results
+from core.domain import GenerationStatus
+from core.storage.local import LocalImageStore
 
 pytestmark = pytest.mark.integration
 
@@ -348,3 +353,160 @@ def test_the_embedded_server_is_shared_and_stopped_by_the_last_process(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+# --- bad input: a clear message, exit 2, nothing written -----------------------------------
+
+
+def _refused(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    for text in expected:
+        assert text in output, output
+    return output
+
+
+def test_arguments_that_are_not_utf8_are_refused(env: dict[str, str]) -> None:
+    not_utf8 = os.fsdecode(b"a red \xff circle")  # what Python makes of the bytes in argv
+    _refused(onbrand("imagine", not_utf8, env=env), "argument 2", "not valid UTF-8", "0xFF")
+    bind = ("campaign", "bind", "x", "--platform", "slack", "--workspace", "T1", "--channel")
+    _refused(onbrand(*bind, os.fsdecode(b"C\xc3"), env=env), "argument 9", "0xC3")
+
+
+def test_names_and_ids_longer_than_their_columns_are_refused(env: dict[str, str]) -> None:
+    _refused(
+        onbrand("campaign", "create", "a" * 100, "--preset", "acme-spring", env=env),
+        "campaign name is 100 characters long; the most is 64",
+    )
+    assert onbrand("campaign", "create", "c", "--preset", "acme-spring", env=env).returncode == 0
+    bind = ("campaign", "bind", "c", "--platform", "slack", "--workspace", "T1")
+    _refused(
+        onbrand(*bind, "--channel", "C" * 100_000, env=env),
+        "channel id is 100,000 characters long; the most is 64",
+    )
+    unbind = ("campaign", "unbind", "--platform", "slack", "--channel", "C1")
+    _refused(onbrand(*unbind, "--workspace", "T" * 65, env=env), "workspace id is 65")
+
+
+@pytest.mark.parametrize("budget", ["-5", "0", "nan", "inf"])
+def test_a_gpu_budget_must_be_a_positive_number_of_seconds(
+    env: dict[str, str], budget: str
+) -> None:
+    create = ("campaign", "create", "lean", "--preset", "acme-spring", "--budget-gpu-seconds")
+    _refused(onbrand(*create, budget, env=env), "GPU budget", "above 0")
+    assert "lean" not in onbrand("campaign", "list", env=env).stdout
+
+
+@pytest.mark.parametrize("option", [("--max-batch", "0"), ("--batch-window-ms", "-1")])
+def test_worker_numbers_are_checked(env: dict[str, str], option: tuple[str, str]) -> None:
+    _refused(onbrand("worker", "--drain", *option, env=env), option[0])
+
+
+def test_imagine_checks_its_output_folder_before_queueing(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path
+) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("mine")
+    for out, expected in [
+        (a_file, "is a file, not a folder"),
+        (a_file / "below", "can't write there"),
+        (Path("/proc/onbrand-out"), "can't write there"),
+    ]:
+        result = onbrand("imagine", "a blue square", "--out", str(out), env=env)
+        assert "queued" not in _refused(result, f"--out {out}", expected)
+    assert a_file.read_text() == "mine"
+    made = tmp_path / "new" / "deeper"  # a missing folder is made
+    result = onbrand("imagine", "a blue square", "--n", "1", "--out", str(made), env=env)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in made.glob("*/*")] == ["1.png"]
+
+
+async def test_images_are_written_whole_or_not_at_all(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path, db: Database
+) -> None:
+    """A disk that fills up while the CLI writes the images leaves no half-written file."""
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    made = onbrand("imagine", "a square", "--n", "1", "--out", str(tmp_path / "a"), env=env)
+    assert made.returncode == 0, made.stderr
+    (written,) = [Path(line) for line in made.stdout.split()]
+    done = SimpleNamespace(id=uuid.UUID(written.parent.name), status=GenerationStatus.DONE)
+    store = LocalImageStore(tmp_path / "data" / "images")
+    out = tmp_path / "b"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # the "disk" holds 100 bytes a file
+    try:
+        with pytest.raises(OSError, match="too large"):
+            await save_results(db, store, [done], out)  # type: ignore[list-item]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert list((out / written.parent.name).iterdir()) == []
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+
+
+def test_report_and_export_refuse_places_they_cant_write(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    for command in (("report", "c"), ("export", "c", "--approved")):
+        _refused(onbrand(*command, "-o", str(tmp_path), env=env), "is a folder: name a file")
+        _refused(
+            onbrand(*command, "-o", str(tmp_path / "nope" / "r.md"), env=env),
+            f"there is no folder {tmp_path / 'nope'}",
+        )
+        _refused(onbrand(*command, "-o", "/proc/version", env=env), "can't write a file in /proc")
+    assert _leftovers(tmp_path) == []
+
+
+def test_report_is_written_whole_or_not_at_all(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path
+) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    assert onbrand("campaign", "create", "rep", "--preset", "cli-test", env=env).returncode == 0
+    target = tmp_path / "report.md"
+    target.write_text("the last report")
+    _refused(onbrand("report", "nope", "-o", str(target), env=env), "nope")
+    assert target.read_text() == "the last report"
+    written = onbrand("report", "rep", "-o", str(target), env=env)
+    assert written.returncode == 0, written.stderr
+    assert target.read_text().startswith("# Campaign report: rep")
+    assert _leftovers(tmp_path) == []
+
+
+async def test_export_with_a_missing_original_names_it_and_leaves_nothing(
+    env: dict[str, str], fake_presets: Path, tmp_path: Path, database_url: str
+) -> None:
+    env = env | {"ONBRAND_PRESETS_DIR": str(fake_presets), "ONBRAND_DEFAULT_PRESET": "cli-test"}
+    assert onbrand("campaign", "create", "rep", "--preset", "cli-test", env=env).returncode == 0
+    made = onbrand("imagine", "a circle --campaign rep --n 2", "--out", str(tmp_path), env=env)
+    assert made.returncode == 0, made.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO feedback (generation_id, image_id, user_id, kind, emoji) "
+            "SELECT i.generation_id, i.id, g.user_id, 'favourite', 'star' "
+            "FROM images i JOIN generations g ON g.id = i.generation_id"
+        )
+        generation, key = await conn.fetchrow(
+            "SELECT generation_id, storage_key FROM images WHERE index = 2"
+        )
+    finally:
+        await conn.close()
+    target = tmp_path / "favourites.zip"
+    ok = onbrand("export", "rep", "--favourites", "-o", str(target), env=env)
+    assert ok.returncode == 0, ok.stderr
+    before = target.read_bytes()
+    (stored,) = (tmp_path / "data").rglob(Path(key).name)
+    stored.unlink()
+    failed = onbrand("export", "rep", "--favourites", "-o", str(target), env=env)
+    _refused(failed, "1 of the 2 favourites originals are missing", f"{generation}-2.png")
+    assert target.read_bytes() == before  # the last good export is untouched
+    assert _leftovers(tmp_path) == []
+    other = tmp_path / "other.zip"
+    _refused(onbrand("export", "rep", "--favourites", "-o", str(other), env=env), "missing")
+    assert not other.exists()

@@ -13,6 +13,7 @@ from core.brand.grammar import (
     FLAGS,
     MAX_PERMUTATIONS,
     MAX_PROMPT_CHARS,
+    check_characters,
     check_name,
     parse,
     render,
@@ -235,6 +236,27 @@ def test_check_name_is_the_rule_the_flags_use() -> None:
         check_name("preset", "Acme")
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "code"),
+    [
+        ("a red\x00 circle", 6, "U+0000"),
+        ("a circle --no text\x1b[31m", 19, "U+001B"),
+        ("\x7fa circle", 1, "U+007F"),
+        ("a circle \ud800", 10, "U+D800"),  # a lone surrogate, as JSON "\\ud800" decodes
+    ],
+)
+def test_control_characters_are_refused_with_their_position(
+    text: str, where: int, code: str
+) -> None:
+    message = grammar_error(text)
+    assert f"({code}) at character {where}" in message
+    assert "remove it" in message
+
+
+def test_tabs_and_line_breaks_are_whitespace() -> None:
+    assert one("a red\tcircle\r\non a\nbeach").prompt == "a red circle on a beach"
+
+
 def test_render_writes_flags_in_a_fixed_order() -> None:
     request = R(
         "a {x} --ar cat",
@@ -269,7 +291,13 @@ _SYNTAX = "{},\\-—–=: "
 _messy_text = st.text(
     alphabet=st.one_of(st.sampled_from(_SYNTAX), st.characters(codec="utf-8")), max_size=40
 )
-_prompts = _messy_text.map(_normal).filter(bool)
+_usable_text = st.text(  # what a request can hold: no control characters (whitespace aside)
+    alphabet=st.one_of(
+        st.sampled_from(_SYNTAX), st.characters(codec="utf-8", exclude_categories=["Cc"])
+    ),
+    max_size=40,
+)
+_prompts = _usable_text.map(_normal).filter(bool)
 _terms = st.lists(_prompts, max_size=4).map(tuple)
 _names = st.from_regex(r"[a-z0-9-]+", fullmatch=True)
 
@@ -319,6 +347,7 @@ def _assert_valid(request: ImagineRequest) -> None:
         assert math.gcd(width, height) == 1
     assert request.seed is None or 0 <= request.seed < 2**32
     assert all(term and term == _normal(term) for term in request.no)
+    assert check_characters(request.prompt + "".join(request.no), "text")
     assert request.n is None or 1 <= request.n <= 4
     assert request.steps is None or 1 <= request.steps <= 150
     for name in (request.preset, request.campaign):

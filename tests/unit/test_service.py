@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, date, datetime
 
@@ -226,6 +227,86 @@ async def test_a_campaign_over_its_gpu_budget_is_refused(
     await finish(state, ticket.generation_ids[0])
     with pytest.raises(QuotaExceeded, match="GPU budget"):
         await service.imagine("a circle --campaign lean", ALICE, HERE)
+
+
+# --- input that no column could hold ------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [-5.0, 0.0, math.nan, math.inf, -math.inf, 1e12])
+async def test_a_gpu_budget_is_a_finite_positive_number_of_seconds(
+    service: Service, state: FakeState, budget: float
+) -> None:
+    with pytest.raises(UserError, match=r"GPU budget .* above 0") as caught:
+        await service.create_campaign(ADMIN, "lean", "brand-a", gpu_budget_seconds=budget)
+    assert "leave it out" in caught.value.user_message
+    assert state.campaigns == {}
+    made = await service.create_campaign(ADMIN, "lean", "brand-a", gpu_budget_seconds=0.5)
+    assert made.gpu_budget_seconds == 0.5
+
+
+async def test_names_and_ids_longer_than_their_columns_are_refused(
+    service: Service, state: FakeState
+) -> None:
+    with pytest.raises(UserError, match="campaign name is 65 characters long; the most is 64"):
+        await service.create_campaign(ADMIN, "a" * 65, "brand-a")
+    await service.create_campaign(ADMIN, "a" * 64, "brand-a")
+    long_channel = ReplyTarget(Platform.SLACK, "T1", "C" * 100_000)
+    with pytest.raises(UserError, match="channel id is 100,000 characters long; the most is 64"):
+        await service.bind(ADMIN, long_channel, campaign="a" * 64)
+    with pytest.raises(UserError, match=r"workspace id .* the most is 64"):
+        await service.unbind(ADMIN, ReplyTarget(Platform.SLACK, "T" * 65, "C1"))
+    with pytest.raises(UserError, match="campaign name is 65"):
+        await service.bind(ADMIN, HERE, campaign="a" * 65)
+    assert state.bindings == {}
+    assert [a.action for a in state.audit_log] == ["campaign.created"]
+
+
+async def test_a_nul_in_a_request_is_refused_before_anything_is_written(
+    service: Service, state: FakeState
+) -> None:
+    with pytest.raises(GrammarError, match=r"control character \(U\+0000\) at character 6"):
+        await service.imagine("a red\x00 circle", ALICE, HERE)
+    with pytest.raises(UserError, match="channel id has a control character"):
+        await service.imagine("a circle", ALICE, ReplyTarget(Platform.SLACK, "T1", "C\x00"))
+    with pytest.raises(UserError, match="display name has a control character"):
+        await service.imagine("a circle", Actor(Platform.SLACK, "T1", "UA", "al\x00ice"), HERE)
+    with pytest.raises(UserError, match="campaign name has a control character"):
+        await service.bind(ADMIN, HERE, campaign="spr\x00ing")
+    with pytest.raises(UserError, match="campaign name has a control character"):
+        await service.report(REVIEWER, "spr\x00ing")
+    assert state.generations == {}
+    assert state.users == {}
+    assert state.bindings == {}
+
+
+async def test_a_reaction_no_column_could_hold_is_ignored(
+    service: Service, state: FakeState
+) -> None:
+    gid = (await service.imagine("a circle", ALICE, HERE)).generation_ids[0]
+    await finish(state, gid)
+    result = MessageRef(Platform.SLACK, "C1", "1700000000.0001")
+    await service.record_message(gid, result, "result")
+    assert not await service.react(result, "+1::" + "x" * 100, BOB, added=True)
+    assert not await service.react(result, "+1::\x00", BOB, added=True)
+    assert state.feedback == {}
+    assert await service.react(result, "+1::skin-tone-2", BOB, added=True)
+
+
+def test_the_limits_are_the_columns() -> None:
+    from core.db import models
+    from core.service.base import ID_MAX, NAME_MAX
+
+    def length(column: object) -> int:
+        return column.type.length  # type: ignore[attr-defined,no-any-return]
+
+    assert length(models.Campaign.name) == NAME_MAX
+    assert length(models.ChannelBinding.preset_name) == NAME_MAX
+    assert length(models.ChannelBinding.channel_id) == ID_MAX
+    assert length(models.ChannelBinding.workspace_external_id) == ID_MAX
+    assert length(models.User.external_id) == ID_MAX
+    assert length(models.Workspace.external_id) == ID_MAX
+    assert length(models.Message.message_id) == ID_MAX
+    assert length(models.Feedback.emoji) == ID_MAX
 
 
 # --- quotas and fairness -------------------------------------------------------------------
