@@ -28,10 +28,10 @@ import difflib
 import itertools
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
+from core.brand.characters import check_characters
 from core.domain import ImagineRequest
 from core.errors import GrammarError
 
@@ -41,7 +41,6 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_TEXT_CHARS",
     "GrammarError",
-    "check_characters",
     "check_name",
     "parse",
     "render",
@@ -385,21 +384,6 @@ def check_name(flag: Literal["preset", "campaign"], value: str) -> str:
             f"dashes, e.g. --{flag} {_EXAMPLES[flag]}"
         )
     return value
-
-
-def check_characters(text: str, what: str) -> str:
-    """``text`` when it holds no control character (tab and line breaks aside) and no lone
-    surrogate; otherwise a ``GrammarError`` that names the character and where it is. PostgreSQL
-    refuses NUL in text and nothing can store a lone surrogate, so this runs before any write."""
-    for i, char in enumerate(text):
-        category = unicodedata.category(char)
-        if category in ("Cc", "Cs") and char not in "\t\n\r":
-            kind = "a lone surrogate" if category == "Cs" else "a control character"
-            raise GrammarError(
-                f"{what} has {kind} (U+{ord(char):04X}) at character {i + 1}, which can't be "
-                "used; remove it (it may have come from a copy and paste) and try again."
-            )
-    return text
 
 
 def _terms(atoms: _Variant) -> tuple[str, ...]:

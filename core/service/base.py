@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from core.brand import grammar
+from core.brand.characters import check_characters
 from core.brand.presets import Limits, Preset
 from core.domain import (
     Actor,
@@ -45,7 +45,7 @@ def check_text(what: str, value: str, most: int) -> str:
             f"{what} is {len(value):,} characters long; the most is {most}. "
             "Shorten it and try again."
         )
-    return grammar.check_characters(value, what)
+    return check_characters(value, what)
 
 
 def check_gpu_budget(seconds: float | None) -> float | None:
@@ -125,7 +125,7 @@ class UseCase:
         (PostgreSQL refuses NUL), so a malformed one is refused before anything is written."""
         check_text("The workspace id", actor.workspace_id, ID_MAX)
         check_text("The user id", actor.user_id, ID_MAX)
-        grammar.check_characters(actor.display_name, "The display name")
+        check_characters(actor.display_name, "The display name")
         if where is not None:
             check_text("The workspace id", where.workspace_id, ID_MAX)
             check_text("The channel id", where.channel_id, ID_MAX)

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.brand.characters import check_characters
 from core.brand.grammar import (
     FLAGS,
     MAX_PERMUTATIONS,
     MAX_PROMPT_CHARS,
-    check_characters,
     check_name,
     parse,
     render,
