@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
 from core.reports.build import Source, build_report
-from core.reports.text import CSV_COLUMNS, csv_row
+from core.reports.text import CSV_COLUMNS, csv_row, csv_table, csv_text
 
 __all__ = ["export_zip"]
 
@@ -34,15 +32,13 @@ async def export_zip(
         chosen = [i for i in report.images if i.approved]
     else:
         chosen = [i for i in report.images if i.favourites > 0]
-    manifest = io.StringIO()
-    writer = csv.writer(manifest, lineterminator="\n")
-    writer.writerow(("file", *CSV_COLUMNS))
+    manifest: list[list[object]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for image in chosen:
             suffix = Path(image.storage_key).suffix or ".png"
             name = f"{image.generation_id}-{image.index}{suffix}"
             archive.writestr(name, await read_image(image.storage_key))
-            writer.writerow([name, *csv_row(image)])
-        archive.writestr("manifest.csv", manifest.getvalue())
+            manifest.append([csv_text(name), *csv_row(image)])
+        archive.writestr("manifest.csv", csv_table(("file", *CSV_COLUMNS), manifest))
     return len(chosen)
