@@ -245,6 +245,8 @@ def parse_preset(text: str, source: str = "<string>") -> Preset:
 
 
 def _load(path: Path) -> tuple[Preset | None, list[str]]:
+    if path.exists() and not path.is_file():  # a pipe or a device would block or never end
+        return None, [f"{path}: is not a regular file; give a preset's .yaml file"]
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_PRESET_BYTES + 1)

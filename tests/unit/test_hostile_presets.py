@@ -266,6 +266,15 @@ def test_a_huge_preset_file_is_refused_unread(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_or_device_as_preset_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    for path in (tmp_path / "pipe.yaml", Path("/dev/zero")):
+        assert validate_files([path]) == [
+            f"{path}: is not a regular file; give a preset's .yaml file"
+        ]
+
+
 # --- the worker: checked before each use, decoded once -------------------------------------------
 
 
