@@ -69,7 +69,7 @@ def _sniff(data: bytes) -> str | None:
 def logo_location(preset_folder: Path, logo: str) -> Path:
     """``logo`` resolved against ``preset_folder``; ``LogoError`` unless it stays inside it."""
     relative = Path(logo)
-    if relative.is_absolute() or logo.startswith("~"):
+    if relative.is_absolute() or relative.parts[:1] == ("~",):  # "~/x" means a home folder
         raise LogoError(
             f"{logo!r} is an absolute path; give a path relative to the preset file, inside its "
             "folder, e.g. logos/brand.png"

@@ -53,7 +53,7 @@ class _PresetLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._values = 0  # values composed so far, each alias counted at its expanded size
-        self._sizes: dict[int, int] = {}  # expanded size of each anchored node, by id
+        self._sizes: dict[int, int] = {}  # expanded size of nodes an alias reached, by id
         self._open: set[str] = set()  # anchors whose value is being composed
         self._depth = 0  # how deep the node being composed is nested
 
