@@ -10,15 +10,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from core.brand.logo import LogoError, preset_logo
 from core.brand.presets import LOCKABLE, EngineSpec, Limits, Preset, PresetSpec, Watermark
 from core.errors import PresetError
 
-__all__ = ["content_version", "load_preset", "load_presets", "parse_preset", "validate_files"]
+__all__ = [
+    "MAX_PRESET_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
+    "content_version",
+    "load_preset",
+    "load_presets",
+    "parse_preset",
+    "validate_files",
+]
 
 
 def content_version(text: str) -> str:
@@ -26,8 +36,76 @@ def content_version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+# A preset has about a hundred YAML values; aliases may repeat a few, not multiply them. Past this
+# many values (aliases counted at their full size) a document is refused before it is built, so a
+# "billion laughs" file of a kilobyte cannot take minutes and gigabytes to expand.
+MAX_YAML_VALUES = 10_000
+MAX_YAML_DEPTH = 32  # a preset nests three deep (aspect_ratios → "1:1" → [w, h])
+# A preset file is a kilobyte or two; a longer one is refused before it is parsed.
+MAX_PRESET_BYTES = 256 * 1024
+
+
+class _PresetLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last), and a
+    document whose aliases expand past ``MAX_YAML_VALUES`` values or refer to themselves, or
+    whose values nest deeper than ``MAX_YAML_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0  # values composed so far, each alias counted at its expanded size
+        self._sizes: dict[int, int] = {}  # expanded size of nodes an alias reached, by id
+        self._open: set[str] = set()  # anchors whose value is being composed
+        self._depth = 0  # how deep the node being composed is nested
+
+    def _expanded(self, node: yaml.Node) -> int:
+        known = self._sizes.get(id(node))
+        if known is None:
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            known = 1 + sum(self._expanded(child) for child in children)
+            self._sizes[id(node)] = known
+        return known
+
+    def _refuse(self, problem: str, mark: Any) -> NoReturn:
+        raise yaml.composer.ComposerError(None, None, problem, mark)
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            self._refuse(
+                f"aliases (*name) expand this document past {MAX_YAML_VALUES:,} values; "
+                "write the values out instead of nesting aliases",
+                mark,
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                self._refuse(
+                    f"alias *{event.anchor} is used inside its own anchor &{event.anchor}",
+                    event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            if node is not None:
+                self._count(self._expanded(node), event.start_mark)
+            return node
+        self._count(1, event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            self._refuse(f"values are nested more than {MAX_YAML_DEPTH} deep", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.discard(anchor or "")
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -39,6 +117,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The composed root node (for line numbers) and the data, from one pass of the loader."""
+    loader = _PresetLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return root, data
 
 
 def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
@@ -104,8 +193,7 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 def _problems(text: str, source: str) -> tuple[Preset | None, list[str]]:
     """Parse and validate ``text``; return the preset or every problem, each prefixed."""
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        root, data = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -157,21 +245,28 @@ def parse_preset(text: str, source: str = "<string>") -> Preset:
 
 
 def _load(path: Path) -> tuple[Preset | None, list[str]]:
+    if path.exists() and not path.is_file():  # a pipe or a device would block or never end
+        return None, [f"{path}: is not a regular file; give a preset's .yaml file"]
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_PRESET_BYTES + 1)
+        if len(raw) > MAX_PRESET_BYTES:
+            return None, [
+                f"{path}: is longer than {MAX_PRESET_BYTES:,} bytes; a preset is a short YAML "
+                "file, is this the right file?"
+            ]
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}: cannot read: {exc}"]
     preset, problems = _problems(text, str(path))
     if preset is None:
         return None, problems
     preset = preset.model_copy(update={"source_path": str(path)})
-    logo = preset.logo_path
-    if logo is not None and not logo.is_file():
-        line = _line_of(yaml.compose(text, Loader=_UniqueKeyLoader), ("watermark", "logo"))
-        return None, [
-            f"{path}:{line}: watermark.logo: file {logo} not found "
-            "(the path is relative to the preset file)"
-        ]
+    try:
+        preset_logo(preset)
+    except LogoError as exc:
+        line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
+        return None, [f"{path}:{line}: watermark.logo: {exc}"]
     return preset, []
 
 

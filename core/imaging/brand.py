@@ -1,7 +1,9 @@
-"""Brand marks on pixels: the preset's logo watermark."""
+"""Brand marks on pixels: the preset's logo watermark, and decoding a logo's checked bytes."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from typing import Final, Literal, get_args
 
 from PIL import Image
@@ -72,3 +74,17 @@ def apply_watermark(
     base = image.convert("RGBA")
     base.alpha_composite(mark, dest=(x, y))
     return base if has_alpha else base.convert("RGB")
+
+
+def decode_logo(data: bytes, *, formats: Sequence[str], max_side: int) -> Image.Image:
+    """A logo file's bytes as RGBA pixels; ``ValueError`` for more than ``max_side`` a side.
+
+    The size is read from the header before any pixel is decoded, so a small file that claims
+    a huge image costs nothing. Only the Pillow decoders in ``formats`` are tried.
+    """
+    with Image.open(io.BytesIO(data), formats=tuple(formats)) as logo:
+        if max(logo.size) > max_side:
+            raise ValueError(
+                f"logo of {logo.width}x{logo.height} px is over {max_side} px a side; scale it down"
+            )
+        return logo.convert("RGBA")

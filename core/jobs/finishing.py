@@ -1,9 +1,9 @@
 """Finishing: an engine's pixels → the stored original.
 
-Every image is watermarked with the preset's logo (when it has one), encoded as PNG with A1111
-``parameters`` and an XMP AI disclosure (``core.imaging.metadata``), scored against the preset's
-palette, and durably stored by content hash; the work runs in threads, the images of a job
-concurrently.
+Every image is watermarked with the preset's logo (when it has one: checked on every use, decoded
+once per process, see ``watermark_logo``), encoded as PNG with A1111 ``parameters`` and an XMP AI
+disclosure (``core.imaging.metadata``), scored against the preset's palette, and durably stored by
+content hash; the work runs in threads, the images of a job concurrently.
 
 The parameters are A1111's (``core.imaging.metadata.format_parameters``). Sampler, schedule type and
 model hash are what the engine reported for the call (``JobResult.sampling``); an engine that
@@ -17,20 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image
 
+from core.brand.logo import MAX_LOGO_SIDE, LogoError, preset_logo
 from core.brand.presets import Preset
 from core.db.jobs import StartedJob, StoredImage
 from core.domain import GenerationKind
-from core.imaging.brand import apply_watermark
+from core.errors import PresetError
+from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
 from core.ports import ImageStore, Sampling
 from core.storage.local import BlockingPut
+
+log = logging.getLogger(__name__)
 
 
 async def store_images(
@@ -82,11 +88,12 @@ def finish_image(
 ) -> tuple[bytes, float | None]:
     """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
     params = job.params
-    if preset is not None and preset.watermark is not None and preset.logo_path is not None:
+    logo = watermark_logo(preset) if preset is not None else None
+    if preset is not None and preset.watermark is not None and logo is not None:
         mark = preset.watermark
         image = apply_watermark(
             image,
-            _logo(preset.logo_path),
+            logo,
             position=mark.position,
             opacity=mark.opacity,
             scale=mark.scale,
@@ -123,10 +130,43 @@ def finish_image(
     return encode_png(image, meta), score
 
 
-@lru_cache(maxsize=32)
-def _logo(path: Path) -> Image.Image:
-    with Image.open(path) as logo:
-        return logo.convert("RGBA")
+_LOGOS_KEPT = 8
+_logos: OrderedDict[tuple[Path, str], Image.Image] = OrderedDict()
+_logos_lock = threading.Lock()
+
+
+def watermark_logo(preset: Preset) -> Image.Image | None:
+    """``preset``'s logo pixels, decoded once per process for every thread that finishes images.
+
+    The file is checked again on every use (``core.brand.logo.read_logo``: it may have changed
+    since the preset was loaded) and the pixels kept by path and content hash, so a changed logo
+    is picked up and an unchanged one never decoded twice. The lock makes the encoder threads of
+    a job wait for one decode instead of each decoding the same file.
+    """
+    try:
+        file = preset_logo(preset)
+        if file is None:
+            return None
+        key = (file.path, file.sha256)
+        with _logos_lock:
+            logo = _logos.get(key)
+            if logo is None:
+                try:
+                    logo = decode_logo(file.data, formats=(file.format,), max_side=MAX_LOGO_SIDE)
+                except (OSError, SyntaxError, ValueError) as exc:
+                    raise LogoError(f"cannot be decoded: {exc}") from exc
+                _logos[key] = logo
+                while len(_logos) > _LOGOS_KEPT:
+                    _logos.popitem(last=False)
+            else:
+                _logos.move_to_end(key)
+            return logo
+    except LogoError as exc:
+        log.error("preset %s: watermark.logo: %s", preset.name, exc)
+        raise PresetError(
+            f"The watermark logo of preset {preset.name} can't be used, so no image was made; "
+            "an admin must fix the preset (`onbrand presets validate` says what is wrong)."
+        ) from exc
 
 
 def sampling_of(png: bytes) -> Sampling | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Literal
 
 from core.errors import NotFound
 from core.reports.build import Source, build_report
-from core.reports.text import CSV_COLUMNS, csv_row
+from core.reports.text import CSV_COLUMNS, csv_row, csv_table, csv_text
 
 __all__ = ["export_zip"]
 
@@ -38,9 +36,7 @@ async def export_zip(
         chosen = [i for i in report.images if i.approved]
     else:
         chosen = [i for i in report.images if i.favourites > 0]
-    manifest = io.StringIO()
-    writer = csv.writer(manifest, lineterminator="\n")
-    writer.writerow(("file", *CSV_COLUMNS))
+    manifest: list[list[object]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     missing: list[str] = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -51,8 +47,8 @@ async def export_zip(
                 archive.writestr(name, await read_image(image.storage_key))
             except KeyError:
                 missing.append(name)
-            writer.writerow([name, *csv_row(image)])
-        archive.writestr("manifest.csv", manifest.getvalue())
+            manifest.append([csv_text(name), *csv_row(image)])
+        archive.writestr("manifest.csv", csv_table(("file", *CSV_COLUMNS), manifest))
     if missing:
         await asyncio.to_thread(out.unlink)
         raise NotFound(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,8 +19,11 @@ from core.reports.model import CampaignReport, ImageRow
 
 __all__ = [
     "CSV_COLUMNS",
+    "FORMULA_STARTS",
     "SCHEMA_VERSION",
     "csv_row",
+    "csv_table",
+    "csv_text",
     "report_dict",
     "to_csv",
     "to_json",
@@ -142,6 +145,16 @@ def to_markdown(report: CampaignReport) -> str:
 
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ImageRow))
 
+# A spreadsheet reads a cell that starts with one of these as a formula (OWASP, "CSV Injection"),
+# so ``=cmd|' /C calc'!A0`` as a display name would run when the CSV is opened. Such text cells
+# get a leading ``'``; real numbers (ints and floats, negative ones included) stay numbers.
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+
+
+def csv_text(text: str) -> str:
+    """``text`` safe for a CSV cell: prefixed with ``'`` when a spreadsheet would read a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
 
 def _csv_value(value: object) -> object:
     if value is None:
@@ -149,23 +162,29 @@ def _csv_value(value: object) -> object:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, tuple):
-        return "; ".join(str(v) for v in value)
+        return csv_text("; ".join(str(v) for v in value))
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return csv_text(value)
     return value
 
 
 def csv_row(image: ImageRow) -> list[object]:
-    """``image`` as a CSV row, one value per ``CSV_COLUMNS``."""
+    """``image`` as a CSV row, one value per ``CSV_COLUMNS``; text cells are ``csv_text``."""
     return [_csv_value(getattr(image, name)) for name in CSV_COLUMNS]
 
 
-def _image_csv(images: Sequence[ImageRow]) -> str:
+def csv_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV document: text cells quoted, numbers bare, one ``\\n``-ended line per row.
+
+    Quoting every text cell keeps a line break inside one (a carriage return in a display name)
+    from starting a new row; Python 3.11's minimal quoting leaves a lone ``\\r`` bare.
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for image in images:
-        writer.writerow(csv_row(image))
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow(head)
+    writer.writerows(rows)
     return out.getvalue()
 
 
@@ -173,7 +192,7 @@ def to_csv(report: CampaignReport) -> str:
     """One row per image (columns: ``CSV_COLUMNS``); needs a report built with its images."""
     if report.images is None:
         raise ValueError("this report was built with include_images=False; the CSV needs them")
-    return _image_csv(report.images)
+    return csv_table(CSV_COLUMNS, (csv_row(image) for image in report.images))
 
 
 def _jsonable(value: Any) -> Any:

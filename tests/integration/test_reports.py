@@ -40,7 +40,14 @@ from core.reports.export import export_zip
 from core.reports.html import to_html
 from core.reports.model import CampaignReport
 from core.reports.queries import pseudonym
-from core.reports.text import CSV_COLUMNS, report_dict, to_csv, to_json, to_markdown
+from core.reports.text import (
+    CSV_COLUMNS,
+    FORMULA_STARTS,
+    report_dict,
+    to_csv,
+    to_json,
+    to_markdown,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -773,6 +780,85 @@ async def test_export_zip(seeded: Database, tmp_path: Path) -> None:
         manifest_text = archive.read("manifest.csv").decode()
     assert "Alice" not in manifest_text
     assert pseudonym("slack", "T1", "U1") in manifest_text
+
+
+# --- formula injection -----------------------------------------------------------------------
+
+# What a hostile user can type as a display name or a prompt: each starts a spreadsheet formula.
+HOSTILE = ("=cmd|' /C calc'!A0", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)*cmd|'/C calc'!A0",
+           "\t=1+1", "\r=1+1")  # fmt: skip
+HOSTILE_GENS = tuple(gid(n) for n in range(40, 40 + len(HOSTILE)))
+
+
+@pytest.fixture
+async def hostile(seeded: Database) -> Database:
+    """Campaign "hostile" (4): one approved 1-image imagine per ``HOSTILE`` text, by a user of
+    that display name, with that text as its prompt, each approved by the next user."""
+    users = [
+        {"id": 40 + n, "platform": "slack", "workspace_id": 1, "external_id": f"UH{n}",
+         "display_name": text}
+        for n, text in enumerate(HOSTILE)
+    ]  # fmt: skip
+    gens = []
+    for n, (g, text) in enumerate(zip(HOSTILE_GENS, HOSTILE, strict=True)):
+        gen = _gen(g, kind="imagine", user=40 + n, campaign=4, preset=2, queued=D2 + s(n),
+                   wait=1, run=1, status="done", gpu=1, seed=n)  # fmt: skip
+        gens.append({**gen, "raw_prompt": text, "final_prompt": text})
+    images = [
+        {"id": 400 + n, "generation_id": g, "index": 1, "storage_key": key(g, 1),
+         "sha256": f"e{n}".ljust(64, "0"), "width": 512, "height": 512, "bytes": 1000,
+         "palette_score": None}
+        for n, g in enumerate(HOSTILE_GENS)
+    ]  # fmt: skip
+    approvals = [
+        {"generation_id": g, "image_id": 400 + n, "user_id": 40 + (n + 1) % len(HOSTILE),
+         "kind": "approve", "emoji": "", "created_at": D3}
+        for n, g in enumerate(HOSTILE_GENS)
+    ]  # fmt: skip
+    async with seeded.engine.begin() as conn:
+        await conn.execute(insert(User.__table__), users)
+        await conn.execute(
+            insert(Campaign),
+            [{"id": 4, "name": "hostile", "preset_name": "brand", "gpu_budget_seconds": None}],
+        )
+        await conn.execute(insert(Generation), gens)
+        await conn.execute(insert(ImageModel), images)
+        await conn.execute(insert(Feedback), approvals)
+    return seeded
+
+
+def _assert_no_formula(rows: list[dict[str, str]]) -> None:
+    """Every hostile text comes back with a leading ``'``; no cell starts a formula."""
+    assert len(rows) == len(HOSTILE)
+    by_generation = {row["generation_id"]: row for row in rows}
+    for n, (g, text) in enumerate(zip(HOSTILE_GENS, HOSTILE, strict=True)):
+        row = by_generation[str(g)]
+        approver = HOSTILE[(n + 1) % len(HOSTILE)]
+        assert (row["user"], row["prompt"], row["final_prompt"]) == ("'" + text,) * 3
+        assert row["approved_by"] == "'" + approver
+    for row in rows:
+        for column, cell in row.items():
+            assert not cell.startswith(FORMULA_STARTS), (column, cell)
+
+
+async def test_csv_cells_never_start_a_formula(hostile: Database, tmp_path: Path) -> None:
+    report = await build_report(hostile, "hostile")
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    _assert_no_formula(rows)
+    # numbers stay numbers: the seed and sizes are written as they are, not as quoted text
+    assert {row["width"] for row in rows} == {"512"}
+    assert sorted(int(row["seed"]) for row in rows) == sorted(
+        i.seed for i in report.images or () if i.seed is not None
+    )
+
+    async def read_image(storage_key: str) -> bytes:
+        return b"original"
+
+    out = tmp_path / "approved.zip"
+    assert await export_zip(hostile, "hostile", "approved", out, read_image) == len(HOSTILE)
+    with zipfile.ZipFile(out) as archive:
+        manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    _assert_no_formula(manifest)
 
 
 def test_report_type_is_frozen() -> None:

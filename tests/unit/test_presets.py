@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.brand.preset_files import load_preset, load_presets, parse_preset, validate_files
 from core.brand.presets import DEFAULT_MODELS, Preset, apply_preset
@@ -180,7 +181,7 @@ def test_validate_files_reports_every_file_and_duplicate_names(tmp_path: Path) -
 
 def test_load_preset_resolves_the_logo_next_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "logos").mkdir()
-    (tmp_path / "logos" / "x.png").write_bytes(b"png")
+    Image.new("RGBA", (8, 4), (255, 0, 0, 255)).save(tmp_path / "logos" / "x.png")
     path = tmp_path / "x.yaml"
     path.write_text(GOOD + "watermark: {logo: logos/x.png}\n")
     loaded = load_preset(path)
