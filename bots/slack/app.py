@@ -436,7 +436,7 @@ def _api_error(exc: SlackApiError) -> str:
 
 def _listener(body: dict[str, Any]) -> str:
     """What a payload asked for, for the log: ``/imagine``, ``block_actions``, an event type."""
-    return str(body.get("command") or body.get("type") or (body.get("event") or {}).get("type"))
+    return str(body.get("command") or body.get("type") or _part(body, "event").get("type"))
 
 
 def _header(request: AsyncBoltRequest, name: str) -> str | None:
