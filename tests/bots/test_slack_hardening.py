@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from slack_bolt.request.async_request import AsyncBoltRequest
 from sqlalchemy import text
 
 from bots.slack import SlackBot
@@ -469,3 +470,43 @@ async def test_random_bodies_get_401_unsigned_and_a_handled_answer_signed(
     await asyncio.to_thread(check)
     await endpoint.bot.drain()
     assert (await sender.url_verification("still-up")).json() == {"challenge": "still-up"}
+
+
+# --- Socket Mode: the same payloads come without HTTP, so the listeners read them carefully ------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "click-without-user",
+        "click-without-channel",
+        "click-user-id-a-number",
+        "command-without-user",
+        "reaction-without-ts",
+    ],
+)
+async def test_a_malformed_socket_mode_payload_is_ignored_without_a_call_or_a_traceback(
+    db: Database,
+    running_fake: FakeSlack,
+    tmp_path: Path,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _settings(tmp_path, running_fake, SLACK_APP_TOKEN=SecretStr("xapp-1-fake"))
+    service = Service(sql_uow_factory(db), load_brand_presets(settings), service_config(settings))
+    bot = SlackBot(App(settings, db, service, LocalImageStore(tmp_path / "images")))
+    warm = event_callback({"type": "app_home_opened", "user": USER_ID})
+    await bot.bolt.async_dispatch(AsyncBoltRequest(body=warm, mode="socket_mode"))
+    running_fake.reset()
+    body, _ = MALFORMED[name]
+    parsed = AsyncBoltRequest(body=body.decode(), headers={"content-type": ["x"]}).body
+
+    with caplog.at_level(logging.WARNING):
+        answer = await bot.bolt.async_dispatch(AsyncBoltRequest(body=parsed, mode="socket_mode"))
+        await asyncio.sleep(0.05)
+        await bot.drain()
+
+    assert answer.status == 200
+    assert running_fake.calls == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("ignored a malformed" in r.getMessage() for r in caplog.records)
