@@ -81,15 +81,21 @@ async def send_private(interaction: discord.Interaction[Any], card: ResultCard) 
 
 def _guard_interaction_parser(client: discord.Client) -> None:
     """discord.py parses INTERACTION_CREATE in the gateway's read loop, where an exception ends
-    the connection for good: a malformed interaction is logged and dropped instead."""
+    the connection for good, and hands on one that names no user (whose handler then fails
+    before it knows whom to answer): a malformed interaction is logged and dropped instead."""
     parsers = client._connection.parsers
     parse = parsers["INTERACTION_CREATE"]
 
     def guarded(data: Any) -> None:
+        ident = data.get("id") if isinstance(data, dict) else None
+        member = data.get("member") if isinstance(data, dict) else None
+        sender = member.get("user") if isinstance(member, dict) else None
+        if not sender and not (isinstance(data, dict) and data.get("user")):
+            log.warning("ignored malformed interaction %s: it does not say who sent it", ident)
+            return
         try:
             parse(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            ident = data.get("id") if isinstance(data, dict) else None
             log.warning("ignored malformed interaction %s (%s: %s)", ident, type(exc).__name__, exc)
 
     parsers["INTERACTION_CREATE"] = guarded
