@@ -252,6 +252,18 @@ def test_an_empty_signing_secret_refuses_http_mode_and_doctor_says_so(
         web_app(bot.bolt, secret, "/slack/events")  # and HTTP is never served without one
 
 
+def test_empty_chat_credentials_count_as_unset() -> None:
+    """deploy/compose.yaml passes every chat credential on, empty when it is not configured."""
+    empty = dict.fromkeys(
+        ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DISCORD_TOKEN"], ""
+    )
+    settings = Settings(_env_file=None, **empty)  # type: ignore[arg-type]
+
+    assert (settings.slack_enabled, settings.discord_enabled) == (False, False)
+    assert settings.slack_app_token is None
+    assert [check.name for check in check_adapters(settings)] == ["chat adapters"]
+
+
 # --- signed but malformed: 4xx or a 200 that does nothing, no call, no traceback ----------------
 
 MALFORMED: dict[str, tuple[bytes, str]] = {
