@@ -129,7 +129,8 @@ def check_adapters(settings: Settings) -> list[Check]:
             f"token present, {mode}"
             if mode_ok
             else "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) "
-            "nor SLACK_SIGNING_SECRET (HTTP mode) is"
+            "nor SLACK_SIGNING_SECRET (HTTP mode) is (an empty value counts as unset): set "
+            "SLACK_SIGNING_SECRET to the Signing Secret on the Slack app's Basic Information page"
         )
         checks.append(Check("slack", mode_ok, detail))
     if settings.discord_enabled:

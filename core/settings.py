@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator(
+        "slack_signing_secret", "slack_app_token", "slack_bot_token", "discord_token", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """An empty secret verifies nothing: ``SLACK_SIGNING_SECRET=`` counts as unset (and so
+        do the chat tokens, which compose passes on as ``${SLACK_BOT_TOKEN:-}``)."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:

@@ -79,6 +79,28 @@ async def send_private(interaction: discord.Interaction[Any], card: ResultCard) 
         log.warning("could not answer interaction %s: %s", interaction.id, exc)
 
 
+def _guard_interaction_parser(client: discord.Client) -> None:
+    """discord.py parses INTERACTION_CREATE in the gateway's read loop, where an exception ends
+    the connection for good, and hands on one that names no user (whose handler then fails
+    before it knows whom to answer): a malformed interaction is logged and dropped instead."""
+    parsers = client._connection.parsers
+    parse = parsers["INTERACTION_CREATE"]
+
+    def guarded(data: Any) -> None:
+        ident = data.get("id") if isinstance(data, dict) else None
+        member = data.get("member") if isinstance(data, dict) else None
+        sender = member.get("user") if isinstance(member, dict) else None
+        if not sender and not (isinstance(data, dict) and data.get("user")):
+            log.warning("ignored malformed interaction %s: it does not say who sent it", ident)
+            return
+        try:
+            parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("ignored malformed interaction %s (%s: %s)", ident, type(exc).__name__, exc)
+
+    parsers["INTERACTION_CREATE"] = guarded
+
+
 class OnbrandTree(app_commands.CommandTree["OnbrandBot"]):
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
         await report_error(interaction, error)
@@ -108,6 +130,7 @@ class OnbrandBot(discord.Client):
             self, max_upload_bytes=max_upload_bytes, min_edit_interval_s=min_edit_interval_s
         )
         self.tree = OnbrandTree(self)
+        _guard_interaction_parser(self)
         self.reactions_handled = 0  # reactions that reached the service (for tests and metrics)
         # Manage Server, as last seen per (guild, user): a reaction removal carries no member.
         self._managers: OrderedDict[tuple[int, int], bool] = OrderedDict()

@@ -1,7 +1,8 @@
 """The Slack adapter (slack-bolt): ``serve_slack`` runs it until ``stop`` is set.
 
 Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed), else HTTP on
-``ONBRAND_HTTP_HOST:ONBRAND_HTTP_PORT`` at ``/slack/events`` with signing-secret verification.
+``ONBRAND_HTTP_HOST:ONBRAND_HTTP_PORT`` at ``/slack/events``, where ``bots.slack.http`` checks
+Slack's signature before the bolt app sees the request.
 Results reach Slack through a ``Delivery`` (worker events + a periodic sweep) that runs alongside.
 """
 
@@ -46,9 +47,7 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
             finally:
                 await handler.close_async()  # type: ignore[no-untyped-call]
         else:
-            runner = web.AppRunner(
-                bot.bolt.web_app(path=EVENTS_PATH), access_log=None, handle_signals=False
-            )
+            runner = web.AppRunner(bot.web_app(EVENTS_PATH), access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
             await site.start()

@@ -13,7 +13,9 @@ same as on Discord; this module does Slack's part of it:
   ``ReactionOrder`` applies each (message, user, emoji)'s events in the order they happened.
 * ``/imagine-report <campaign>`` and ``/imagine-admin bind|unbind|campaigns``.
 * One error handler: a ``UserError`` is shown to that user only; anything else gets a generic
-  message with a reference id, and the traceback goes to the log under that id.
+  message with a reference id, and the traceback goes to the log under that id. A request that
+  is not proven to come from Slack gets 401 and no answer to anyone it names; a payload without
+  what a listener reads (``MalformedPayload``) is logged as a warning and answered with nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiohttp import web
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -36,7 +40,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import render
+from bots.slack import http, render
 from bots.slack.reactions import ReactionOrder
 from bots.slack.sink import SlackSink
 from core import replies
@@ -96,11 +100,15 @@ class SlackBot:
         self.sink = sink or SlackSink(self.client, service=app.service)
         socket_mode = settings.slack_app_token is not None
         secret = settings.slack_signing_secret
-        if secret is None and not socket_mode:
-            raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode")
+        self.signing_secret = secret.get_secret_value().strip() if secret is not None else ""
+        if not self.signing_secret and not socket_mode:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is required in HTTP mode: set it to the Signing Secret on "
+                "the Slack app's Basic Information page (or set SLACK_APP_TOKEN for Socket Mode)"
+            )
         self.bolt = AsyncApp(
             client=self.client,
-            signing_secret=secret.get_secret_value() if secret is not None else "",
+            signing_secret=self.signing_secret,
             request_verification_enabled=not socket_mode,
             logger=logging.getLogger("bots.slack.bolt"),
         )
@@ -134,6 +142,10 @@ class SlackBot:
             self.in_flight.add(task)
         try:
             yield
+        except MalformedPayload as problem:  # not from a person: nobody to answer
+            log.warning("ignored a malformed %s payload: %s", _listener(body), problem)
+            if ack is not None and ack.response is None:
+                await ack()
         except Exception as error:
             answer = replies.error_reply(error, what=_listener(body), log=log)
             if ack is not None and ack.response is None:
@@ -156,6 +168,10 @@ class SlackBot:
             )
         except SlackApiError as exc:
             log.warning("could not show a message to %s: %s", user, _api_error(exc))
+
+    def web_app(self, path: str) -> web.Application:
+        """The HTTP endpoint at ``path``: Slack's signature is checked before bolt sees a byte."""
+        return http.web_app(self.bolt, self.signing_secret, path)
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait (up to ``timeout``) for listeners that are still posting."""
@@ -199,9 +215,9 @@ class SlackBot:
     async def on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         async with self._handling(command, ack):
             # Roles don't matter to /imagine: no users.info round trip before the ack.
-            team, user = command["team_id"], command["user_id"]
+            team, user, channel = _sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""), with_roles=False)
-            where = ReplyTarget(Platform.SLACK, command["team_id"], command["channel_id"])
+            where = ReplyTarget(Platform.SLACK, team, channel)
             text = command.get("text", "")
             asking = asyncio.ensure_future(self.service.imagine(text, actor, where))
             done, _ = await asyncio.wait({asking}, timeout=ACK_BUDGET_S)
@@ -237,19 +253,22 @@ class SlackBot:
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         async with self._handling(body):
-            user = body["user"]
-            team_id = (body.get("team") or {}).get("id") or user.get("team_id", "")
-            actor = await self.actor(team_id, user["id"], user.get("username", ""))
-            container = body.get("container") or {}
-            message = body.get("message") or {}
-            channel = container.get("channel_id") or body["channel"]["id"]
-            thread = container.get("thread_ts") or message.get("thread_ts")
+            user = _part(body, "user")
+            user_id = _required(user, "id", "user.")
+            action_id = _required(action, "action_id", "actions[0].")
+            team_id = _text(_part(body, "team"), "id") or _text(user, "team_id") or ""
+            container, message = _part(body, "container"), _part(body, "message")
+            channel = _text(container, "channel_id") or _required(
+                _part(body, "channel"), "id", "channel."
+            )
+            thread = _text(container, "thread_ts") or _text(message, "thread_ts")
+            actor = await self.actor(team_id, user_id, _text(user, "username") or "")
             where = ReplyTarget(Platform.SLACK, team_id, channel, thread)
-            clicked_ts = container.get("message_ts") or message.get("ts")
+            clicked_ts = _text(container, "message_ts") or _text(message, "ts")
             clicked = MessageRef(Platform.SLACK, channel, clicked_ts) if clicked_ts else None
             answer = await announce.act(
                 self.service,
-                action["action_id"],
+                action_id,
                 actor,
                 where,
                 clicked=clicked,
@@ -274,18 +293,22 @@ class SlackBot:
     async def _react(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, *, added: bool
     ) -> None:
-        item = event.get("item") or {}
-        user_id = event.get("user", "")
+        item, kind = _part(event, "item"), event.get("type")
+        user_id = _text(event, "user")
         if item.get("type") != "message" or not user_id or user_id == context.bot_user_id:
             return
-        emoji = event.get("reaction", "")
-        key = (item["channel"], item["ts"], user_id, emoji)
+        channel, ts, emoji = _text(item, "channel"), _text(item, "ts"), _text(event, "reaction")
+        if channel is None or ts is None or emoji is None:
+            log.warning("ignored a malformed %s event: no item channel, ts or reaction", kind)
+            return
+        key = (channel, ts, user_id, emoji)
         async with self._handling(body), self.reactions.turn(key, event.get("event_ts")) as current:
             if not current:
-                log.info("reaction event %s on %s is older than one handled already", emoji, key[1])
+                log.info("reaction event %s on %s is older than one handled already", emoji, ts)
                 return
-            actor = await self.actor(body.get("team_id") or context.team_id or "", user_id)
-            message = MessageRef(Platform.SLACK, item["channel"], item["ts"])
+            team = _text(body, "team_id") or context.team_id or ""
+            actor = await self.actor(team, user_id)
+            message = MessageRef(Platform.SLACK, channel, ts)
             await self.service.react(message, emoji, actor, added=added)
 
     # --- /imagine-report -------------------------------------------------------------------
@@ -300,11 +323,9 @@ class SlackBot:
             response_type="ephemeral",
         )
         async with self._handling(command):
-            actor = await self.actor(
-                command["team_id"], command["user_id"], command.get("user_name", "")
-            )
+            team, user, channel = _sender(command)
+            actor = await self.actor(team, user, command.get("user_name", ""))
             bundle = await self.service.report(actor, campaign)
-            channel = command["channel_id"]
             summary = await self.client.chat_postMessage(
                 channel=channel,
                 text=render.escape(replies.report_title(bundle.campaign)),
@@ -327,10 +348,9 @@ class SlackBot:
         async with self._handling(command, ack):
             words = command.get("text", "").split()
             verb, args = (words[0].lower(), words[1:]) if words else ("", [])
-            actor = await self.actor(
-                command["team_id"], command["user_id"], command.get("user_name", "")
-            )
-            where = ReplyTarget(Platform.SLACK, command["team_id"], command["channel_id"])
+            team, user, channel = _sender(command)
+            actor = await self.actor(team, user, command.get("user_name", ""))
+            where = ReplyTarget(Platform.SLACK, team, channel)
             wanted = bind_args(args) if verb == "bind" else None
             if wanted is not None:
                 campaign, preset, locked = wanted
@@ -349,15 +369,42 @@ class SlackBot:
     # --- errors ----------------------------------------------------------------------------
 
     async def on_error(
-        self, error: Exception, body: dict[str, Any], response: BoltResponse | None
+        self,
+        error: Exception,
+        body: dict[str, Any],
+        request: AsyncBoltRequest,
+        response: BoltResponse | None,
     ) -> BoltResponse | None:
-        """The backstop for errors outside the listeners' ``_handling`` (bolt's own steps)."""
+        """The backstop for errors outside the listeners' ``_handling`` (bolt's own steps).
+
+        bolt's request verification itself can raise (a non-numeric timestamp), and what comes
+        before it runs on an unverified body: such a request gets 401, and nobody it names is
+        told anything."""
+        if not self._from_slack(request):
+            log.warning("refused a request not signed by Slack (%s)", type(error).__name__)
+            return BoltResponse(status=401, body=http.REFUSED) if response is not None else None
+        if not isinstance(body, dict):  # bolt's parsers hand on whatever the JSON was
+            log.warning("ignored a %s payload from Slack", type(body).__name__)
+            return BoltResponse(status=400) if response is not None else None
         answer = replies.error_reply(error, what=_listener(body), log=log)
         if response is not None and body.get("command"):  # not acked yet: the ack carries it
             text = render.reply_text(answer)
             return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
         await self._tell(body, answer)
         return BoltResponse(status=200) if response is not None else None
+
+    def _from_slack(self, request: AsyncBoltRequest) -> bool:
+        """Whether ``request`` came through Slack: its Socket Mode connection, or a valid
+        signature (checked again here: the error may have come from checking it)."""
+        if request.mode == "socket_mode":
+            return True
+        return http.authentic(
+            self.signing_secret,
+            _header(request, "x-slack-request-timestamp"),
+            _header(request, "x-slack-signature"),
+            request.raw_body.encode("utf-8", "replace"),
+            now=time.time(),
+        )
 
 
 def bind_args(args: list[str]) -> tuple[str | None, str | None, bool] | None:
@@ -389,20 +436,58 @@ def _api_error(exc: SlackApiError) -> str:
 
 def _listener(body: dict[str, Any]) -> str:
     """What a payload asked for, for the log: ``/imagine``, ``block_actions``, an event type."""
-    return str(body.get("command") or body.get("type") or (body.get("event") or {}).get("type"))
+    return str(body.get("command") or body.get("type") or _part(body, "event").get("type"))
+
+
+def _header(request: AsyncBoltRequest, name: str) -> str | None:
+    values = request.headers.get(name) or [None]
+    return values[0]
 
 
 def _who(body: dict[str, Any]) -> tuple[str, str, str | None] | None:
-    """(channel, user, thread) of the person a payload came from."""
+    """(channel, user, thread) of the person a payload came from; None when it doesn't say."""
     if body.get("command"):
-        return body["channel_id"], body["user_id"], None
-    if body.get("type") == "block_actions":
-        container = body.get("container") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        user = (body.get("user") or {}).get("id")
-        thread = container.get("thread_ts") or (body.get("message") or {}).get("thread_ts")
-        return (channel, user, thread) if channel and user else None
-    event = body.get("event") or {}
-    channel = (event.get("item") or {}).get("channel") or event.get("channel")
-    user = event.get("user")
-    return (channel, user, None) if channel and user else None
+        where = _text(body, "channel_id"), _text(body, "user_id"), None
+    elif body.get("type") == "block_actions":
+        container = _part(body, "container")
+        channel = _text(container, "channel_id") or _text(_part(body, "channel"), "id")
+        thread = _text(container, "thread_ts") or _text(_part(body, "message"), "thread_ts")
+        where = channel, _text(_part(body, "user"), "id"), thread
+    else:
+        event = _part(body, "event")
+        channel = _text(_part(event, "item"), "channel") or _text(event, "channel")
+        where = channel, _text(event, "user"), None
+    channel, user, thread = where
+    return (channel, user, thread) if channel and user else None
+
+
+class MalformedPayload(Exception):
+    """A payload from Slack that lacks what a listener reads: logged, answered with nothing."""
+
+
+def _sender(command: dict[str, Any]) -> tuple[str, str, str]:
+    """(team, user, channel) of a slash command."""
+    return (
+        _required(command, "team_id", ""),
+        _required(command, "user_id", ""),
+        _required(command, "channel_id", ""),
+    )
+
+
+def _part(body: Any, key: str) -> dict[str, Any]:
+    """``body[key]`` when it is an object, else an empty one."""
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _text(body: dict[str, Any], key: str) -> str | None:
+    """``body[key]`` when it is a non-empty string."""
+    value = body.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _required(body: dict[str, Any], key: str, where: str) -> str:
+    value = _text(body, key)
+    if value is None:
+        raise MalformedPayload(f"no {where}{key}")
+    return value

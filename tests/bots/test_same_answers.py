@@ -47,7 +47,7 @@ from tests.fakes.slack import (
     FakeSlack,
     SlackSender,
     running_fake_slack,
-    serve_bolt_app,
+    serve_aiohttp,
 )
 from tests.network import allowed_hosts
 
@@ -366,7 +366,7 @@ async def both(db: Database, slack_fake: FakeSlack, tmp_path: Path) -> AsyncIter
             min_edit_interval_s=EDIT_INTERVAL,
         )
         await stack.enter_async_context(run_client(bot, fake))
-        url = await stack.enter_async_context(serve_bolt_app(slack_bot.bolt))
+        url = await stack.enter_async_context(serve_aiohttp(slack_bot.web_app("/slack/events")))
         stack.push_async_callback(sink.flush)
         discord_side = DiscordSide(fake, bot)
         service.config = dataclasses.replace(

@@ -61,7 +61,7 @@ from tests.fakes.slack import (
     SlackSender,
     reaction_event,
     running_fake_slack,
-    serve_bolt_app,
+    serve_aiohttp,
 )
 from tests.network import allowed_hosts
 
@@ -140,7 +140,7 @@ class Harness:
         )
         stack = contextlib.AsyncExitStack()
         self.bot = SlackBot(self.app, client=client, sink=self.sink)
-        url = await stack.enter_async_context(serve_bolt_app(self.bot.bolt))
+        url = await stack.enter_async_context(serve_aiohttp(self.bot.web_app("/slack/events")))
         delivering = asyncio.create_task(self.delivery.run())
 
         async def stop_delivery() -> None:

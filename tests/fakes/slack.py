@@ -30,7 +30,8 @@ Two halves:
 * ``SlackSender`` — builds the HTTP requests Slack sends to an app (slash commands,
   ``block_actions``, Events API callbacks), signs them like Slack (``v0=`` HMAC-SHA256 of
   ``v0:{timestamp}:{body}``), optionally breaks the signature, the body or the timestamp, POSTs
-  them with aiohttp and reports status, body and time to the response. ``serve_bolt_app``
+  them with aiohttp and reports status, body and time to the response; ``post_raw`` sends any
+  bytes with any headers (``signed_headers`` signs bytes that are not UTF-8 too). ``serve_bolt_app``
   serves an ``AsyncApp`` over its real aiohttp adapter on 127.0.0.1.
 
 Socket Mode is not faked: a bolt app receives the same payloads over HTTP, and the listeners,
@@ -1458,6 +1459,40 @@ class SlackSender:
                     headers=dict(response.headers),
                     elapsed=elapsed,
                     sent_body=sent,
+                )
+
+    def signed_headers(
+        self, body: bytes, content_type: str, *, timestamp: str | None = None
+    ) -> dict[str, str]:
+        """The headers Slack sends with ``body`` (its bytes signed as they are)."""
+        timestamp = timestamp or str(int(time.time()))
+        base = b"v0:" + timestamp.encode() + b":" + body
+        digest = hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": f"v0={digest}",
+        }
+
+    async def post_raw(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> SentRequest:
+        """POST ``body`` with exactly ``headers`` (nothing signed unless they say so)."""
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with aiohttp.ClientSession(timeout=client_timeout) as session:
+            started = time.perf_counter()
+            async with session.post(self.url, data=body, headers=headers) as response:
+                text = await response.text(errors="replace")
+                return SentRequest(
+                    status=response.status,
+                    body=text,
+                    headers=dict(response.headers),
+                    elapsed=time.perf_counter() - started,
+                    sent_body=body.decode("utf-8", "replace"),
                 )
 
     async def slash_command(
