@@ -41,6 +41,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import http, render
+from bots.slack.payloads import MalformedPayload, field, listener, part, required, sender, who
 from bots.slack.reactions import ReactionOrder
 from bots.slack.sink import SlackSink
 from core import replies
@@ -143,11 +144,11 @@ class SlackBot:
         try:
             yield
         except MalformedPayload as problem:  # not from a person: nobody to answer
-            log.warning("ignored a malformed %s payload: %s", _listener(body), problem)
+            log.warning("ignored a malformed %s payload: %s", listener(body), problem)
             if ack is not None and ack.response is None:
                 await ack()
         except Exception as error:
-            answer = replies.error_reply(error, what=_listener(body), log=log)
+            answer = replies.error_reply(error, what=listener(body), log=log)
             if ack is not None and ack.response is None:
                 await ack(text=render.reply_text(answer), response_type="ephemeral")
             else:
@@ -158,7 +159,7 @@ class SlackBot:
 
     async def _tell(self, body: dict[str, Any], answer: ResultCard) -> None:
         """A private answer to whoever sent ``body``, where they sent it from."""
-        where = _who(body)
+        where = who(body)
         if where is None:
             return
         channel, user, thread = where
@@ -215,7 +216,7 @@ class SlackBot:
     async def on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         async with self._handling(command, ack):
             # Roles don't matter to /imagine: no users.info round trip before the ack.
-            team, user, channel = _sender(command)
+            team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""), with_roles=False)
             where = ReplyTarget(Platform.SLACK, team, channel)
             text = command.get("text", "")
@@ -253,18 +254,18 @@ class SlackBot:
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         async with self._handling(body):
-            user = _part(body, "user")
-            user_id = _required(user, "id", "user.")
-            action_id = _required(action, "action_id", "actions[0].")
-            team_id = _text(_part(body, "team"), "id") or _text(user, "team_id") or ""
-            container, message = _part(body, "container"), _part(body, "message")
-            channel = _text(container, "channel_id") or _required(
-                _part(body, "channel"), "id", "channel."
+            user = part(body, "user")
+            user_id = required(user, "id", "user.")
+            action_id = required(action, "action_id", "actions[0].")
+            team_id = field(part(body, "team"), "id") or field(user, "team_id") or ""
+            container, message = part(body, "container"), part(body, "message")
+            channel = field(container, "channel_id") or required(
+                part(body, "channel"), "id", "channel."
             )
-            thread = _text(container, "thread_ts") or _text(message, "thread_ts")
-            actor = await self.actor(team_id, user_id, _text(user, "username") or "")
+            thread = field(container, "thread_ts") or field(message, "thread_ts")
+            actor = await self.actor(team_id, user_id, field(user, "username") or "")
             where = ReplyTarget(Platform.SLACK, team_id, channel, thread)
-            clicked_ts = _text(container, "message_ts") or _text(message, "ts")
+            clicked_ts = field(container, "message_ts") or field(message, "ts")
             clicked = MessageRef(Platform.SLACK, channel, clicked_ts) if clicked_ts else None
             answer = await announce.act(
                 self.service,
@@ -293,11 +294,15 @@ class SlackBot:
     async def _react(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, *, added: bool
     ) -> None:
-        item, kind = _part(event, "item"), event.get("type")
-        user_id = _text(event, "user")
+        item, kind = part(event, "item"), event.get("type")
+        user_id = field(event, "user")
         if item.get("type") != "message" or not user_id or user_id == context.bot_user_id:
             return
-        channel, ts, emoji = _text(item, "channel"), _text(item, "ts"), _text(event, "reaction")
+        channel, ts, emoji = (
+            field(item, "channel"),
+            field(item, "ts"),
+            field(event, "reaction"),
+        )
         if channel is None or ts is None or emoji is None:
             log.warning("ignored a malformed %s event: no item channel, ts or reaction", kind)
             return
@@ -306,7 +311,7 @@ class SlackBot:
             if not current:
                 log.info("reaction event %s on %s is older than one handled already", emoji, ts)
                 return
-            team = _text(body, "team_id") or context.team_id or ""
+            team = field(body, "team_id") or context.team_id or ""
             actor = await self.actor(team, user_id)
             message = MessageRef(Platform.SLACK, channel, ts)
             await self.service.react(message, emoji, actor, added=added)
@@ -323,7 +328,7 @@ class SlackBot:
             response_type="ephemeral",
         )
         async with self._handling(command):
-            team, user, channel = _sender(command)
+            team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""))
             bundle = await self.service.report(actor, campaign)
             summary = await self.client.chat_postMessage(
@@ -348,7 +353,7 @@ class SlackBot:
         async with self._handling(command, ack):
             words = command.get("text", "").split()
             verb, args = (words[0].lower(), words[1:]) if words else ("", [])
-            team, user, channel = _sender(command)
+            team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""))
             where = ReplyTarget(Platform.SLACK, team, channel)
             wanted = bind_args(args) if verb == "bind" else None
@@ -386,7 +391,7 @@ class SlackBot:
         if not isinstance(body, dict):  # bolt's parsers hand on whatever the JSON was
             log.warning("ignored a %s payload from Slack", type(body).__name__)
             return BoltResponse(status=400) if response is not None else None
-        answer = replies.error_reply(error, what=_listener(body), log=log)
+        answer = replies.error_reply(error, what=listener(body), log=log)
         if response is not None and body.get("command"):  # not acked yet: the ack carries it
             text = render.reply_text(answer)
             return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
@@ -434,60 +439,6 @@ def _api_error(exc: SlackApiError) -> str:
         return type(exc).__name__
 
 
-def _listener(body: dict[str, Any]) -> str:
-    """What a payload asked for, for the log: ``/imagine``, ``block_actions``, an event type."""
-    return str(body.get("command") or body.get("type") or _part(body, "event").get("type"))
-
-
 def _header(request: AsyncBoltRequest, name: str) -> str | None:
     values = request.headers.get(name) or [None]
     return values[0]
-
-
-def _who(body: dict[str, Any]) -> tuple[str, str, str | None] | None:
-    """(channel, user, thread) of the person a payload came from; None when it doesn't say."""
-    if body.get("command"):
-        where = _text(body, "channel_id"), _text(body, "user_id"), None
-    elif body.get("type") == "block_actions":
-        container = _part(body, "container")
-        channel = _text(container, "channel_id") or _text(_part(body, "channel"), "id")
-        thread = _text(container, "thread_ts") or _text(_part(body, "message"), "thread_ts")
-        where = channel, _text(_part(body, "user"), "id"), thread
-    else:
-        event = _part(body, "event")
-        channel = _text(_part(event, "item"), "channel") or _text(event, "channel")
-        where = channel, _text(event, "user"), None
-    channel, user, thread = where
-    return (channel, user, thread) if channel and user else None
-
-
-class MalformedPayload(Exception):
-    """A payload from Slack that lacks what a listener reads: logged, answered with nothing."""
-
-
-def _sender(command: dict[str, Any]) -> tuple[str, str, str]:
-    """(team, user, channel) of a slash command."""
-    return (
-        _required(command, "team_id", ""),
-        _required(command, "user_id", ""),
-        _required(command, "channel_id", ""),
-    )
-
-
-def _part(body: Any, key: str) -> dict[str, Any]:
-    """``body[key]`` when it is an object, else an empty one."""
-    value = body.get(key) if isinstance(body, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _text(body: dict[str, Any], key: str) -> str | None:
-    """``body[key]`` when it is a non-empty string."""
-    value = body.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def _required(body: dict[str, Any], key: str, where: str) -> str:
-    value = _text(body, key)
-    if value is None:
-        raise MalformedPayload(f"no {where}{key}")
-    return value

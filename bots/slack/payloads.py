@@ -1,0 +1,63 @@
+"""Reading Slack payloads without trusting their shape: every field is checked for its type, and
+a payload that lacks what a listener needs raises ``MalformedPayload`` (logged, answered with
+nothing) instead of a ``KeyError`` deep in a handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MalformedPayload", "field", "listener", "part", "required", "sender", "who"]
+
+
+def listener(body: dict[str, Any]) -> str:
+    """What a payload asked for, for the log: ``/imagine``, ``block_actions``, an event type."""
+    return str(body.get("command") or body.get("type") or part(body, "event").get("type"))
+
+
+def who(body: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(channel, user, thread) of the person a payload came from; None when it doesn't say."""
+    if body.get("command"):
+        where = field(body, "channel_id"), field(body, "user_id"), None
+    elif body.get("type") == "block_actions":
+        container = part(body, "container")
+        channel = field(container, "channel_id") or field(part(body, "channel"), "id")
+        thread = field(container, "thread_ts") or field(part(body, "message"), "thread_ts")
+        where = channel, field(part(body, "user"), "id"), thread
+    else:
+        event = part(body, "event")
+        channel = field(part(event, "item"), "channel") or field(event, "channel")
+        where = channel, field(event, "user"), None
+    channel, user, thread = where
+    return (channel, user, thread) if channel and user else None
+
+
+class MalformedPayload(Exception):
+    """A payload from Slack that lacks what a listener reads: logged, answered with nothing."""
+
+
+def sender(command: dict[str, Any]) -> tuple[str, str, str]:
+    """(team, user, channel) of a slash command."""
+    return (
+        required(command, "team_id", ""),
+        required(command, "user_id", ""),
+        required(command, "channel_id", ""),
+    )
+
+
+def part(body: Any, key: str) -> dict[str, Any]:
+    """``body[key]`` when it is an object, else an empty one."""
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def field(body: dict[str, Any], key: str) -> str | None:
+    """``body[key]`` when it is a non-empty string."""
+    value = body.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def required(body: dict[str, Any], key: str, where: str) -> str:
+    value = field(body, key)
+    if value is None:
+        raise MalformedPayload(f"no {where}{key}")
+    return value
