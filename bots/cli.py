@@ -209,8 +209,7 @@ def report(
     from core.reports.text import to_csv, to_json, to_markdown
 
     if fmt not in ("md", "csv", "json", "html"):
-        err.print(f"[red]error:[/red] --format {fmt!r}: use md, csv, json or html")
-        raise typer.Exit(2)
+        raise refuse(f"--format {fmt!r}: use md, csv, json or html")
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     target = None if output is None else output_file(output, "-o", f"report.{fmt}")
 
@@ -254,8 +253,7 @@ def export(
     from core.reports.export import export_zip
 
     if approved == favourites:
-        err.print("[red]error:[/red] choose one of --approved or --favourites")
-        raise typer.Exit(2)
+        raise refuse("choose one of --approved or --favourites")
     which: Literal["approved", "favourites"] = "approved" if approved else "favourites"
     target = output_file(output, "-o", f"{campaign}.zip")
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bots.cli_common import cli_actor, err, load_settings, out, parse_day, with_app
+from bots.cli_common import cli_actor, err, load_settings, out, parse_day, refuse, with_app
 from core.domain import Binding, Campaign, Platform, ReplyTarget
 from core.errors import ConfigError, UserError
 
@@ -100,8 +100,7 @@ def presets_check(
         out.print(f"[red]blocked:[/red] {exc.user_message}", highlight=False)
         raise typer.Exit(3) from None
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc.user_message}", highlight=False)
-        raise typer.Exit(2) from None
+        raise refuse(exc.user_message) from None
 
 
 @campaign_app.command("create")
@@ -164,8 +163,7 @@ def _target(platform: str, workspace: str, channel: str) -> ReplyTarget:
     try:
         chosen = Platform(platform)
     except ValueError:
-        err.print(f"[red]error:[/red] --platform {platform!r}: use slack or discord")
-        raise typer.Exit(2) from None
+        raise refuse(f"--platform {platform!r}: use slack or discord") from None
     return ReplyTarget(chosen, workspace, channel)
 
 

@@ -35,8 +35,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc.user_message}", highlight=False)
-        raise typer.Exit(2) from None
+        raise refuse(exc.user_message) from None
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -56,8 +55,7 @@ def parse_day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        err.print(f"[red]error:[/red] {option} {value!r}: use a date like 2026-03-01")
-        raise typer.Exit(2) from None
+        raise refuse(f"{option} {value!r}: use a date like 2026-03-01") from None
 
 
 def cli_actor() -> Actor:
