@@ -38,13 +38,16 @@ def _card(label: str, value: str, note: str = "") -> str:
     )
 
 
-def _image_card(image: ImageRow, thumbs: Mapping[str, str]) -> str:
+def _picture(image: ImageRow, thumbs: Mapping[str, str], alt: str) -> str:
+    """The inline thumbnail of ``image``, or a placeholder when the store no longer has it."""
     src = thumbs.get(image.storage_key)
-    picture = (
-        f'<img src="{src}" alt="{escape(image.prompt)}" loading="lazy">'
-        if src
-        else '<div class="missing">image unavailable</div>'
-    )
+    if not src:
+        return '<div class="missing">image unavailable</div>'
+    return f'<img src="{src}" alt="{escape(alt)}" loading="lazy">'
+
+
+def _image_card(image: ImageRow, thumbs: Mapping[str, str]) -> str:
+    picture = _picture(image, thumbs, image.prompt)
     badges = f'<span class="badge fav">★ {image.favourites}</span>' if image.favourites else ""
     if image.likes:
         badges += f'<span class="badge">{image.likes} like{"s" if image.likes > 1 else ""}</span>'
@@ -87,12 +90,7 @@ def _sheet(title: str, images: Sequence[ImageRow], thumbs: Mapping[str, str]) ->
 
 def _tile(image: ImageRow, thumbs: Mapping[str, str]) -> str:
     """One image on the contact sheet: the thumbnail, its number and its marks (★ n, ✅)."""
-    src = thumbs.get(image.storage_key)
-    picture = (
-        f'<img src="{src}" alt="{escape(image.prompt)} #{image.index}" loading="lazy">'
-        if src
-        else '<div class="missing">image unavailable</div>'
-    )
+    picture = _picture(image, thumbs, f"{image.prompt} #{image.index}")
     marks = f'<span class="mark fav">★ {image.favourites}</span>' if image.favourites else ""
     if image.approved:
         marks += '<span class="mark ok" title="approved">✅</span>'
