@@ -66,3 +66,17 @@ def test_batching_bench(results_in_tmp: Path) -> None:
     batches = {row["name"]: row["extra"]["batches"] for row in record["rows"]}  # type: ignore[attr-defined]
     assert batches["max-batch 1"] == "1,1,1,1"
     assert batches["max-batch 4"] == "4"
+
+
+def test_pipeline_bench(results_in_tmp: Path) -> None:
+    """The simulated-engine pipeline bench runs every case to the last ``done`` and reports one
+    ratio per engine time; the engine really ran every image (none skipped, none twice)."""
+    from bench import pipeline
+
+    assert pipeline.main(["--jobs", "12", "--ms", "1,3", "--max-batch", "4", "--size", "32"]) == 0
+    record = recorded(results_in_tmp, "pipeline")
+    assert list(record["ratios"]) == ["1 ms/image", "3 ms/image"]  # type: ignore[call-overload]
+    for row in record["rows"]:  # type: ignore[attr-defined]
+        assert row["value"] > 0
+        assert 0 < float(row["extra"]["ratio"]) <= 1.05  # the bound is a bound (timer noise aside)
+        assert row["extra"]["images"] == 12
