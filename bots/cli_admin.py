@@ -53,7 +53,7 @@ def presets_validate(
     ] = None,
 ) -> None:
     """Validate preset files; lists every problem and exits non-zero if there is any."""
-    from core.brand.preset_files import validate_files
+    from core.brand.preset_files import expand_preset_paths, validate_files
 
     paths = files or sorted(load_settings().presets_dir.glob("*.y*ml"))
     if not paths:
@@ -64,7 +64,7 @@ def presets_validate(
         err.print(f"[red]✗[/red] {problem}", highlight=False)
     if problems:
         raise typer.Exit(1)
-    for path in paths:
+    for path in expand_preset_paths(paths)[0]:
         out.print(f"[green]✓[/green] {path}", highlight=False)
 
 

@@ -313,7 +313,24 @@ def validate_files(paths: Iterable[str | Path]) -> list[str]:
 
     A folder stands for the preset files in it. Names must be unique across all files.
     """
+    files, problems = expand_preset_paths(paths)
+    return problems + _load_many(files)[1]
+
+
+def expand_preset_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The preset files ``paths`` name (a folder stands for the ``.yaml``/``.yml`` files in it),
+    and a problem for each folder that holds none: validating an empty or wrong folder must not
+    pass as if its presets were fine."""
     files: list[Path] = []
+    problems: list[str] = []
     for p in map(Path, paths):
-        files += _preset_files(p) if p.is_dir() else [p]
-    return _load_many(files)[1]
+        if p.is_dir():
+            found = _preset_files(p)
+            if not found:
+                problems.append(
+                    f"{p}: holds no preset files (*.yaml, *.yml); is this the right folder?"
+                )
+            files += found
+        else:
+            files.append(p)
+    return files, problems

@@ -194,6 +194,9 @@ class Pipelines:
             kwargs: dict[str, Any] = {
                 "dtype" if renamed else "torch_dtype": dtype,
                 "low_cpu_mem_usage": utils.is_accelerate_available(),
+                # Weights only from safetensors: a pickled ``.bin`` in a folder a preset names
+                # would run code on load (torch's weights_only guard is not the place to rely on).
+                "use_safetensors": True,
                 **offline,
             }
             if "safety_checker" in config:

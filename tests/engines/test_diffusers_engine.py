@@ -136,6 +136,21 @@ async def test_missing_model_is_a_load_error(tmp_path: Path) -> None:
         await DiffusersEngine(device="cpu").generate(str(tmp_path), [_job()])
 
 
+async def test_pickled_weights_are_refused(tmp_path: Path) -> None:
+    """A model folder whose UNet weights are a pickled ``.bin`` (which can run code on load) is
+    not loaded, even though diffusers would accept it: only safetensors weights are read."""
+    import torch
+    from safetensors.torch import load_file
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(bundled_model_path(), copy)
+    weights = copy / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), copy / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    with pytest.raises(ModelLoadError, match="could not load"):
+        await DiffusersEngine(device="cpu").generate(str(copy), [_job()])
+
+
 async def test_upscale_through_a_model(tiny_engine: DiffusersEngine) -> None:
     """With an upscaler that is not an x4 upscaler, it refines a Lanczos enlargement."""
     (result,) = await tiny_engine.generate("tiny", [_job()])

@@ -179,6 +179,17 @@ def test_validate_files_reports_every_file_and_duplicate_names(tmp_path: Path) -
         load_presets(tmp_path)
 
 
+def test_validating_a_folder_without_presets_is_a_problem_not_a_pass(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a preset")
+    (tmp_path / "nested.yaml").mkdir()  # a folder named like a preset is not one
+    problems = validate_files([tmp_path])
+    assert problems == [
+        f"{tmp_path}: holds no preset files (*.yaml, *.yml); is this the right folder?"
+    ]
+    (tmp_path / "a.yaml").write_text(GOOD)
+    assert validate_files([tmp_path]) == []
+
+
 def test_load_preset_resolves_the_logo_next_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "logos").mkdir()
     Image.new("RGBA", (8, 4), (255, 0, 0, 255)).save(tmp_path / "logos" / "x.png")
