@@ -721,11 +721,12 @@ async def test_status_edits_are_throttled_per_message_and_the_last_one_wins(h: H
     message = await h.bot.get_partial_messageable(h.channel_id).send("status")
     ref = MessageRef(Platform.DISCORD, str(h.channel_id), str(message.id))
     await sink.update_status(ref, ResultCard(text="step 0"))
-    await asyncio.sleep(0.05)  # the first edit goes out at once
+    route = f"PATCH /channels/*/messages/{message.id}"
+    await h.fake.wait_for(lambda f: f.requests_matching(route), timeout=2)  # goes out at once
     for step in range(1, 5):
         await sink.update_status(ref, ResultCard(text=f"step {step}"))
     await sink.flush()
-    patches = h.fake.requests_matching(f"PATCH /channels/*/messages/{message.id}")
+    patches = h.fake.requests_matching(route)
     assert [p.json["embeds"][0]["description"] for p in patches] == ["step 0", "step 4"]
     assert patches[1].at - patches[0].at >= EDIT_INTERVAL * 0.95
 

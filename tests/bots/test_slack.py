@@ -468,15 +468,22 @@ async def test_status_edits_are_throttled_per_message_and_the_last_one_wins(
     ref = MessageRef(Platform.SLACK, CHANNEL_ID, ts)
     gid = uuid.uuid4()
     started = time.monotonic()
+    slowest = 0.0
     for percent in range(0, 100, 10):
         card = ResultCard(f"⏳ Generating… {percent}%", actions=(Action(ActionKind.CANCEL, gid),))
+        before = time.monotonic()
         await sink.update_status(ref, card)
+        slowest = max(slowest, time.monotonic() - before)
         await asyncio.sleep(0.05)
-    assert time.monotonic() - started < 1.0  # update_status never waits
+    assert slowest < 0.2  # update_status never waits for the pacing (0.4 s)
     await sink.update_status(ref, ResultCard("✅ Done — the images are below."))
     await fake.wait_for(lambda f: _text(f.message(CHANNEL_ID, ts)).startswith("✅"), timeout=3)
+    elapsed = time.monotonic() - started
     updates = fake.calls_to("chat.update")
-    assert len(updates) <= 3  # first edit, then ≥ 0.4 s apart: 10 progress cards coalesced
+    # The first edit at once, then at most one per 0.4 s (however slow a loaded machine made the
+    # loop), and the closing one: 11 cards coalesced into far fewer edits.
+    assert len(updates) <= 2 + int(elapsed / 0.4)
+    assert len(updates) < 11
     gaps = [b.at - a.at for a, b in itertools.pairwise(updates)]
     assert all(gap >= 0.35 for gap in gaps)
     assert fake.message(CHANNEL_ID, ts).blocks == render.status_blocks(
