@@ -167,6 +167,13 @@ class Generation(Base):
             "finished_at",
             postgresql_where=text("delivered_at IS NULL AND undeliverable IS NULL"),
         ),
+        # Reports count given-up results: few rows, so a small partial index.
+        Index(
+            "ix_generations_campaign_given_up",
+            "campaign_id",
+            "queued_at",
+            postgresql_where=text("undeliverable IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

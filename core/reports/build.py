@@ -196,6 +196,7 @@ async def _build(
             failed=int(t["failed"]),
             pending=int(t["pending"]),
             blocked_prompts=int(t["blocked_prompts"]),
+            undelivered=int(t["undelivered"]),
         ),
         engagement=Engagement(
             favourites=int(t["favourites"]),

@@ -309,7 +309,12 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
                 f"{t.requests:,}",
                 f"{t.variations:,} var · {t.upscales:,} up · {t.rerolls:,} reroll",
             ),
-            _card("Images", f"{t.images:,}", f"{t.failed:,} failed · {t.cancelled:,} cancelled"),
+            _card(
+                "Images",
+                f"{t.images:,}",
+                f"{t.failed:,} failed · {t.cancelled:,} cancelled"
+                + (f" · {t.undelivered:,} undelivered" if t.undelivered else ""),
+            ),
             _card("People", f"{t.users:,}", f"{t.blocked_prompts:,} blocked prompts"),
             _card("Favourite rate", percent(e.favourite_rate), f"{e.favourites:,} ★"),
             _card("Approval rate", percent(e.approval_rate), f"{e.approved_images:,} approved"),

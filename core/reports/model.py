@@ -46,6 +46,7 @@ class Totals:
     failed: int
     pending: int  # queued or running when the report was made
     blocked_prompts: int  # audit_log 'prompt.blocked' for the campaign
+    undelivered: int  # results given up on (channel gone, or failed too often)
 
 
 @dataclass(frozen=True)

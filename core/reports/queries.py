@@ -259,7 +259,10 @@ SELECT
         SELECT tot.*, fbc.*, med.*,
                (SELECT count(*) FROM audit_log
                 WHERE action = 'prompt.blocked' AND campaign_id = :cid {audit_range})
-                   AS blocked_prompts
+                   AS blocked_prompts,
+               (SELECT count(*) FROM generations
+                WHERE campaign_id = :cid {range} AND undeliverable IS NOT NULL)
+                   AS undelivered
         FROM tot, fbc, med) t) AS totals,
     (SELECT json_agg(s ORDER BY s.images DESC, s.requests DESC, s.key)
        FILTER (WHERE s.dim = 'user') FROM slices s) AS per_user,

@@ -66,6 +66,14 @@ def to_markdown(report: CampaignReport) -> str:
         f"{t.rerolls:,} rerolls",
         f"- {t.done:,} done · {t.failed:,} failed · {t.cancelled:,} cancelled · "
         f"{t.pending:,} pending · {t.blocked_prompts:,} blocked prompts",
+        *(
+            [
+                f"- {t.undelivered:,} results never reached their channel (deleted, bot removed "
+                "or failing for days); `onbrand doctor` lists them with the reason"
+            ]
+            if t.undelivered
+            else []
+        ),
         "",
         "## Engagement",
         "",

@@ -88,6 +88,7 @@ def _gen(
     parent: uuid.UUID | None = None,
     source_index: int | None = None,
     platform: str = "slack",
+    undeliverable: str | None = None,
 ) -> dict[str, Any]:
     started = queued + s(wait) if wait is not None else None
     finished = started + s(run) if started is not None and run is not None else None
@@ -113,6 +114,7 @@ def _gen(
         "finished_at": finished,
         "gpu_seconds": gpu,
         "reply_target": {"platform": platform, "workspace_id": "T1", "channel_id": "C1"},
+        "undeliverable": undeliverable,
     }
 
 
@@ -146,15 +148,16 @@ async def seed(db: Database) -> None:
         _gen(G3, kind="upscale", user=ALICE, campaign=1, preset=2, queued=D2, wait=5, run=10,
              status="done", gpu=10, seed=300, parent=G2, source_index=3),
         _gen(G4, kind="reroll", user=DISCO, campaign=1, preset=2, queued=D2 + s(3 * 3600),
-             wait=40, run=5, status="failed", gpu=5, seed=400, parent=G1, platform="discord"),
+             wait=40, run=5, status="failed", gpu=5, seed=400, parent=G1, platform="discord",
+             undeliverable="permanent: Unknown Channel (the channel was deleted)"),
         _gen(G5, kind="imagine", user=DISCO, campaign=1, preset=2, queued=D3 - s(3600),
              wait=None, run=None, status="cancelled", gpu=None, seed=450, platform="discord"),
         _gen(G6, kind="imagine", user=BOB, campaign=1, preset=2, queued=D3, wait=30, run=40,
              status="done", gpu=40, seed=500),
         _gen(G7, kind="imagine", user=ZED, campaign=2, preset=1, queued=T, wait=1, run=19,
-             status="done", gpu=999, seed=700),
+             status="done", gpu=999, seed=700, undeliverable="permanent: channel_not_found"),
         _gen(G8, kind="imagine", user=ALICE, campaign=None, preset=1, queued=T, wait=1, run=1,
-             status="done", gpu=77, seed=800),
+             status="done", gpu=77, seed=800, undeliverable="gave up after 8 failed attempts"),
     ]  # fmt: skip
     counts = {G1: 4, G2: 4, G3: 1, G6: 2, G7: 4, G8: 4}
     images = []
@@ -285,6 +288,7 @@ async def test_every_figure_in_the_json(seeded: Database) -> None:
         "failed": 1,
         "pending": 0,
         "blocked_prompts": 2,  # the binding.created entry and other's block don't count
+        "undelivered": 1,  # G4 (its channel was deleted); G7 is other's, G8 has no campaign
     }
     assert doc["engagement"] == {
         "favourites": 5,  # G1#2 ×2, G1#4, G2#3, G3#1 (image-level only)
@@ -491,6 +495,7 @@ async def test_date_range(seeded: Database) -> None:
     only_until = await build_report(seeded, "spring", until=date(2026, 3, 1))
     assert only_until.totals.requests == 2  # G1, G2
     assert only_until.totals.blocked_prompts == 1
+    assert only_until.totals.undelivered == 0  # G4, the given-up one, was queued 03-02
     empty = await build_report(seeded, "spring", since=date(2027, 1, 1))
     assert empty.totals.requests == 0
     assert empty.engagement.favourite_rate is None
@@ -510,6 +515,7 @@ async def test_another_campaign_never_leaks(seeded: Database) -> None:
 
     other = await build_report(seeded, "other")
     assert (other.totals.requests, other.totals.images, other.totals.blocked_prompts) == (1, 4, 1)
+    assert other.totals.undelivered == 1
     assert other.engagement.favourites == 1
     assert other.engagement.approved_images == 1
     assert other.cost.gpu_seconds == pytest.approx(999.0)
