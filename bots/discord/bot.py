@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.discord.buttons import ActionButton
+from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
@@ -246,6 +247,19 @@ class OnbrandBot(discord.Client):
             log.debug("could not finish interaction %s: %s", interaction.id, exc)
 
     # --- buttons ---------------------------------------------------------------------------
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """A click on a component that is not one of onbrand's buttons (an old or forged id):
+        ``ActionButton`` never sees it, so it goes the buttons' way here and is answered
+        privately (the service refuses the id) instead of "This interaction failed"."""
+        data = interaction.data if isinstance(interaction.data, dict) else {}
+        custom_id = data.get("custom_id")
+        if interaction.type is not discord.InteractionType.component or not isinstance(
+            custom_id, str
+        ):
+            return
+        if re.fullmatch(TEMPLATE, custom_id) is None:
+            await self.on_action(interaction, custom_id)
 
     async def on_action(self, interaction: discord.Interaction[Any], custom_id: str) -> None:
         """A click on U1–U4, V1–V4, 🔄 or ✖ (on any message, however old)."""
