@@ -289,11 +289,11 @@ class AuditLog(Base):
 
 class RequestReceipt(Base):
     """A platform request already handled (``core.db.receipts``): its platform, what kind of
-    request and the platform's id for it; kept for ``RECEIPT_RETENTION`` (core/db/receipts.py)."""
+    request and the digest of the platform's id for it; kept for ``RECEIPT_RETENTION``."""
 
     __tablename__ = "request_receipts"
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

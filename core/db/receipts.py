@@ -1,11 +1,12 @@
 """Receipts of platform requests already handled, in PostgreSQL (the ``Receipts`` port).
 
-``record`` inserts the request's key into ``request_receipts`` with ``ON CONFLICT DO NOTHING``
-inside the unit of work's transaction, so the receipt commits with the request's own writes (a
-generation and its job, feedback, a cancel) or not at all: a crash between the two loses
-nothing, and a request that was refused leaves no receipt. Two deliveries of one request at
-once race on the primary key: the second insert waits for the first transaction and, when it
-commits, inserts nothing, so the second delivery is the duplicate.
+``record`` inserts the request's key (the digest of the platform's id) into
+``request_receipts`` with ``ON CONFLICT DO NOTHING`` inside the unit of work's transaction, so
+the receipt commits with the request's own writes (a generation and its job, feedback, a
+cancel) or not at all: a crash between the two loses nothing, and a request that was refused
+leaves no receipt. Two deliveries of one request at once race on the primary key: the second
+insert waits for the first transaction and, when it commits, inserts nothing, so the second
+delivery is the duplicate.
 
 Receipts are kept for ``RECEIPT_RETENTION`` (a day): far past every redelivery window (Slack
 retries within about 5 minutes and refuses a signature older than 5 minutes; a Discord
@@ -26,19 +27,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.models import RequestReceipt
 from core.domain import RequestKey
 
-__all__ = ["KEY_MAX", "PRUNE_BATCH", "RECEIPT_RETENTION", "SqlReceipts", "prune", "stored_key"]
+__all__ = ["PRUNE_BATCH", "RECEIPT_RETENTION", "SqlReceipts", "prune", "stored_key"]
 
 RECEIPT_RETENTION = timedelta(hours=24)
 PRUNE_BATCH = 100  # expired receipts removed per request at most
-KEY_MAX = 200  # the key column; a longer (or unprintable) platform id is stored as its hash
 
 
 def stored_key(key: RequestKey) -> str:
-    """The platform id as stored: as it is, or ``sha256:<hex>`` when it would not fit the
-    column or holds characters PostgreSQL's text refuses (NUL) or a log should not carry."""
-    if len(key.id) <= KEY_MAX and key.id.isprintable():
-        return key.id
-    return "sha256:" + hashlib.sha256(key.id.encode("utf-8", "surrogatepass")).hexdigest()
+    """The platform id as stored: its SHA-256 (hex). A Slack ``trigger_id`` is a short-lived
+    credential (it opens a modal), so no id is kept as it is; the digest also fits the column
+    whatever the platform sends (a long id, a NUL that PostgreSQL's text would refuse)."""
+    return hashlib.sha256(key.id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SqlReceipts:

@@ -204,7 +204,7 @@ class UseCase:
         time waits here for this unit of work); ``DuplicateRequest`` when a request with that
         key was handled already. No key (the CLI, a platform that gives none): no check."""
         if key is not None and not await uow.receipts.record(key):
-            raise DuplicateRequest(f"{key.platform.value} {key.kind} {key.id} was handled already")
+            raise DuplicateRequest(f"this {key.platform.value} {key.kind} was handled already")
 
     async def _record_and_enqueue(
         self,

@@ -5,9 +5,10 @@ Revises: 5b1e0c2d7a90
 Create Date: 2026-12-06 14:20:00.000000
 
 A replayed or retried Slack request and a Discord interaction delivered twice were processed
-again (two generations, two variations). Each handled request's platform key (Slack trigger_id /
-event_id, Discord interaction id) is now recorded in the same transaction as the request's own
-writes; the primary key makes a copy lose the race, and ``seen_at`` lets old receipts be pruned.
+again (two generations, two variations). Each handled request's platform key (the SHA-256 of a
+Slack trigger_id / event_id or a Discord interaction id) is now recorded in the same
+transaction as the request's own writes; the primary key makes a copy lose the race, and
+``seen_at`` lets old receipts be pruned.
 """
 
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ def upgrade() -> None:
         "request_receipts",
         sa.Column("platform", sa.String(length=16), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column(
             "seen_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
         ),
