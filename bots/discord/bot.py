@@ -29,6 +29,7 @@ from discord import app_commands
 
 from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
+from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
 from core import replies
@@ -70,6 +71,10 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
     if isinstance(error, discord.Forbidden):
         log.warning("missing permissions in channel %s: %s", interaction.channel_id, error)
         card = replies.private(MISSING_PERMISSIONS)
+    elif isinstance(error, app_commands.CommandSignatureMismatch):  # Discord's copy is stale
+        log.warning("interaction %s: %s", interaction.id, error)
+        problem = "an option is missing or unknown"
+        card = replies.private(MALFORMED_COMMAND.format(problem=problem))
     elif isinstance(error, app_commands.NoPrivateMessage):
         card = replies.private(NOT_IN_A_SERVER)
     else:
@@ -122,6 +127,19 @@ def _guard_interaction_parser(client: discord.Client) -> None:
 
 
 class OnbrandTree(app_commands.CommandTree["OnbrandBot"]):
+    async def interaction_check(self, interaction: Interaction, /) -> bool:
+        """A command whose options are not of the types they declare is answered privately and
+        goes no further (autocomplete sends partial input as text: it is not checked)."""
+        if interaction.type is not discord.InteractionType.application_command:
+            return True
+        data = interaction.data if isinstance(interaction.data, dict) else {}
+        problem = option_problem(data.get("options"))
+        if problem is None:
+            return True
+        log.warning("refused malformed command interaction %s: %s", interaction.id, problem)
+        await send_private(interaction, replies.private(MALFORMED_COMMAND.format(problem=problem)))
+        return False
+
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
         await report_error(interaction, error)
 

@@ -257,3 +257,39 @@ async def test_a_result_for_a_deleted_channel_is_given_up_not_retried(idle: Harn
     assert "404" in why
     posts = idle.fake.requests_matching("POST /channels/*/messages")
     assert [p.status for p in posts].count(404) == 1  # tried once, never again
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ([], "an option is missing or unknown"),
+        ([{"name": "prompt", "type": 3, "value": 5}], "option “prompt” should be text"),
+        (
+            [{"name": "prompt", "type": 3, "value": "a kite"}, {"name": "seed", "type": 4}],
+            "option “seed” has no value",
+        ),
+        (
+            [{"name": "prompt", "type": 3, "value": "a"}, {"name": "n", "type": 4, "value": True}],
+            "option “n” should be a whole number",
+        ),
+        ({"prompt": "a kite"}, None),  # well formed: for comparison
+    ],
+    ids=["no-prompt", "prompt-a-number", "seed-without-value", "n-a-bool", "well-formed"],
+)
+async def test_a_malformed_command_is_answered_privately(
+    idle: Harness, options: Any, problem: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = await idle.fake.dispatch_slash_command("imagine", options, user=idle.user("ben"))
+    await idle.fake.wait_for(lambda fake: finished(fake, record) or record.callbacks)
+    await idle.fake.wait_for(lambda fake: finished(fake, record) or record.original)
+    await _settle(idle)
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [e for e in errors if "Task was destroyed" not in e] == []
+    if problem is None:
+        assert len(idle.status_messages()) == 1
+        return
+    [answer] = [c for c in record.callbacks if c.accepted] + record.followups
+    text = answer.data["content"] if hasattr(answer, "data") else answer.content
+    assert f"({problem})" in text
+    assert await _generations(idle) == 0
