@@ -239,3 +239,16 @@ class MessageRef:
     platform: Platform
     channel_id: str
     message_id: str
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """What a platform gives to tell a redelivered request from a new one: Slack's
+    ``trigger_id`` of a command or click or ``event_id`` of an event, a Discord interaction id.
+    A copy (a replay, a retry, a redelivery after a resume or a restart) carries the same key;
+    two requests by a person carry two. The service records it with the request's own writes
+    and answers a copy with ``core.errors.DuplicateRequest``."""
+
+    platform: Platform
+    kind: str  # "command", "action", "event", "interaction"
+    id: str

@@ -62,5 +62,12 @@ class NotFound(UserError):
     """A named thing (preset, campaign, generation) does not exist."""
 
 
+class DuplicateRequest(Exception):
+    """This request was handled already: the platform delivered it again (a replay, a retry,
+    a redelivery after a resume or a restart). Nothing was done; adapters answer it quietly
+    (acknowledged, nothing shown), so the platform stops retrying and the person sees one answer.
+    Not a ``UserError``: there is nothing for anyone to change."""
+
+
 class ConfigError(Exception):
     """The process is misconfigured; the message says which setting to fix (never a secret)."""

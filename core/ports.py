@@ -26,6 +26,7 @@ from core.domain import (
     Params,
     Platform,
     ReplyTarget,
+    RequestKey,
     ResultCard,
 )
 
@@ -297,11 +298,23 @@ class JobQueue(Protocol):
         ...
 
 
+class Receipts(Protocol):
+    """The requests already handled, by the key their platform gave them, inside the same unit
+    of work as the records: a receipt is kept only when the request's writes are."""
+
+    async def record(self, key: RequestKey) -> bool:
+        """Note ``key`` as handled; False when it was already (or is being, by a unit of work
+        that then commits: this waits for it)."""
+        ...
+
+
 class UnitOfWork(Protocol):
-    """One transaction over the records and the queue: commit, or nothing happened."""
+    """One transaction over the records, the queue and the receipts: commit, or nothing
+    happened."""
 
     repo: Repository
     queue: JobQueue
+    receipts: Receipts
 
     async def __aenter__(self) -> UnitOfWork: ...
 

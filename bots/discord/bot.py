@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -26,14 +27,15 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.discord.buttons import ActionButton
+from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
+from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
 from core import replies
 from core.delivery import announce
-from core.domain import Actor, MessageRef, Platform, ReplyTarget, ResultCard
-from core.errors import UserError
+from core.domain import Actor, MessageRef, Platform, ReplyTarget, RequestKey, ResultCard
+from core.errors import DuplicateRequest, UserError
 from core.ops import metrics
 from core.service import Service
 from core.service.reports import ReportBundle
@@ -48,17 +50,31 @@ MISSING_PERMISSIONS = (
     "Attach Files and Read Message History here."
 )
 QUIET = discord.AllowedMentions.none()
+ALREADY_ACKNOWLEDGED = 40060  # Discord's code: this interaction was answered already
 
 Interaction = discord.Interaction["OnbrandBot"]
 
 
 async def report_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
-    """The one error policy: user errors privately as they are, everything else generically."""
+    """The one error policy: user errors privately as they are, everything else generically;
+    a copy of an interaction handled already (``DuplicateRequest``, or Discord refusing its
+    acknowledgement as answered already) says nothing."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
+    if isinstance(error, DuplicateRequest) or (
+        isinstance(error, discord.HTTPException) and error.code == ALREADY_ACKNOWLEDGED
+    ):
+        log.info("ignored a copy of interaction %s: %s", interaction.id, error)
+        if interaction.type is not discord.InteractionType.component:
+            await finish_quietly(interaction)  # the copy's own "thinking…", if it got one
+        return
     if isinstance(error, discord.Forbidden):
         log.warning("missing permissions in channel %s: %s", interaction.channel_id, error)
         card = replies.private(MISSING_PERMISSIONS)
+    elif isinstance(error, app_commands.CommandSignatureMismatch):  # Discord's copy is stale
+        log.warning("interaction %s: %s", interaction.id, error)
+        problem = "an option is missing or unknown"
+        card = replies.private(MALFORMED_COMMAND.format(problem=problem))
     elif isinstance(error, app_commands.NoPrivateMessage):
         card = replies.private(NOT_IN_A_SERVER)
     else:
@@ -77,6 +93,15 @@ async def send_private(interaction: discord.Interaction[Any], card: ResultCard) 
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException as exc:
         log.warning("could not answer interaction %s: %s", interaction.id, exc)
+
+
+async def finish_quietly(interaction: discord.Interaction[Any]) -> None:
+    """Remove the private "thinking…" of a deferred command (nothing when there is none)."""
+    if interaction.response.is_done():
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.debug("could not finish interaction %s: %s", interaction.id, exc)
 
 
 def _guard_interaction_parser(client: discord.Client) -> None:
@@ -102,6 +127,19 @@ def _guard_interaction_parser(client: discord.Client) -> None:
 
 
 class OnbrandTree(app_commands.CommandTree["OnbrandBot"]):
+    async def interaction_check(self, interaction: Interaction, /) -> bool:
+        """A command whose options are not of the types they declare is answered privately and
+        goes no further (autocomplete sends partial input as text: it is not checked)."""
+        if interaction.type is not discord.InteractionType.application_command:
+            return True
+        data = interaction.data if isinstance(interaction.data, dict) else {}
+        problem = option_problem(data.get("options"))
+        if problem is None:
+            return True
+        log.warning("refused malformed command interaction %s: %s", interaction.id, problem)
+        await send_private(interaction, replies.private(MALFORMED_COMMAND.format(problem=problem)))
+        return False
+
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
         await report_error(interaction, error)
 
@@ -173,6 +211,12 @@ class OnbrandBot(discord.Client):
         return Actor(Platform.DISCORD, str(guild_id), str(user_id), name, roles)
 
     @staticmethod
+    def request_key(interaction: discord.Interaction[Any]) -> RequestKey:
+        """Discord's id for the interaction: the same in every delivery of it (the gateway can
+        send an event again around a resume), new for every command and click a person makes."""
+        return RequestKey(Platform.DISCORD, "interaction", str(interaction.id))
+
+    @staticmethod
     def reply_target(interaction: discord.Interaction[Any]) -> ReplyTarget:
         if interaction.guild_id is None or interaction.channel_id is None:
             raise UserError(NOT_IN_A_SERVER)
@@ -183,7 +227,8 @@ class OnbrandBot(discord.Client):
     async def imagine(self, interaction: discord.Interaction[Any], text: str) -> None:
         """``/imagine``: queue, announce publicly, then the private notes (or none)."""
         actor = self.actor(interaction)
-        ticket = await self.service.imagine(text, actor, self.reply_target(interaction))
+        where, key = self.reply_target(interaction), self.request_key(interaction)
+        ticket = await self.service.imagine(text, actor, where, key=key)
         await announce.announce(self.service, ticket, self._poster(interaction, actor), self.sink)
         await self.finish_private(interaction, replies.warnings(ticket))
 
@@ -221,6 +266,19 @@ class OnbrandBot(discord.Client):
 
     # --- buttons ---------------------------------------------------------------------------
 
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """A click on a component that is not one of onbrand's buttons (an old or forged id):
+        ``ActionButton`` never sees it, so it goes the buttons' way here and is answered
+        privately (the service refuses the id) instead of "This interaction failed"."""
+        data = interaction.data if isinstance(interaction.data, dict) else {}
+        custom_id = data.get("custom_id")
+        if interaction.type is not discord.InteractionType.component or not isinstance(
+            custom_id, str
+        ):
+            return
+        if re.fullmatch(TEMPLATE, custom_id) is None:
+            await self.on_action(interaction, custom_id)
+
     async def on_action(self, interaction: discord.Interaction[Any], custom_id: str) -> None:
         """A click on U1–U4, V1–V4, 🔄 or ✖ (on any message, however old)."""
         try:
@@ -240,6 +298,7 @@ class OnbrandBot(discord.Client):
                 clicked=clicked,
                 post=self._poster(interaction, actor),
                 sink=self.sink,
+                key=self.request_key(interaction),
             )
             if answer is not None:
                 await send_private(interaction, answer)

@@ -92,7 +92,8 @@ def report_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
     @app_commands.guild_only()
     async def imagine_report(interaction: Interaction, campaign: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        bundle = await bot.service.report(bot.actor(interaction), campaign)
+        key = bot.request_key(interaction)
+        bundle = await bot.service.report(bot.actor(interaction), campaign, key=key)
         await bot.post_report(interaction, bundle)
         await bot.finish_private(interaction)
 
@@ -138,6 +139,7 @@ class AdminCommands(
             campaign=campaign,
             preset=preset,
             locked=locked,
+            key=bot.request_key(interaction),
         )
         await bot.reply(interaction, replies.bound(binding))
 
@@ -153,7 +155,9 @@ class AdminCommands(
     async def unbind(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
-        removed = await bot.service.unbind(bot.actor(interaction), bot.reply_target(interaction))
+        removed = await bot.service.unbind(
+            bot.actor(interaction), bot.reply_target(interaction), key=bot.request_key(interaction)
+        )
         await bot.reply(interaction, replies.unbound(removed))
 
     @app_commands.command(name="campaigns", description="List the campaigns")

@@ -41,14 +41,24 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import http, render
-from bots.slack.payloads import MalformedPayload, field, listener, part, required, sender, who
+from bots.slack.payloads import (
+    MalformedPayload,
+    bind_args,
+    field,
+    listener,
+    part,
+    request_key,
+    required,
+    sender,
+    who,
+)
 from bots.slack.reactions import ReactionOrder
 from bots.slack.sink import SlackSink
 from core import replies
 from core.bootstrap import App
 from core.delivery import announce
-from core.domain import Actor, MessageRef, Platform, ReplyTarget, ResultCard
-from core.errors import ConfigError
+from core.domain import Actor, MessageRef, Platform, ReplyTarget, RequestKey, ResultCard
+from core.errors import ConfigError, DuplicateRequest
 from core.service import Service
 from core.settings import Settings
 
@@ -133,16 +143,22 @@ class SlackBot:
     @contextlib.asynccontextmanager
     async def _handling(
         self, body: dict[str, Any], ack: AsyncAck | None = None
-    ) -> AsyncIterator[None]:
-        """Every listener's body runs in here: counted as in flight (a graceful stop waits for
-        it), and any error shown to the person who caused it — in the ack when there still is
-        one, else privately in the channel. Errors never reach bolt: its runner drops an ack
-        that an error follows within its 10 ms polling interval."""
+    ) -> AsyncIterator[RequestKey | None]:
+        """Every listener's body runs in here, given Slack's id for the request (the same in a
+        replay, a retry and a redelivered Socket Mode envelope: ``payloads.request_key``):
+        counted as in flight (a graceful stop waits for it), a copy of a request handled
+        already acked with nothing, and any error shown to the person who caused it — in the
+        ack when there still is one, else privately in the channel. Errors never reach bolt:
+        its runner drops an ack that an error follows within its 10 ms polling interval."""
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
         try:
-            yield
+            yield request_key(body)
+        except DuplicateRequest as copy:  # answered already: 200 and nothing, so Slack stops
+            log.info("ignored a copy of a %s request: %s", listener(body), copy)
+            if ack is not None and ack.response is None:
+                await ack()
         except MalformedPayload as problem:  # not from a person: nobody to answer
             log.warning("ignored a malformed %s payload: %s", listener(body), problem)
             if ack is not None and ack.response is None:
@@ -214,13 +230,13 @@ class SlackBot:
     # --- /imagine --------------------------------------------------------------------------
 
     async def on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        async with self._handling(command, ack):
+        async with self._handling(command, ack) as key:
             # Roles don't matter to /imagine: no users.info round trip before the ack.
             team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""), with_roles=False)
             where = ReplyTarget(Platform.SLACK, team, channel)
             text = command.get("text", "")
-            asking = asyncio.ensure_future(self.service.imagine(text, actor, where))
+            asking = asyncio.ensure_future(self.service.imagine(text, actor, where, key=key))
             done, _ = await asyncio.wait({asking}, timeout=ACK_BUDGET_S)
             if not done:  # the database is slow today: ack now, answer when it's done
                 await ack()
@@ -253,7 +269,7 @@ class SlackBot:
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        async with self._handling(body):
+        async with self._handling(body) as key:
             user = part(body, "user")
             user_id = required(user, "id", "user.")
             action_id = required(action, "action_id", "actions[0].")
@@ -275,6 +291,7 @@ class SlackBot:
                 clicked=clicked,
                 post=self._poster(where),
                 sink=self.sink,
+                key=key,
             )
             if answer is not None:
                 await self._tell(body, answer)
@@ -307,14 +324,17 @@ class SlackBot:
             log.warning("ignored a malformed %s event: no item channel, ts or reaction", kind)
             return
         key = (channel, ts, user_id, emoji)
-        async with self._handling(body), self.reactions.turn(key, event.get("event_ts")) as current:
+        async with (
+            self._handling(body) as event_key,
+            self.reactions.turn(key, event.get("event_ts")) as current,
+        ):
             if not current:
                 log.info("reaction event %s on %s is older than one handled already", emoji, ts)
                 return
             team = field(body, "team_id") or context.team_id or ""
             actor = await self.actor(team, user_id)
             message = MessageRef(Platform.SLACK, channel, ts)
-            await self.service.react(message, emoji, actor, added=added)
+            await self.service.react(message, emoji, actor, added=added, key=event_key)
 
     # --- /imagine-report -------------------------------------------------------------------
 
@@ -327,10 +347,10 @@ class SlackBot:
             text=f"Building the report for *{render.escape(campaign)}*…",
             response_type="ephemeral",
         )
-        async with self._handling(command):
+        async with self._handling(command) as key:
             team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""))
-            bundle = await self.service.report(actor, campaign)
+            bundle = await self.service.report(actor, campaign, key=key)
             summary = await self.client.chat_postMessage(
                 channel=channel,
                 text=render.escape(replies.report_title(bundle.campaign)),
@@ -350,7 +370,7 @@ class SlackBot:
     # --- /imagine-admin --------------------------------------------------------------------
 
     async def on_admin(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        async with self._handling(command, ack):
+        async with self._handling(command, ack) as key:
             words = command.get("text", "").split()
             verb, args = (words[0].lower(), words[1:]) if words else ("", [])
             team, user, channel = sender(command)
@@ -360,11 +380,11 @@ class SlackBot:
             if wanted is not None:
                 campaign, preset, locked = wanted
                 binding = await self.service.bind(
-                    actor, where, campaign=campaign, preset=preset, locked=locked
+                    actor, where, campaign=campaign, preset=preset, locked=locked, key=key
                 )
                 answer = replies.bound(binding)
             elif verb == "unbind" and not args:
-                answer = replies.unbound(await self.service.unbind(actor, where))
+                answer = replies.unbound(await self.service.unbind(actor, where, key=key))
             elif verb == "campaigns" and not args:
                 answer = replies.campaigns(await self.service.campaigns())
             else:
@@ -410,26 +430,6 @@ class SlackBot:
             request.raw_body.encode("utf-8", "replace"),
             now=time.time(),
         )
-
-
-def bind_args(args: list[str]) -> tuple[str | None, str | None, bool] | None:
-    """``[campaign] [--preset <preset>] [locked]`` → (campaign, preset, locked); None when the
-    words don't read that way (the usage is shown)."""
-    campaign: str | None = None
-    preset: str | None = None
-    locked = False
-    rest = list(args)
-    while rest:
-        word = rest.pop(0)
-        if word == "--preset" and rest and preset is None:
-            preset = rest.pop(0)
-        elif word.lower() == "locked" and not locked:
-            locked = True
-        elif not word.startswith("--") and campaign is None and not locked:
-            campaign = word
-        else:
-            return None
-    return (campaign, preset, locked) if campaign or preset else None
 
 
 def _api_error(exc: SlackApiError) -> str:

@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MalformedPayload", "field", "listener", "part", "required", "sender", "who"]
+from core.domain import Platform, RequestKey
+
+__all__ = [
+    "MalformedPayload",
+    "bind_args",
+    "field",
+    "listener",
+    "part",
+    "request_key",
+    "required",
+    "sender",
+    "who",
+]
 
 
 def listener(body: dict[str, Any]) -> str:
@@ -29,6 +41,28 @@ def who(body: dict[str, Any]) -> tuple[str, str, str | None] | None:
         where = channel, field(event, "user"), None
     channel, user, thread = where
     return (channel, user, thread) if channel and user else None
+
+
+def request_key(body: dict[str, Any]) -> RequestKey | None:
+    """Slack's id for the request in ``body``, the same in every copy of it (a replay, a retry
+    with ``X-Slack-Retry-Num``, a redelivered Socket Mode envelope, whose payload is the body
+    bolt hands to listeners either way): a command's or a click's ``trigger_id`` (a click
+    without one: its user and ``action_ts``), an event's ``event_id``. None when it has none."""
+    if body.get("command"):
+        trigger = field(body, "trigger_id")
+        return RequestKey(Platform.SLACK, "command", trigger) if trigger else None
+    if body.get("type") == "block_actions":
+        trigger = field(body, "trigger_id")
+        if trigger:
+            return RequestKey(Platform.SLACK, "action", trigger)
+        actions = body.get("actions")
+        first = (
+            part({"first": actions[0]}, "first") if isinstance(actions, list) and actions else {}
+        )
+        user, at = field(part(body, "user"), "id"), field(first, "action_ts")
+        return RequestKey(Platform.SLACK, "action", f"{user}:{at}") if user and at else None
+    event_id = field(body, "event_id")
+    return RequestKey(Platform.SLACK, "event", event_id) if event_id else None
 
 
 class MalformedPayload(Exception):
@@ -61,3 +95,23 @@ def required(body: dict[str, Any], key: str, where: str) -> str:
     if value is None:
         raise MalformedPayload(f"no {where}{key}")
     return value
+
+
+def bind_args(args: list[str]) -> tuple[str | None, str | None, bool] | None:
+    """``[campaign] [--preset <preset>] [locked]`` → (campaign, preset, locked); None when the
+    words don't read that way (the usage is shown)."""
+    campaign: str | None = None
+    preset: str | None = None
+    locked = False
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        if word == "--preset" and rest and preset is None:
+            preset = rest.pop(0)
+        elif word.lower() == "locked" and not locked:
+            locked = True
+        elif not word.startswith("--") and campaign is None and not locked:
+            campaign = word
+        else:
+            return None
+    return (campaign, preset, locked) if campaign or preset else None

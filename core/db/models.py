@@ -292,3 +292,15 @@ class AuditLog(Base):
         ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class RequestReceipt(Base):
+    """A platform request already handled (``core.db.receipts``): its platform, what kind of
+    request and the digest of the platform's id for it; kept for ``RECEIPT_RETENTION``."""
+
+    __tablename__ = "request_receipts"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
+    seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

@@ -1,7 +1,9 @@
-"""``UnitOfWork`` on PostgreSQL: one session, one transaction, records and queue together.
+"""``UnitOfWork`` on PostgreSQL: one session, one transaction, records, queue and receipts
+together.
 
 The queue runs on the very asyncpg connection under the session, so ``add_generation`` and
 ``enqueue`` land in one PostgreSQL transaction: ``commit`` keeps both, anything else drops both.
+The request's receipt (``core.db.receipts``) is written on the same session.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.database import Database
 from core.db.queue import PgJobQueue
+from core.db.receipts import SqlReceipts
 from core.db.repository import SqlRepository
-from core.ports import JobQueue, Repository, UnitOfWorkFactory
+from core.ports import JobQueue, Receipts, Repository, UnitOfWorkFactory
 
 __all__ = ["SqlUnitOfWork", "sql_uow_factory"]
 
@@ -28,6 +31,7 @@ class SqlUnitOfWork:
 
     repo: Repository  # a SqlRepository on the session
     queue: JobQueue  # a PgJobQueue on the session's asyncpg connection
+    receipts: Receipts  # SqlReceipts on the session
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -44,6 +48,7 @@ class SqlUnitOfWork:
         self._session = session
         self.repo = SqlRepository(session)
         self.queue = PgJobQueue(raw)
+        self.receipts = SqlReceipts(session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable
 
 from core import replies
 from core.cards import closing_card, status_card
-from core.domain import Action, ActionKind, Actor, MessageRef, ReplyTarget, ResultCard, Ticket
+from core.domain import (
+    Action,
+    ActionKind,
+    Actor,
+    MessageRef,
+    ReplyTarget,
+    RequestKey,
+    ResultCard,
+    Ticket,
+)
 from core.ports import ChatSink
 from core.service import Service
 
@@ -59,10 +68,12 @@ async def act(
     clicked: MessageRef | None,
     post: PostFn,
     sink: ChatSink,
+    key: RequestKey | None = None,
 ) -> ResultCard | None:
     """A button click: ✖ cancels (closing the status message it sits on) and answers
-    privately; U/V/🔄 queue a child and announce it. The private answer, if any."""
-    ticket = await service.act(custom_id, actor, where)
+    privately; U/V/🔄 queue a child and announce it. The private answer, if any. ``key``: the
+    platform's id for the click (a copy raises ``DuplicateRequest`` before anything is posted)."""
+    ticket = await service.act(custom_id, actor, where, key=key)
     if Action.parse(custom_id).kind is ActionKind.CANCEL:
         if clicked is not None:
             cancelled = await service.generation(ticket.generation_ids[0])

@@ -20,10 +20,11 @@ from core.domain import (
     Params,
     Platform,
     ReplyTarget,
+    RequestKey,
     Role,
     Ticket,
 )
-from core.errors import NotAllowed, NotFound, QuotaExceeded, UserError
+from core.errors import DuplicateRequest, NotAllowed, NotFound, QuotaExceeded, UserError
 from core.humanise import duration
 from core.ports import NewGeneration, UnitOfWork, UnitOfWorkFactory
 
@@ -196,6 +197,14 @@ class UseCase:
         return active
 
     # --- recording and queueing ------------------------------------------------------------
+
+    @staticmethod
+    async def _first_time(uow: UnitOfWork, key: RequestKey | None) -> None:
+        """Record the request's ``key`` in ``uow`` (first, so that a copy arriving at the same
+        time waits here for this unit of work); ``DuplicateRequest`` when a request with that
+        key was handled already. No key (the CLI, a platform that gives none): no check."""
+        if key is not None and not await uow.receipts.record(key):
+            raise DuplicateRequest(f"this {key.platform.value} {key.kind} was handled already")
 
     async def _record_and_enqueue(
         self,

@@ -16,6 +16,7 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     ReplyTarget,
+    RequestKey,
     Role,
     Ticket,
 )
@@ -25,14 +26,24 @@ from core.service.base import ACTIVE, UseCase, actor_key
 
 
 class Buttons(UseCase):
-    async def act(self, custom_id: str, actor: Actor, where: ReplyTarget | None = None) -> Ticket:
-        """A button press: U1–U4 upscale, V1–V4 vary, 🔄 reroll, ✖ cancel."""
+    async def act(
+        self,
+        custom_id: str,
+        actor: Actor,
+        where: ReplyTarget | None = None,
+        *,
+        key: RequestKey | None = None,
+    ) -> Ticket:
+        """A button press: U1–U4 upscale, V1–V4 vary, 🔄 reroll, ✖ cancel. ``key``: the
+        platform's id for this press (a copy raises ``DuplicateRequest``; two presses by a
+        person have two ids and make two children)."""
         try:
             action = Action.parse(custom_id)
         except ValueError:
             raise UserError("That button isn't one of onbrand's.") from None
         self._check_ids(actor, where)
         async with self._uow() as uow:
+            await self._first_time(uow, key)
             parent = await uow.repo.generation(action.generation_id)
             if parent is None:
                 raise NotFound("That result no longer exists, so its buttons can't be used.")

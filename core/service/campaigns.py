@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from core.brand import grammar
-from core.domain import Actor, Binding, Campaign, ReplyTarget, Role
+from core.domain import Actor, Binding, Campaign, ReplyTarget, RequestKey, Role
 from core.errors import NotFound, UserError
 from core.service.base import (
     NAME_MAX,
@@ -60,6 +60,7 @@ class Campaigns(UseCase):
         campaign: str | None = None,
         preset: str | None = None,
         locked: bool = False,
+        key: RequestKey | None = None,
     ) -> Binding:
         """Bind a channel to a campaign (and its preset) or to a preset alone."""
         self._require(actor, Role.ADMIN, "bind channels")
@@ -70,6 +71,7 @@ class Campaigns(UseCase):
             if name is not None:
                 check_text(what, name, NAME_MAX)
         async with self._uow() as uow:
+            await self._first_time(uow, key)
             found = await uow.repo.campaign(campaign) if campaign else None
             if campaign and found is None:
                 raise NotFound(f"There is no campaign called {campaign}.")
@@ -90,10 +92,13 @@ class Campaigns(UseCase):
             await uow.commit()
         return binding
 
-    async def unbind(self, actor: Actor, where: ReplyTarget) -> bool:
+    async def unbind(
+        self, actor: Actor, where: ReplyTarget, *, key: RequestKey | None = None
+    ) -> bool:
         self._require(actor, Role.ADMIN, "unbind channels")
         self._check_ids(actor, where)
         async with self._uow() as uow:
+            await self._first_time(uow, key)
             removed = await uow.repo.delete_binding(where)
             if removed:
                 await uow.repo.audit(

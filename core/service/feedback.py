@@ -3,7 +3,7 @@ counted only from reviewers), recorded and retracted per user."""
 
 from __future__ import annotations
 
-from core.domain import Actor, FeedbackKind, MessageRef, Role
+from core.domain import Actor, FeedbackKind, MessageRef, RequestKey, Role
 from core.errors import UserError
 from core.service.base import ID_MAX, UseCase, check_text
 
@@ -59,8 +59,21 @@ def _storable(emoji: str, message: MessageRef) -> bool:
 
 
 class Feedback(UseCase):
-    async def react(self, message: MessageRef, emoji: str, actor: Actor, *, added: bool) -> bool:
-        """A reaction on a result message; True when it was recorded (or retracted)."""
+    async def react(
+        self,
+        message: MessageRef,
+        emoji: str,
+        actor: Actor,
+        *,
+        added: bool,
+        key: RequestKey | None = None,
+    ) -> bool:
+        """A reaction on a result message; True when it was recorded (or retracted).
+
+        ``key``: the platform's id for the event (Slack's ``event_id``); a copy of an event
+        already applied changes nothing and returns False, so an addition retried after its
+        own removal does not bring the feedback back. Without a key a copy of an addition is
+        harmless anyway (feedback is one row per user, target and kind)."""
         meaning = feedback_for(emoji)
         if meaning is None or not _storable(emoji, message):
             return False
@@ -68,6 +81,8 @@ class Feedback(UseCase):
         if kind is FeedbackKind.APPROVE and not actor.has(Role.REVIEWER):
             return False  # approvals count only from reviewers
         async with self._uow() as uow:
+            if key is not None and not await uow.receipts.record(key):
+                return False  # a copy of an event applied already
             generation_id = await uow.repo.generation_for_message(message)
             if generation_id is None:
                 return False  # a reaction on some other message

@@ -16,6 +16,7 @@ from core.domain import (
     ImagineRequest,
     Params,
     ReplyTarget,
+    RequestKey,
     Ticket,
 )
 from core.errors import BlockedPrompt, LockedSetting, NotFound
@@ -26,13 +27,19 @@ log = logging.getLogger(__name__)
 
 
 class Imagine(UseCase):
-    async def imagine(self, text: str, actor: Actor, where: ReplyTarget) -> Ticket:
-        """Parse, apply the brand's preset and policy, check quotas, record and enqueue."""
+    async def imagine(
+        self, text: str, actor: Actor, where: ReplyTarget, *, key: RequestKey | None = None
+    ) -> Ticket:
+        """Parse, apply the brand's preset and policy, check quotas, record and enqueue.
+
+        ``key``: the platform's id for this request; a copy of a request already recorded
+        raises ``DuplicateRequest`` and changes nothing (``UseCase._first_time``)."""
         requests = grammar.parse(text)
         self._check_ids(actor, where)
         checking: tuple[ImagineRequest, Preset, Campaign | None] | None = None
         try:
             async with self._uow() as uow:
+                await self._first_time(uow, key)
                 user_id = await uow.repo.ensure_user(actor)
                 binding = await uow.repo.binding_for(where)
                 planned: list[tuple[Params, Preset, Campaign | None, str]] = []

@@ -1,6 +1,6 @@
-"""``FakeJobQueue`` and ``FakeUnitOfWork``: the queue hands jobs out in pgqueuer's order
-(priority, then arrival), and a unit of work that isn't committed leaves the state as it
-found it."""
+"""``FakeJobQueue``, ``FakeReceipts`` and ``FakeUnitOfWork``: the queue hands jobs out in
+pgqueuer's order (priority, then arrival), and a unit of work that isn't committed leaves the
+state (receipts included) as it found it."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from pgqueuer.errors import DuplicateJobError
 from core.db.queue import ETA_HISTORY
 from core.domain import (
     GenerationStatus,
+    RequestKey,
 )
-from core.ports import JobQueue, Repository, UnitOfWorkFactory
+from core.ports import JobQueue, Receipts, Repository, UnitOfWorkFactory
 from core.testing.repository import FakeRepository
 from core.testing.state import FakeJob, FakeState
 
-__all__ = ["FakeJobQueue", "FakeUnitOfWork", "fake_uow_factory"]
+__all__ = ["FakeJobQueue", "FakeReceipts", "FakeUnitOfWork", "fake_uow_factory"]
 
 
 class FakeJobQueue:
@@ -94,6 +95,20 @@ class FakeJobQueue:
         return position * median / max(1, self.state.workers)
 
 
+class FakeReceipts:
+    """``Receipts`` on a ``FakeState``: kept, like everything else, only when committed."""
+
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+
+    async def record(self, key: RequestKey) -> bool:
+        entry = (key.platform, key.kind, key.id)
+        if entry in self.state.receipts:
+            return False
+        self.state.receipts.add(entry)
+        return True
+
+
 class FakeUnitOfWork:
     """``UnitOfWork`` on a ``FakeState``: a snapshot on enter, restored unless committed.
 
@@ -103,11 +118,13 @@ class FakeUnitOfWork:
 
     repo: Repository  # a FakeRepository on ``state``
     queue: JobQueue  # a FakeJobQueue on ``state``: ``FakeJobQueue(state).waiting()`` in tests
+    receipts: Receipts  # a FakeReceipts on ``state``
 
     def __init__(self, state: FakeState) -> None:
         self.state = state
         self.repo = FakeRepository(state)
         self.queue = FakeJobQueue(state)
+        self.receipts = FakeReceipts(state)
         self.commits = 0
         self._snapshot: dict[str, Any] | None = None
 

@@ -96,6 +96,7 @@ class FakeState:
         default_factory=dict
     )
     audit_log: list[FakeAudit] = field(default_factory=list)
+    receipts: set[tuple[Platform, str, str]] = field(default_factory=set)  # handled requests
     jobs: list[FakeJob] = field(default_factory=list)  # waiting, in arrival order
     claimed: dict[uuid.UUID, FakeJob] = field(default_factory=dict)  # taken by a worker
     workers: int = 1  # what the ETA divides by

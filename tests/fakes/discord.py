@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -998,6 +999,28 @@ class FakeDiscord:
         self.interactions[record.id] = record
         await self._dispatch("INTERACTION_CREATE", payload)
         return record
+
+    def delete_channel(self, channel_id: int) -> None:
+        """The channel is deleted on Discord: its routes answer 404 code 10003 from now on
+        (no CHANNEL_DELETE is dispatched)."""
+        channels = tuple(c for c in self.guild.channels if c.id != channel_id)
+        self.guild = dataclasses.replace(self.guild, channels=channels)
+
+    async def redeliver_interaction(
+        self, record: InteractionRecord, *, accept_callback: bool = True
+    ) -> InteractionRecord:
+        """INTERACTION_CREATE again for ``record``'s interaction (same id, token and payload),
+        as the gateway can send an event twice around a resume.
+
+        ``accept_callback``: the copy gets a record of its own whose callback is accepted (as
+        when the first delivery's acknowledgement never reached Discord); the first record
+        keeps what it already got. Otherwise the copy answers to the first record, so its
+        callback is refused with 400 code 40060 (already acknowledged) once the first acked.
+        """
+        if not accept_callback:
+            await self._dispatch("INTERACTION_CREATE", record.payload)
+            return record
+        return await self._dispatch_interaction(record.payload)
 
     def _options(
         self,
