@@ -1,7 +1,7 @@
 """request receipts: platform requests already handled
 
 Revision ID: 5f008457a832
-Revises: 5b1e0c2d7a90
+Revises: 7c4e2a91d0b3
 Create Date: 2026-12-06 14:20:00.000000
 
 A replayed or retried Slack request and a Discord interaction delivered twice were processed
@@ -18,7 +18,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "5f008457a832"
-down_revision: str | Sequence[str] | None = "5b1e0c2d7a90"
+down_revision: str | Sequence[str] | None = "7c4e2a91d0b3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
