@@ -28,6 +28,8 @@ class GenerationKind(enum.StrEnum):
     VARIATION = "variation"
     UPSCALE = "upscale"
     REROLL = "reroll"
+    IMAGE_PROMPT = "image_prompt"  # img2img from an upload (--image, "Imagine from this image")
+    PRODUCT = "product"  # a scene generated around an unchanged product upload (--product)
 
 
 class GenerationStatus(enum.StrEnum):
@@ -106,6 +108,12 @@ class Params:
     preset_version: str
     strength: float = 0.6  # img2img strength for variations
     upscaler: str | None = None
+    # Images in (core.service.images_in): the sha256 of the user's upload, the image-store key
+    # of the pixels the engine starts from (the upload, or the cut-out product as placed), and
+    # for a product shot the product's box on the canvas (x, y, width, height).
+    upload: str | None = None
+    init_image: str | None = None
+    product_box: tuple[int, int, int, int] | None = None
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""
@@ -186,6 +194,28 @@ class Ticket:
     position: int  # 1-based place in the queue of the first generation
     eta_seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
+
+
+class ImageMode(enum.StrEnum):
+    """What an uploaded image is for."""
+
+    IMAGE_PROMPT = "image_prompt"  # start from it (img2img), --iw says how closely
+    PRODUCT = "product"  # keep it unchanged and generate the scene around it
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image a user gave onbrand, after the checks: stored by content hash (``storage_key``)."""
+
+    id: int
+    sha256: str
+    storage_key: str
+    mime: str  # what the upload really was (from its bytes)
+    width: int
+    height: int
+    size: int  # bytes as uploaded
+    has_alpha: bool
+    notes: tuple[str, ...] = ()  # what was done to it, for the user (first frame, colour, ...)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ def params_to_json(params: Params) -> dict[str, Any]:
 
 def params_from_json(data: dict[str, Any]) -> Params:
     """Inverse of ``params_to_json``; keys this version doesn't know are ignored."""
-    return Params(**{name: data[name] for name in _PARAM_FIELDS if name in data})
+    values = {name: data[name] for name in _PARAM_FIELDS if name in data}
+    if values.get("product_box") is not None:  # JSON has lists, the domain tuples
+        values["product_box"] = tuple(values["product_box"])
+    return Params(**values)
 
 
 def reply_target_to_json(target: ReplyTarget) -> dict[str, Any]:
