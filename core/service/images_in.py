@@ -31,6 +31,7 @@ from core.brand.presets import Preset, apply_preset
 from core.domain import (
     Actor,
     Campaign,
+    Generation,
     GenerationKind,
     ImageMode,
     ImagineRequest,
@@ -45,7 +46,7 @@ from core.ports import NewGeneration
 from core.service.imagine import Imagine
 from core.service.uploads import Uploads
 
-__all__ = ["ImagesIn", "iw_strength"]
+__all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
 
 PRODUCT_ENGINES = ("diffusers", "fake")  # engines that inpaint (core.ports.Inpainter)
 
@@ -130,6 +131,20 @@ class ImagesIn(Imagine, Uploads):
             await self._audit_blocked(actor, where, *checking, blocked)
             raise
         return dataclasses.replace(ticket, warnings=(*ticket.warnings, *dict.fromkeys(notes)))
+
+
+def child_of_upload(
+    parent: Generation, kind: GenerationKind, params: Params, preset: Preset | None
+) -> tuple[GenerationKind, Params]:
+    """A button's child of an image-prompt or product-shot result: a reroll makes the same kind
+    again from the same upload (new seed); an upscale or variation works on the chosen image
+    like on any grid (the preset's variation strength, no input image, no product box)."""
+    if parent.kind not in (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT):
+        return kind, params
+    if kind is GenerationKind.REROLL:
+        return parent.kind, params
+    strength = preset.engine.strength if preset is not None else Params.strength
+    return kind, dataclasses.replace(params, init_image=None, product_box=None, strength=strength)
 
 
 def _image_prompt(params: Params, preset: Preset, upload: Upload, iw: float | None) -> Params:
