@@ -11,7 +11,8 @@ Pure functions on Pillow/numpy (no model, no I/O), in the order a product shot r
    (``anchor``, ``scale`` of the canvas inside ``margin``). It is **never enlarged**: a smaller
    product keeps its size (``PlacedProduct.small``); a larger one is scaled down **once**
    (Lanczos) and that scaled product is what is preserved.
-3. ``inpaint_inputs``: the canvas and mask the inpainting model gets (white = generate).
+3. ``inpaint_inputs``: the canvas and mask the inpainting model gets (white = generate; the
+   product's opaque interior is kept, its edge regenerated so no ghost of it spills out).
 4. ``finish_product_shot``: a soft contact shadow under the product, a thin harmonisation ring
    along its edge, then the product's own pixels pasted back **last**: every fully opaque
    product pixel is bit-identical in the result; semi-transparent edge pixels are blended.
@@ -166,16 +167,23 @@ def place_product(
 
 
 def inpaint_inputs(
-    product: Image.Image, box: Box, canvas: tuple[int, int]
+    product: Image.Image, box: Box, canvas: tuple[int, int], *, overlap: int = 8
 ) -> tuple[Image.Image, Image.Image]:
     """The starting canvas (the product on a neutral grey) and the mask (white = generate,
-    black = the product's fully opaque pixels)."""
+    black = kept: the product's fully opaque pixels, less ``overlap`` px along its edge).
+
+    Why the overlap: with a 4-channel UNet diffusers keeps the black part by blending latents
+    (one latent cell per 8 px), and a kept cell on the product's edge decodes into a smeared
+    copy of the product a few pixels outside it. Generating one latent cell into the product
+    removes that ghost; the product's own pixels are pasted back over it anyway."""
     x, y = box[0], box[1]
     start = Image.new("RGB", canvas, (127, 127, 127))
     start.paste(product.convert("RGB"), (x, y), product.getchannel("A"))
     mask = Image.new("L", canvas, 255)
     keep = product.getchannel("A").point(lambda a: 0 if a == 255 else 255)
     mask.paste(keep, (x, y))
+    if overlap > 0:
+        mask = mask.filter(ImageFilter.MaxFilter(2 * overlap + 1))
     return start, mask
 
 
