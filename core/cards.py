@@ -105,6 +105,8 @@ def _what(generation: Generation) -> str:
         GenerationKind.REROLL: "reroll of ",
         GenerationKind.VARIATION: f"variation of image {generation.source_index} of ",
         GenerationKind.UPSCALE: f"upscale of image {generation.source_index} of ",
+        GenerationKind.IMAGE_PROMPT: "from your image: ",
+        GenerationKind.PRODUCT: "product shot: ",
     }[generation.kind]
     return f"{label}“{short}”"
 
