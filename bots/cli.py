@@ -29,7 +29,7 @@ from bots.cli_common import (
     with_app,
     written_atomically,
 )
-from bots.cli_images import check_image_options, imagine_from_files
+from bots.cli_images import check_image_options, edit_command, imagine_from_files
 from core.domain import GenerationStatus
 from core.ops.logs import setup_logging
 
@@ -196,6 +196,9 @@ def imagine(
         return 1 if failed else 0
 
     raise typer.Exit(with_app(go))
+
+
+app.command(name="edit")(edit_command)
 
 
 @app.command()

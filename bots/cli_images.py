@@ -1,19 +1,24 @@
 """``onbrand imagine --image FILE [--iw W]`` and ``--product FILE``: read the file, hand it to
-the same core use cases the chat adapters call (upload, then imagine from it)."""
+the same core use cases the chat adapters call (upload, then imagine from it); and
+``onbrand edit GEN:INDEX --zoom-out 2 | --pan left | --region NAME [--prompt …]``."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from bots.cli_common import cli_actor, cli_target, err, refuse
-from core.domain import ImageMode, Ticket
+import typer
+
+from bots.cli_common import cli_actor, cli_target, err, out, refuse
+from core.domain import GenerationStatus, ImageMode, Ticket
 from core.imaging.uploads import MAX_UPLOAD_BYTES
 
 if TYPE_CHECKING:
     from core.bootstrap import App
 
-__all__ = ["check_image_options", "imagine_from_files"]
+__all__ = ["check_image_options", "edit_command", "imagine_from_files"]
 
 
 def check_image_options(image: Path | None, iw: float | None, product: Path | None) -> None:
@@ -50,3 +55,72 @@ async def imagine_from_files(
     for note in ticket.warnings:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     return ticket
+
+
+def edit_command(
+    target: Annotated[str, typer.Argument(help="GENERATION-ID:INDEX, e.g. 3f2a…:2")],
+    zoom_out: Annotated[float | None, typer.Option("--zoom-out", help="1.5 or 2.")] = None,
+    pan: Annotated[str | None, typer.Option(help="left, right, up or down.")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="A region to draw again: top-left … bottom-right, halves.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="A new prompt for --region.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the images.")] = Path(
+        "onbrand-out"
+    ),
+) -> None:
+    """Zoom out, pan or vary a region of one image of a result (kept pixels stay exact)."""
+    from bots.cli_common import output_folder, with_app
+
+    generation_id, index = _target(target)
+    output_folder(out_dir, "--out")
+
+    async def go(app: App) -> int:
+        ticket = await app.service.edit(
+            cli_actor(),
+            cli_target(),
+            generation_id,
+            index,
+            zoom=zoom_out,
+            direction=pan,
+            region=region,
+            prompt=prompt,
+        )
+        return await wait_and_save(app, ticket, out_dir)
+
+    raise typer.Exit(with_app(go))
+
+
+def _target(target: str) -> tuple[uuid.UUID, int]:
+    ident, _, index = target.rpartition(":")
+    try:
+        return uuid.UUID(ident), int(index)
+    except ValueError:
+        raise refuse(
+            f"{target!r} isn't GENERATION-ID:INDEX; `onbrand imagine` prints the ids, e.g. "
+            "`onbrand edit 3f2a9c1e-…:2 --zoom-out 2`."
+        ) from None
+
+
+async def wait_and_save(app: App, ticket: Ticket, out_dir: Path) -> int:
+    """Run a worker here until the ticket's generations finish; write their images."""
+    from core.bootstrap import build_worker
+    from core.delivery.sweep import save_results, wait_until_finished
+
+    ids = ", ".join(str(i) for i in ticket.generation_ids)
+    err.print(f"queued #{ticket.position}: {ids}", highlight=False)
+    running = build_worker(app)
+    worker_task = asyncio.create_task(running.run())
+    try:
+        generations = await wait_until_finished(
+            app.db, app.service, ticket.generation_ids, lambda _: None
+        )
+    finally:
+        running.stop()
+        await worker_task
+    for path in await save_results(app.db, app.store, generations, out_dir):
+        out.print(str(path), highlight=False)
+    failed = [g for g in generations if g.status is not GenerationStatus.DONE]
+    for g in failed:
+        err.print(f"[red]{g.status.value}:[/red] {g.error or g.id}", highlight=False)
+    return 1 if failed else 0

@@ -30,6 +30,9 @@ class GenerationKind(enum.StrEnum):
     REROLL = "reroll"
     IMAGE_PROMPT = "image_prompt"  # img2img from an upload (--image, "Imagine from this image")
     PRODUCT = "product"  # a scene generated around an unchanged product upload (--product)
+    ZOOM_OUT = "zoom_out"  # one image, shrunk in the centre, the border generated
+    PAN = "pan"  # one image, the canvas extended by half in one direction
+    VARY_REGION = "vary_region"  # one image, a region of it generated again
 
 
 class GenerationStatus(enum.StrEnum):
@@ -114,6 +117,9 @@ class Params:
     upload: str | None = None
     init_image: str | None = None
     product_box: tuple[int, int, int, int] | None = None
+    # Edits (core.service.edits): the region generated again (vary region); for zoom-out and
+    # pan ``product_box`` is the box of the original kept bit-identical.
+    edit_region: tuple[int, int, int, int] | None = None
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""

@@ -247,6 +247,10 @@ class UploadRecords(Protocol):
 
     async def get(self, upload_id: int) -> Upload | None: ...
 
+    async def image_key(self, generation_id: uuid.UUID, index: int) -> str | None:
+        """The image-store key of image ``index`` (1-based) of a generation (what edits take)."""
+        ...
+
 
 class Repository(Protocol):
     """onbrand's records, inside one unit of work (transaction)."""

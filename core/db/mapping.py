@@ -28,8 +28,9 @@ def params_to_json(params: Params) -> dict[str, Any]:
 def params_from_json(data: dict[str, Any]) -> Params:
     """Inverse of ``params_to_json``; keys this version doesn't know are ignored."""
     values = {name: data[name] for name in _PARAM_FIELDS if name in data}
-    if values.get("product_box") is not None:  # JSON has lists, the domain tuples
-        values["product_box"] = tuple(values["product_box"])
+    for box in ("product_box", "edit_region"):  # JSON has lists, the domain tuples
+        if values.get(box) is not None:
+            values[box] = tuple(values[box])
     return Params(**values)
 
 

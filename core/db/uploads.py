@@ -8,6 +8,7 @@ reuses it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -69,6 +70,15 @@ class SqlUploads:
                 )
             ).scalar_one()
             return upload_from_row(row)
+
+    async def image_key(self, generation_id: uuid.UUID, index: int) -> str | None:
+        async with self._db.sessions() as session:
+            key: str | None = await session.scalar(
+                select(m.Image.storage_key).where(
+                    m.Image.generation_id == generation_id, m.Image.index == index
+                )
+            )
+            return key
 
     async def get(self, upload_id: int) -> Upload | None:
         async with self._db.sessions() as session:

@@ -16,7 +16,8 @@ Pure functions on Pillow/numpy (no model, no I/O), in the order a product shot r
 4. ``finish_product_shot``: a soft contact shadow under the product, a thin harmonisation ring
    along its edge, then the product's own pixels pasted back **last**: every fully opaque
    product pixel is bit-identical in the result; semi-transparent edge pixels are blended.
-5. ``clear_corner``: where the brand watermark goes so that it never covers the product.
+5. ``clear_corner``: where the brand watermark goes so that it never covers the product (none
+   when no allowed corner is clear).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ __all__ = [
     "clear_corner",
     "finish_product_shot",
     "inpaint_inputs",
+    "overlap",
     "place_product",
     "product_alpha",
+    "watermark_rect",
 ]
 
 Anchor = Literal[
@@ -239,6 +242,33 @@ def _shadow(size: tuple[int, int], box: Box) -> np.ndarray:
     return np.asarray(blurred, dtype=np.float64) / 255.0
 
 
+def watermark_rect(
+    position: str,
+    canvas: tuple[int, int],
+    logo_size: tuple[int, int],
+    *,
+    scale: float,
+    margin: float = 0.03,
+) -> Box:
+    """Where ``core.imaging.brand.apply_watermark`` puts the logo (same geometry)."""
+    width, height = canvas
+    pad = round(margin * min(width, height))
+    logo_w = max(1, round(scale * width))
+    logo_h = max(1, round(logo_size[1] * logo_w / max(1, logo_size[0])))
+    left = pad if "left" in position else width - pad - logo_w
+    top = pad if "top" in position else height - pad - logo_h
+    if position == "center":
+        left, top = (width - logo_w) // 2, (height - logo_h) // 2
+    return (left, top, logo_w, logo_h)
+
+
+def overlap(a: Box, b: Box) -> int:
+    """Pixels two boxes share."""
+    dx = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    dy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, dx) * max(0, dy)
+
+
 def clear_corner(
     preferred: str,
     allowed: tuple[str, ...],
@@ -248,26 +278,11 @@ def clear_corner(
     *,
     scale: float,
     margin: float = 0.03,
-) -> str:
+) -> str | None:
     """The watermark position: ``preferred`` unless its logo would overlap ``box``, then the
-    first of ``allowed`` that is clear; the least-overlapping one when none is."""
-    width, height = canvas
-    pad = round(margin * min(width, height))
-    logo_w = max(1, round(scale * width))
-    logo_h = max(1, round(logo_size[1] * logo_w / max(1, logo_size[0])))
-
-    def overlap(position: str) -> int:
-        left = pad if "left" in position else width - pad - logo_w
-        top = pad if "top" in position else height - pad - logo_h
-        if position == "center":
-            left, top = (width - logo_w) // 2, (height - logo_h) // 2
-        bx, by, bw, bh = box
-        dx = min(left + logo_w, bx + bw) - max(left, bx)
-        dy = min(top + logo_h, by + bh) - max(top, by)
-        return max(0, dx) * max(0, dy)
-
-    candidates = [preferred, *(c for c in allowed if c != preferred)]
-    for position in candidates:
-        if overlap(position) == 0:
+    first of ``allowed`` that is clear; ``None`` when none is (nothing may cover ``box``)."""
+    for position in (preferred, *(c for c in allowed if c != preferred)):
+        rect = watermark_rect(position, canvas, logo_size, scale=scale, margin=margin)
+        if overlap(rect, box) == 0:
             return position
-    return min(candidates, key=overlap)
+    return None

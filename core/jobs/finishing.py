@@ -91,12 +91,17 @@ def finish_image(
     """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
     params = job.params
     logo = watermark_logo(preset) if preset is not None else None
-    if preset is not None and preset.watermark is not None and logo is not None:
+    if (
+        preset is not None
+        and preset.watermark is not None
+        and logo is not None
+        and (position := watermark_position(preset, image, logo, params)) is not None
+    ):  # images in: never over kept pixels (core.jobs.images_in)
         mark = preset.watermark
         image = apply_watermark(
             image,
             logo,
-            position=watermark_position(preset, image, logo, params.product_box),
+            position=position,
             opacity=mark.opacity,
             scale=mark.scale,
         )

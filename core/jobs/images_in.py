@@ -17,17 +17,24 @@ preset allows when the logo would cover the product.
 from __future__ import annotations
 
 import io
+import logging
 
 from PIL import Image
 
 from core.brand.presets import Preset
 from core.db.jobs import StartedJob
-from core.domain import GenerationKind
+from core.domain import GenerationKind, Params
 from core.errors import UserError
 from core.imaging.brand import Position
 from core.imaging.canvas import cover
 from core.imaging.metadata import COMPOSITE_SOURCE_TYPE, DIGITAL_SOURCE_TYPE
-from core.imaging.product import clear_corner, finish_product_shot, inpaint_inputs
+from core.imaging.product import (
+    clear_corner,
+    finish_product_shot,
+    inpaint_inputs,
+    overlap,
+    watermark_rect,
+)
 from core.ports import (
     CancelledFn,
     Engine,
@@ -39,9 +46,12 @@ from core.ports import (
     VaryJob,
 )
 
-__all__ = ["IMAGE_KINDS", "run_with_upload", "source_type", "watermark_position"]
+log = logging.getLogger(__name__)
 
-IMAGE_KINDS = (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT)
+__all__ = ["EDIT_KINDS", "IMAGE_KINDS", "run_with_upload", "source_type", "watermark_position"]
+
+EDIT_KINDS = (GenerationKind.ZOOM_OUT, GenerationKind.PAN, GenerationKind.VARY_REGION)
+IMAGE_KINDS = (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT, *EDIT_KINDS)
 
 
 async def run_with_upload(
@@ -70,7 +80,8 @@ async def run_with_upload(
             params.seeds(),
         )
         return await engine.vary(params.model, vary, progress=progress, cancelled=cancelled)
-    box = params.product_box
+    edit = job.kind in EDIT_KINDS  # the layer is the whole canvas: what is kept, and alpha
+    box = (0, 0, params.width, params.height) if edit else params.product_box
     if box is None:
         raise ValueError(f"product shot {job.id} has no product box")
     if not isinstance(engine, Inpainter):
@@ -92,7 +103,10 @@ async def run_with_upload(
     result = await engine.inpaint(params.model, inpaint, progress=progress, cancelled=cancelled)
     if result.cancelled:
         return result
-    shots = tuple(finish_product_shot(scene, source, box) for scene in result.images)
+    shadow, ring = (0.0, 0) if edit else (0.35, 2)  # edits: no shadow, no ring, just paste back
+    shots = tuple(
+        finish_product_shot(scene, source, box, shadow=shadow, ring=ring) for scene in result.images
+    )
     return JobResult(result.job_id, shots, sampling=result.sampling)
 
 
@@ -103,18 +117,31 @@ def source_type(kind: GenerationKind) -> str:
 
 
 def watermark_position(
-    preset: Preset, image: Image.Image, logo: Image.Image, box: tuple[int, int, int, int] | None
-) -> Position:
-    """Where the watermark goes: the preset's position, moved off the product when needed."""
+    preset: Preset, image: Image.Image, logo: Image.Image, params: Params
+) -> Position | None:
+    """Where the watermark goes, or ``None`` for nowhere: nothing is drawn over pixels a product
+    shot or an edit keeps bit for bit.
+
+    The preset's position, moved to another corner the preset allows when it would cover the
+    product (or the original a zoom-out or pan keeps); none when no allowed corner is clear
+    (logged). A varied region gets the watermark only when the preset's watermark lies wholly
+    inside it; otherwise the original's own watermark is among the kept pixels."""
     assert preset.watermark is not None
     mark = preset.watermark
-    if box is None:
+    if params.edit_region is not None:
+        rect = watermark_rect(mark.position, image.size, logo.size, scale=mark.scale)
+        inside = overlap(rect, params.edit_region) == rect[2] * rect[3]
+        return mark.position if inside else None
+    if params.product_box is None:
         return mark.position
-    return clear_corner(  # type: ignore[return-value]  # one of the preset's corners
+    spot = clear_corner(
         mark.position,
         preset.product.watermark_corners,
-        box,
+        params.product_box,
         image.size,
         logo.size,
         scale=mark.scale,
     )
+    if spot is None:
+        log.warning("no watermark corner is clear of the kept pixels: the watermark is left out")
+    return spot  # type: ignore[return-value]  # the preset's position or one of its corners

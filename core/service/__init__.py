@@ -9,6 +9,7 @@ text for the person who asked when the request can't be served.
 - ``imagine``: ``/imagine`` → recorded and queued generations
 - ``uploads``: an untrusted image → checked, cleaned, stored, recorded
 - ``images_in``: ``/imagine`` from an upload (image prompt, product shot)
+- ``edits``: zoom out, pan and vary region on a result
 - ``buttons``: upscale, vary, reroll and cancel
 - ``feedback``: reactions → favourites, likes, approvals
 - ``messages``: the chat messages posted for a generation, and the generation behind an id
@@ -26,8 +27,8 @@ from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
 from core.service.campaigns import Campaigns
+from core.service.edits import Edits
 from core.service.feedback import Feedback
-from core.service.images_in import ImagesIn
 from core.service.imagine import Imagine
 from core.service.messages import Messages
 from core.service.reports import Reports, ReportSource
@@ -35,7 +36,7 @@ from core.service.reports import Reports, ReportSource
 __all__ = ["Service"]
 
 
-class Service(ImagesIn, Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
+class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 

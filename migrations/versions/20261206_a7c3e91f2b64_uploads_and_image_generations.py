@@ -7,7 +7,9 @@ Create Date: 2026-12-06 14:20:00.000000
 Images in (issue 14): every image a user gives onbrand is checked, cleaned and stored by content
 hash, and recorded as an ``uploads`` row (who, when, where, campaign, what). A generation that
 starts from one points at it (``generations.upload_id``); its kind says how it uses it
-(``image_prompt`` or ``product``), next to the existing ``parent_id`` lineage.
+(``image_prompt`` or ``product``), next to the existing ``parent_id`` lineage. Edits of a result
+are generations too: ``zoom_out``, ``pan``, ``vary_region`` (parent and source index as for
+upscales).
 """
 
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 OLD_KINDS = ("imagine", "variation", "upscale", "reroll")
-NEW_KINDS = (*OLD_KINDS, "image_prompt", "product")
+NEW_KINDS = (*OLD_KINDS, "image_prompt", "product", "zoom_out", "pan", "vary_region")
 
 
 def _kinds(kinds: Sequence[str]) -> str:
@@ -31,7 +33,7 @@ def _kinds(kinds: Sequence[str]) -> str:
 
 
 def upgrade() -> None:
-    """The uploads table, the generations' link to one, and the two new kinds."""
+    """The uploads table, the generations' link to one, and the new kinds."""
     op.create_table(
         "uploads",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -89,7 +91,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Generations of the new kinds go with the uploads (there is no old kind for them)."""
     op.execute(
-        "DELETE FROM generations WHERE kind IN ('image_prompt', 'product') OR upload_id IS NOT NULL"
+        "DELETE FROM generations WHERE kind NOT IN ('imagine', 'variation', 'upscale', 'reroll') "
+        "OR upload_id IS NOT NULL"
     )
     op.drop_constraint(op.f("ck_generations_generation_kind"), "generations", type_="check")
     op.create_check_constraint(

@@ -178,3 +178,66 @@ async def test_the_preset_bounds_image_prompts_and_product_shots(
         await service.imagine_with_image("x --preset plain", ACTOR, WHERE, upload.id)
     with pytest.raises(UserError, match="No clear product"):
         await service.imagine_with_image("x", ACTOR, WHERE, upload.id, mode=ImageMode.PRODUCT)
+
+
+async def test_zoom_out_pan_and_vary_region_keep_the_original_exactly(
+    wired: tuple[Service, Worker], db: Database, store: LocalImageStore
+) -> None:
+    service, worker = wired
+    ticket = await service.imagine("a red circle on blue --n 1 --seed 5", ACTOR, WHERE)
+    (gid,) = ticket.generation_ids
+    await asyncio.wait_for(worker.run(drain=True), timeout=120)
+    (data,) = await _images(db, gid, store)
+    original = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    zoom = await service.edit(ACTOR, WHERE, gid, 1, zoom=2.0)
+    panned = await service.edit(ACTOR, WHERE, gid, 1, direction="left")
+    varied = await service.edit(ACTOR, WHERE, gid, 1, region="top-left", prompt="a green tree")
+    await asyncio.wait_for(worker.run(drain=True), timeout=120)
+
+    z = await service.generation(zoom.generation_ids[0])
+    assert z.kind is GenerationKind.ZOOM_OUT
+    assert z.status is GenerationStatus.DONE, z.error
+    assert (z.parent_id, z.source_index) == (gid, 1)
+    assert z.params.product_box is not None
+    assert z.params.init_image is not None
+    x, y, w, h = z.params.product_box
+    assert (w, h) == (32, 32)
+    layer = np.asarray(Image.open(io.BytesIO(await store.get(z.params.init_image))))
+    for shot in await _images(db, z.id, store):
+        pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+        assert pixels.shape == original.shape
+        assert np.array_equal(pixels[y : y + h, x : x + w], layer[y : y + h, x : x + w, :3])
+
+    p = await service.generation(panned.generation_ids[0])
+    assert p.status is GenerationStatus.DONE, p.error
+    assert (p.params.width, p.params.height) == (96, 64)
+    for shot in await _images(db, p.id, store):
+        pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+        assert np.array_equal(pixels[:, 32:], original)  # the original, where it was
+        assert not np.array_equal(pixels[:, :32], np.zeros_like(pixels[:, :32]))
+
+    v = await service.generation(varied.generation_ids[0])
+    assert v.status is GenerationStatus.DONE, v.error
+    assert v.params.edit_region == (0, 0, 21, 21)
+    assert "a green tree" in v.params.prompt
+    outside = np.ones(original.shape[:2], bool)
+    outside[:21, :21] = False
+    shots = [
+        np.asarray(Image.open(io.BytesIO(s)).convert("RGB")) for s in await _images(db, v.id, store)
+    ]
+    for pixels in shots:
+        assert np.array_equal(pixels[outside], original[outside])
+    assert any(not np.array_equal(s[:16, :16], original[:16, :16]) for s in shots)
+
+
+async def test_edits_are_checked_before_anything_is_queued(service: Service) -> None:
+    some = uuid.uuid4()
+    with pytest.raises(UserError, match="Give one edit"):
+        await service.edit(ACTOR, WHERE, some, 1, zoom=2.0, direction="up")
+    with pytest.raises(UserError, match=r"use 1\.5 or 2"):
+        await service.edit(ACTOR, WHERE, some, 1, zoom=3.0)
+    with pytest.raises(UserError, match="top-left"):
+        await service.edit(ACTOR, WHERE, some, 1, region="somewhere")
+    with pytest.raises(UserError, match="no result"):
+        await service.edit(ACTOR, WHERE, some, 1, direction="up")
