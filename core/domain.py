@@ -131,6 +131,23 @@ class ActionKind(enum.StrEnum):
     VARY = "v"
     REROLL = "r"
     CANCEL = "x"
+    # Edits of a single image (core.service.edits), on an upscale's result
+    ZOOM_OUT_2 = "z2"
+    ZOOM_OUT_15 = "zh"
+    PAN_LEFT = "pl"
+    PAN_RIGHT = "pr"
+    PAN_UP = "pu"
+    PAN_DOWN = "pd"
+
+
+EDIT_ACTIONS: dict[ActionKind, tuple[str, float | str]] = {
+    ActionKind.ZOOM_OUT_2: ("zoom", 2.0),
+    ActionKind.ZOOM_OUT_15: ("zoom", 1.5),
+    ActionKind.PAN_LEFT: ("pan", "left"),
+    ActionKind.PAN_RIGHT: ("pan", "right"),
+    ActionKind.PAN_UP: ("pan", "up"),
+    ActionKind.PAN_DOWN: ("pan", "down"),
+}
 
 
 ACTION_PREFIX = "ob"
@@ -159,6 +176,18 @@ class Action:
                 return "🔄"
             case ActionKind.CANCEL:
                 return "✖"
+            case ActionKind.ZOOM_OUT_2:
+                return "Zoom out 2×"
+            case ActionKind.ZOOM_OUT_15:
+                return "Zoom out 1.5×"
+            case ActionKind.PAN_LEFT:
+                return "⬅"
+            case ActionKind.PAN_RIGHT:
+                return "➡"
+            case ActionKind.PAN_UP:
+                return "⬆"
+            case ActionKind.PAN_DOWN:
+                return "⬇"
 
     @classmethod
     def parse(cls, custom_id: str) -> Action:

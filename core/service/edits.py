@@ -28,6 +28,8 @@ from PIL import Image
 
 from core.brand.presets import DEFAULT_N, Preset, apply_preset
 from core.domain import (
+    EDIT_ACTIONS,
+    Action,
     Actor,
     GenerationKind,
     GenerationStatus,
@@ -47,6 +49,7 @@ from core.imaging.canvas import (
     zoom_out,
 )
 from core.ports import NewGeneration
+from core.service.buttons import Buttons
 from core.service.images_in import ImagesIn
 
 __all__ = ["Edits"]
@@ -54,7 +57,25 @@ __all__ = ["Edits"]
 MAX_SIDE = 4096
 
 
-class Edits(ImagesIn):
+class Edits(ImagesIn, Buttons):
+    async def act(self, custom_id: str, actor: Actor, where: ReplyTarget | None = None) -> Ticket:
+        """Buttons, with the edit buttons (zoom out, pan) of a single image added."""
+        try:
+            action = Action.parse(custom_id)
+        except ValueError:
+            action = None
+        if action is None or action.kind not in EDIT_ACTIONS:
+            return await super().act(custom_id, actor, where)
+        what, value = EDIT_ACTIONS[action.kind]
+        return await self.edit(
+            actor,
+            where,
+            action.generation_id,
+            action.index,
+            zoom=float(value) if what == "zoom" else None,
+            direction=str(value) if what == "pan" else None,
+        )
+
     async def edit(
         self,
         actor: Actor,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from core.storage.local import LocalImageStore
 from tests.bots.test_discord import (
     PRESET,
     Harness,
+    eventually,
     finished,
     presets_dir,
     status_generation,
@@ -135,3 +137,29 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (48, 32), (30, 90, 200)).save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+async def test_zoom_out_and_pan_buttons_on_a_single_image(h: Harness) -> None:
+    _, gid = await h.imagine("a lighthouse", n=1)
+    single = await h.result(gid)
+    assert f"ob:z2:{gid}:1" in single.custom_ids
+    assert f"ob:pl:{gid}:1" in single.custom_ids
+    await h.click(f"ob:z2:{gid}:1", single.id)
+    await h.click(f"ob:pl:{gid}:1", single.id)
+
+    async def both() -> list[uuid.UUID] | None:
+        async with h.db.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id FROM generations WHERE parent_id = :g"), {"g": gid}
+            )
+            found = [row.id for row in rows]
+        return found if len(found) == 2 else None
+
+    children = await eventually(both)
+    kinds = {}
+    for child_id in children:
+        child = await h.service.generation(child_id)
+        assert (child.parent_id, child.source_index) == (gid, 1)
+        kinds[child.kind] = (child.params.width, child.params.height)
+        await h.result(child.id)
+    assert kinds == {GenerationKind.ZOOM_OUT: (64, 64), GenerationKind.PAN: (96, 64)}
