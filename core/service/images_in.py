@@ -48,7 +48,16 @@ from core.service.uploads import Uploads
 
 __all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
 
-PRODUCT_ENGINES = ("diffusers", "fake")  # engines that inpaint (core.ports.Inpainter)
+PRODUCT_ENGINES = ("diffusers", "fake")
+FROM_IMAGES = frozenset(
+    {
+        GenerationKind.IMAGE_PROMPT,
+        GenerationKind.PRODUCT,
+        GenerationKind.ZOOM_OUT,
+        GenerationKind.PAN,
+        GenerationKind.VARY_REGION,
+    }
+)  # engines that inpaint (core.ports.Inpainter)
 
 
 def iw_strength(iw: float) -> float:
@@ -136,10 +145,11 @@ class ImagesIn(Imagine, Uploads):
 def child_of_upload(
     parent: Generation, kind: GenerationKind, params: Params, preset: Preset | None
 ) -> tuple[GenerationKind, Params]:
-    """A button's child of an image-prompt or product-shot result: a reroll makes the same kind
-    again from the same upload (new seed); an upscale or variation works on the chosen image
-    like on any grid (the preset's variation strength, no input image, no product box)."""
-    if parent.kind not in (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT):
+    """A button's child of a result made from an image (image prompt, product shot, edit): a
+    reroll makes the same kind again from the same input (new seed); an upscale or variation
+    works on the chosen image like on any grid (the preset's variation strength, no input image,
+    no kept box or region)."""
+    if parent.kind not in FROM_IMAGES:
         return kind, params
     if kind is GenerationKind.REROLL:
         return parent.kind, params

@@ -230,6 +230,17 @@ async def test_zoom_out_pan_and_vary_region_keep_the_original_exactly(
         assert np.array_equal(pixels[outside], original[outside])
     assert any(not np.array_equal(s[:16, :16], original[:16, :16]) for s in shots)
 
+    # a reroll of an edit is the same edit again (new seed); a variation is a plain one
+    again = await service.act(Action(ActionKind.REROLL, z.id).custom_id, ACTOR, WHERE)
+    child = await service.generation(again.generation_ids[0])
+    assert child.kind is GenerationKind.ZOOM_OUT
+    assert child.params.init_image == z.params.init_image
+    assert child.params.seed != z.params.seed
+    vary = await service.act(Action(ActionKind.VARY, z.id, 1).custom_id, ACTOR, WHERE)
+    child = await service.generation(vary.generation_ids[0])
+    assert child.kind is GenerationKind.VARIATION
+    assert child.params.init_image is None
+
 
 async def test_edits_are_checked_before_anything_is_queued(service: Service) -> None:
     some = uuid.uuid4()
