@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 
+from bots.cli_images import check_image_options
 from tests.imagesin.test_product_pixels import photo_on_white
 from tests.integration.test_cli import env, onbrand
 
@@ -38,15 +40,15 @@ def test_a_product_shot_from_the_cli_writes_four_scenes_around_the_product(
     assert not np.array_equal(shots[0][:30], shots[1][:30])
 
 
-def test_image_options_are_checked_and_bad_files_refused(
-    env: dict[str, str], tmp_path: Path
-) -> None:
-    both = onbrand("imagine", "x", "--image", "a.png", "--product", "b.png", env=env)
-    assert both.returncode == 2
-    assert "not both" in both.stderr
-    alone = onbrand("imagine", "x", "--iw", "2", env=env)
-    assert alone.returncode == 2
-    assert "give --image FILE too" in alone.stderr
+def test_image_options_are_checked_before_anything_runs() -> None:
+    with pytest.raises(typer.Exit):
+        check_image_options(Path("a.png"), None, Path("b.png"))
+    with pytest.raises(typer.Exit):
+        check_image_options(None, 2.0, None)
+    check_image_options(Path("a.png"), 2.0, None)
+
+
+def test_a_bad_file_is_refused_without_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
     gif = tmp_path / "anim.gif"
     Image.new("RGB", (8, 8)).save(gif)
     refused = onbrand("imagine", "x", "--image", str(gif), env=env)
