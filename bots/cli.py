@@ -29,6 +29,7 @@ from bots.cli_common import (
     with_app,
     written_atomically,
 )
+from bots.cli_images import check_image_options, edit_command, imagine_from_files
 from core.domain import GenerationStatus
 from core.ops.logs import setup_logging
 
@@ -133,6 +134,13 @@ def imagine(
             help="Run a worker in this process while waiting (off when workers run elsewhere).",
         ),
     ] = True,
+    image: Annotated[Path | None, typer.Option(help="Start from this image.")] = None,
+    iw: Annotated[
+        float | None, typer.Option("--iw", help="Image weight 0–3 (strength 1/(1+iw)).")
+    ] = None,
+    product: Annotated[
+        Path | None, typer.Option(help="Product image kept unchanged in new scenes.")
+    ] = None,
 ) -> None:
     """Make images from a prompt, the way /imagine does in chat."""
     from rich.progress import Progress
@@ -142,11 +150,14 @@ def imagine(
     from core.replies import imagine_text
 
     text = imagine_text(prompt, aspect=ar, seed=seed, n=n, preset=preset, campaign=campaign)
+    check_image_options(image, iw, product)
     if wait:
         output_folder(out_dir, "--out")  # before anything is queued
 
     async def go(app: App) -> int:
-        ticket = await app.service.imagine(text, cli_actor(), cli_target())
+        ticket = await imagine_from_files(
+            app, text, image=image, iw=iw, product=product
+        ) or await app.service.imagine(text, cli_actor(), cli_target())
         ids = ", ".join(str(i) for i in ticket.generation_ids)
         eta = f", about {ticket.eta_seconds:.0f} s" if ticket.eta_seconds else ""
         err.print(f"queued #{ticket.position}{eta}: {ids}", highlight=False)
@@ -185,6 +196,9 @@ def imagine(
         return 1 if failed else 0
 
     raise typer.Exit(with_app(go))
+
+
+app.command(name="edit")(edit_command)
 
 
 @app.command()

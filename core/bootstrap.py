@@ -106,13 +106,21 @@ class App:
 async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     """Database (migrated), presets, image store and the service, wired once per process."""
     from core.db.uow import sql_uow_factory
+    from core.db.uploads import SqlUploads
     from core.delivery.bundle import report_source
 
     presets = load_brand_presets(settings)
     store = build_store(settings)
     db = await open_database(settings, migrate=migrate)
     reports = report_source(db, store)
-    service = Service(sql_uow_factory(db), presets, service_config(settings), reports=reports)
+    service = Service(
+        sql_uow_factory(db),
+        presets,
+        service_config(settings),
+        reports=reports,
+        store=store,
+        uploads=SqlUploads(db),
+    )
     return App(settings, db, service, store)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from core.domain import (
+    EDIT_ACTIONS,
     Action,
     ActionKind,
     CardImage,
@@ -62,7 +63,10 @@ def result_card(
     picture: Image.Image
     if len(images) == 1:
         picture = images[0]
-        actions: tuple[Action, ...] = (Action(ActionKind.VARY, generation.id, 1),)
+        actions: tuple[Action, ...] = (
+            Action(ActionKind.VARY, generation.id, 1),
+            *(Action(kind, generation.id, 1) for kind in EDIT_ACTIONS),  # zoom out, pan
+        )
         name = f"onbrand-{generation.id}-1.jpg"
     else:
         picture = make_grid(images)
@@ -105,6 +109,11 @@ def _what(generation: Generation) -> str:
         GenerationKind.REROLL: "reroll of ",
         GenerationKind.VARIATION: f"variation of image {generation.source_index} of ",
         GenerationKind.UPSCALE: f"upscale of image {generation.source_index} of ",
+        GenerationKind.IMAGE_PROMPT: "from your image: ",
+        GenerationKind.PRODUCT: "product shot: ",
+        GenerationKind.ZOOM_OUT: f"zoom out of image {generation.source_index} of ",
+        GenerationKind.PAN: f"pan of image {generation.source_index} of ",
+        GenerationKind.VARY_REGION: f"region of image {generation.source_index} varied, ",
     }[generation.kind]
     return f"{label}“{short}”"
 

@@ -28,6 +28,11 @@ class GenerationKind(enum.StrEnum):
     VARIATION = "variation"
     UPSCALE = "upscale"
     REROLL = "reroll"
+    IMAGE_PROMPT = "image_prompt"  # img2img from an upload (--image, "Imagine from this image")
+    PRODUCT = "product"  # a scene generated around an unchanged product upload (--product)
+    ZOOM_OUT = "zoom_out"  # one image, shrunk in the centre, the border generated
+    PAN = "pan"  # one image, the canvas extended by half in one direction
+    VARY_REGION = "vary_region"  # one image, a region of it generated again
 
 
 class GenerationStatus(enum.StrEnum):
@@ -106,6 +111,15 @@ class Params:
     preset_version: str
     strength: float = 0.6  # img2img strength for variations
     upscaler: str | None = None
+    # Images in (core.service.images_in): the sha256 of the user's upload, the image-store key
+    # of the pixels the engine starts from (the upload, or the cut-out product as placed), and
+    # for a product shot the product's box on the canvas (x, y, width, height).
+    upload: str | None = None
+    init_image: str | None = None
+    product_box: tuple[int, int, int, int] | None = None
+    # Edits (core.service.edits): the region generated again (vary region); for zoom-out and
+    # pan ``product_box`` is the box of the original kept bit-identical.
+    edit_region: tuple[int, int, int, int] | None = None
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""
@@ -117,6 +131,23 @@ class ActionKind(enum.StrEnum):
     VARY = "v"
     REROLL = "r"
     CANCEL = "x"
+    # Edits of a single image (core.service.edits), on an upscale's result
+    ZOOM_OUT_2 = "z2"
+    ZOOM_OUT_15 = "zh"
+    PAN_LEFT = "pl"
+    PAN_RIGHT = "pr"
+    PAN_UP = "pu"
+    PAN_DOWN = "pd"
+
+
+EDIT_ACTIONS: dict[ActionKind, tuple[str, float | str]] = {
+    ActionKind.ZOOM_OUT_2: ("zoom", 2.0),
+    ActionKind.ZOOM_OUT_15: ("zoom", 1.5),
+    ActionKind.PAN_LEFT: ("pan", "left"),
+    ActionKind.PAN_RIGHT: ("pan", "right"),
+    ActionKind.PAN_UP: ("pan", "up"),
+    ActionKind.PAN_DOWN: ("pan", "down"),
+}
 
 
 ACTION_PREFIX = "ob"
@@ -145,6 +176,18 @@ class Action:
                 return "🔄"
             case ActionKind.CANCEL:
                 return "✖"
+            case ActionKind.ZOOM_OUT_2:
+                return "Zoom out 2×"
+            case ActionKind.ZOOM_OUT_15:
+                return "Zoom out 1.5×"
+            case ActionKind.PAN_LEFT:
+                return "⬅"
+            case ActionKind.PAN_RIGHT:
+                return "➡"
+            case ActionKind.PAN_UP:
+                return "⬆"
+            case ActionKind.PAN_DOWN:
+                return "⬇"
 
     @classmethod
     def parse(cls, custom_id: str) -> Action:
@@ -186,6 +229,28 @@ class Ticket:
     position: int  # 1-based place in the queue of the first generation
     eta_seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
+
+
+class ImageMode(enum.StrEnum):
+    """What an uploaded image is for."""
+
+    IMAGE_PROMPT = "image_prompt"  # start from it (img2img), --iw says how closely
+    PRODUCT = "product"  # keep it unchanged and generate the scene around it
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image a user gave onbrand, after the checks: stored by content hash (``storage_key``)."""
+
+    id: int
+    sha256: str
+    storage_key: str
+    mime: str  # what the upload really was (from its bytes)
+    width: int
+    height: int
+    size: int  # bytes as uploaded
+    has_alpha: bool
+    notes: tuple[str, ...] = ()  # what was done to it, for the user (first frame, colour, ...)
 
 
 @dataclass(frozen=True)

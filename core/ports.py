@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -28,6 +28,7 @@ from core.domain import (
     ReplyTarget,
     RequestKey,
     ResultCard,
+    Upload,
 )
 
 # progress(job_id, step, total_steps): called from the engine as denoising advances,
@@ -63,6 +64,20 @@ class VaryJob:
     steps: int
     guidance: float
     strength: float
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class InpaintJob:
+    """Generate where ``mask`` is white and keep ``image`` where it is black (same size)."""
+
+    job_id: str
+    image: Image.Image
+    mask: Image.Image
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance: float
     seeds: tuple[int, ...]
 
 
@@ -132,6 +147,20 @@ class Engine(Protocol):
     ) -> UpscaleResult: ...
 
 
+@runtime_checkable
+class Inpainter(Protocol):
+    """An engine that can also inpaint (product shots): ``DiffusersEngine``, ``FakeEngine``."""
+
+    async def inpaint(
+        self,
+        model: str,
+        job: InpaintJob,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelledFn | None = None,
+    ) -> JobResult: ...
+
+
 class Engines(Protocol):
     """Engines by kind (``diffusers``, ``openai``, ``fake``): ``core.engines.registry``."""
 
@@ -192,6 +221,36 @@ class NewGeneration:
     reply_target: ReplyTarget
     parent_id: uuid.UUID | None = None
     source_index: int | None = None
+    upload_id: int | None = None  # the upload it starts from (image prompt, product shot)
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """A checked, cleaned and stored upload, to be recorded (``core.service.uploads``)."""
+
+    actor: Actor
+    where: ReplyTarget | None
+    campaign_id: int | None
+    sha256: str
+    storage_key: str
+    mime: str
+    size: int
+    width: int
+    height: int
+    has_alpha: bool
+    notes: tuple[str, ...] = ()
+
+
+class UploadRecords(Protocol):
+    """The ``uploads`` rows: each ``add`` is its own transaction (the user's row with it)."""
+
+    async def add(self, upload: NewUpload) -> Upload: ...
+
+    async def get(self, upload_id: int) -> Upload | None: ...
+
+    async def image_key(self, generation_id: uuid.UUID, index: int) -> str | None:
+        """The image-store key of image ``index`` (1-based) of a generation (what edits take)."""
+        ...
 
 
 class Repository(Protocol):

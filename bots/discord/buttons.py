@@ -13,7 +13,7 @@ import discord
 
 from core.domain import Action, ActionKind
 
-TEMPLATE = r"ob:(?P<action>[urvx]):(?P<gid>[0-9a-f-]{36}):(?P<index>[0-4])"
+TEMPLATE = r"ob:(?P<action>[urvx]|z2|zh|p[lrud]):(?P<gid>[0-9a-f-]{36}):(?P<index>[0-4])"
 
 _STYLES = {
     ActionKind.UPSCALE: discord.ButtonStyle.primary,
@@ -44,7 +44,8 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMP
 
     @classmethod
     def for_action(cls, action: Action) -> ActionButton:
-        return cls(action.custom_id, action.label, _STYLES[action.kind])
+        style = _STYLES.get(action.kind, discord.ButtonStyle.secondary)  # edits: secondary
+        return cls(action.custom_id, action.label, style)
 
     @classmethod
     async def from_custom_id(

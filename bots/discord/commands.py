@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bots.discord.images_in import MODES, ModeName, imagine_with_attachment, install_images_in
 from core import replies
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def install_commands(bot: OnbrandBot) -> None:
     bot.tree.add_command(imagine_command(bot))
     bot.tree.add_command(report_command(bot))
     bot.tree.add_command(AdminCommands(bot))
+    install_images_in(bot)
 
 
 def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
@@ -45,6 +47,8 @@ def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
         n="How many images (1-4)",
         preset="Brand preset",
         campaign="Campaign to count these images towards",
+        image="An image to start from (PNG, JPEG or WebP)",
+        mode="What the image is for (default: image prompt)",
     )
     @app_commands.guild_only()
     async def imagine(
@@ -55,11 +59,16 @@ def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
         n: app_commands.Range[int, 1, 4] | None = None,
         preset: str | None = None,
         campaign: str | None = None,
+        image: discord.Attachment | None = None,
+        mode: ModeName = "image prompt",
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = replies.imagine_text(
             prompt, aspect=aspect, seed=seed, n=n, preset=preset, campaign=campaign
         )
+        if image is not None:  # images in: bots/discord/images_in.py
+            await imagine_with_attachment(bot, interaction, text, image, MODES[mode])
+            return
         await bot.imagine(interaction, text)
 
     aspects = sorted(

@@ -74,6 +74,8 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
         [a for a in actions if a.kind is ActionKind.UPSCALE],
         [a for a in actions if a.kind is ActionKind.VARY],
         [a for a in actions if a.kind in (ActionKind.REROLL, ActionKind.CANCEL)],
+        [a for a in actions if a.kind in (ActionKind.ZOOM_OUT_2, ActionKind.ZOOM_OUT_15)],
+        [a for a in actions if a.kind.value.startswith("p")],  # pan ⬅ ➡ ⬆ ⬇
     ]
     view = discord.ui.View(timeout=None)
     row = 0

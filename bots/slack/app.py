@@ -41,6 +41,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import http, render
+from bots.slack.images_in import register_images_in
 from bots.slack.payloads import (
     MalformedPayload,
     bind_args,
@@ -138,6 +139,7 @@ class SlackBot:
         bolt.action(ACTION_ID)(self.on_button)
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)
+        register_images_in(self)  # the "Imagine from this image" shortcut (bots/slack/images_in)
         bolt.error(self.on_error)
 
     @contextlib.asynccontextmanager

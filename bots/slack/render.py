@@ -22,6 +22,7 @@ MAX_HEADER_TEXT = 150
 MAX_ALT_TEXT = 2000  # Slack's limit for an image block's alt_text
 MAX_BLOCKS = 50
 _ROWS = {ActionKind.UPSCALE: 0, ActionKind.VARY: 1, ActionKind.REROLL: 2, ActionKind.CANCEL: 2}
+_ROWS |= {kind: 3 if kind.value.startswith("z") else 4 for kind in ActionKind if kind not in _ROWS}
 REACTION_HINT = "React 1️⃣–4️⃣ or ⭐ to pick favourites, 👍 / 👎 to rate, ✅ to approve (reviewers)."
 
 

@@ -34,9 +34,12 @@ __all__ = [
     "LOCKABLE",
     "RETIRED_MODELS",
     "EngineSpec",
+    "ImagePromptSpec",
     "Limits",
     "Preset",
     "PresetSpec",
+    "ProductPlacement",
+    "ProductSpec",
     "Watermark",
     "apply_preset",
 ]
@@ -127,6 +130,55 @@ class Watermark(_Strict):
     scale: float = Field(default=0.12, gt=0.0, le=1.0)
 
 
+_Anchor = Literal[
+    "center", "top", "bottom", "left", "right", "top-left", "top-right", "bottom-left",
+    "bottom-right",
+]  # fmt: skip
+_Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
+class ProductPlacement(_Strict):
+    """Where a product goes on the canvas: its box is ``scale`` × the canvas inside ``margin``
+    (a share of the shorter side), anchored at ``anchor``."""
+
+    anchor: _Anchor = "bottom"
+    scale: float = Field(default=0.6, gt=0.0, le=1.0)
+    margin: float = Field(default=0.06, ge=0.0, lt=0.5)
+
+
+class ProductSpec(ProductPlacement):
+    """``product:`` product shots (``--product``): allowed or not, the placement (with
+    per-aspect overrides) and the corners the watermark may move to, clear of the product."""
+
+    allowed: bool = True
+    aspects: dict[_AspectKey, ProductPlacement] = Field(default_factory=dict)
+    watermark_corners: tuple[_Corner, ...] = (
+        "bottom-right", "bottom-left", "top-right", "top-left",
+    )  # fmt: skip
+
+    def placement(self, aspect: str) -> ProductPlacement:
+        return self.aspects.get(aspect, self)
+
+
+class ImagePromptSpec(_Strict):
+    """``image_prompt:`` image prompts (``--image``): allowed or not, the default image weight
+    ``iw`` and its bounds, or ``locked`` to the default (``--iw`` then refused)."""
+
+    allowed: bool = True
+    iw: float = Field(default=1.0, ge=0.0, le=3.0)
+    iw_min: float = Field(default=0.0, ge=0.0, le=3.0)
+    iw_max: float = Field(default=3.0, ge=0.0, le=3.0)
+    locked: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ImagePromptSpec:
+        if not self.iw_min <= self.iw <= self.iw_max:
+            raise ValueError(
+                f"iw {self.iw} must lie between iw_min {self.iw_min} and iw_max {self.iw_max}"
+            )
+        return self
+
+
 class Limits(_Strict):
     images_per_user_per_day: int = Field(default=200, ge=1)
     queued_per_user: int = Field(default=3, ge=1)
@@ -148,6 +200,8 @@ class PresetSpec(_Strict):
     palette: tuple[str, ...] = ()
     watermark: Watermark | None = None
     limits: Limits = Limits()
+    image_prompt: ImagePromptSpec = ImagePromptSpec()
+    product: ProductSpec = ProductSpec()
 
     @field_validator("name")
     @classmethod

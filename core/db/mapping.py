@@ -27,7 +27,11 @@ def params_to_json(params: Params) -> dict[str, Any]:
 
 def params_from_json(data: dict[str, Any]) -> Params:
     """Inverse of ``params_to_json``; keys this version doesn't know are ignored."""
-    return Params(**{name: data[name] for name in _PARAM_FIELDS if name in data})
+    values = {name: data[name] for name in _PARAM_FIELDS if name in data}
+    for box in ("product_box", "edit_region"):  # JSON has lists, the domain tuples
+        if values.get(box) is not None:
+            values[box] = tuple(values[box])
+    return Params(**values)
 
 
 def reply_target_to_json(target: ReplyTarget) -> dict[str, Any]:

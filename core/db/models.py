@@ -209,6 +209,36 @@ class Generation(Base):
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     delivery_retry_at: Mapped[datetime | None]
     undeliverable: Mapped[str | None] = mapped_column(Text)
+    # The upload this generation starts from (an image prompt, a product shot), if any.
+    upload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uploads.id", ondelete="RESTRICT"), index=True
+    )
+
+
+class Upload(Base):
+    """An image a user gave onbrand (checked, cleaned, stored by content hash): who, when,
+    where (platform, workspace, channel), for which campaign, and what it is."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_user_id_created_at", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_external_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    storage_key: Mapped[str] = mapped_column(String(200))
+    mime: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # as uploaded
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    has_alpha: Mapped[bool] = mapped_column(Boolean)
+    notes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _now()
 
 
 class Message(Base):

@@ -247,6 +247,7 @@ class SqlRepository:
                 id=generation.id,
                 parent_id=generation.parent_id,
                 source_index=generation.source_index,
+                upload_id=generation.upload_id,
                 kind=generation.kind,
                 platform=generation.platform.value,
                 user_id=generation.user_id,

@@ -54,6 +54,7 @@ from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
+    InpaintJob,
     JobResult,
     ProgressFn,
     Sampling,
@@ -165,7 +166,7 @@ class DiffusersEngine:
     # --- per-call pipelines ----------------------------------------------------------------------
 
     @staticmethod
-    def _fresh(pipe: Any, task: Literal["text2image", "image2image"]) -> Any:
+    def _fresh(pipe: Any, task: Literal["text2image", "image2image", "inpaint"]) -> Any:
         """A new pipeline object on the shared weights, with its own scheduler."""
         diffusers = diffusers_module()
         scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
@@ -173,6 +174,8 @@ class DiffusersEngine:
         # would also cast them, to float32 unless told otherwise).
         if task == "text2image":
             auto = diffusers.AutoPipelineForText2Image
+        elif task == "inpaint":
+            auto = diffusers.AutoPipelineForInpainting
         else:
             auto = diffusers.AutoPipelineForImage2Image
         fresh = auto.from_pipe(pipe, scheduler=scheduler)
@@ -245,6 +248,33 @@ class DiffusersEngine:
             images = [img.resize((width, height), Image.Resampling.LANCZOS) for img in images]
         return images, fresh.scheduler
 
+    def _inpaint(
+        self, pipe: Any, job: InpaintJob, watch: _StepWatch
+    ) -> tuple[list[Image.Image], Any]:
+        """Generate under the white of ``job.mask``. With a 4-channel UNet (``tiny``, most
+        checkpoints) diffusers' inpaint pipeline blends the kept latents back after each step
+        (the masked-latent path); a 9-channel inpainting UNet is fed image and mask instead."""
+        source = job.image.convert("RGB")
+        check_size(*source.size)
+        fresh = self._fresh(pipe, "inpaint")
+        width, height = source.size
+        out = fresh(
+            prompt=[job.prompt] * len(job.seeds),
+            negative_prompt=[job.negative_prompt] * len(job.seeds),
+            image=source,
+            mask_image=job.mask.convert("L"),
+            width=width,
+            height=height,
+            strength=1.0,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance,
+            generator=self._generators(job.seeds),
+            callback_on_step_end=watch,
+            callback_on_step_end_tensor_inputs=[],
+            output_type="pil",
+        )
+        return [img.convert("RGB") for img in out.images], fresh.scheduler
+
     # --- the Engine port -------------------------------------------------------------------------
 
     async def generate(
@@ -313,6 +343,30 @@ class DiffusersEngine:
                 job.seeds,
                 watch,
             )
+        if job.job_id in gone:
+            return JobResult(job.job_id, (), cancelled=True)
+        return JobResult(job.job_id, tuple(images), sampling=loaded.sampling(scheduler))
+
+    async def inpaint(
+        self,
+        model: str,
+        job: InpaintJob,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelledFn | None = None,
+    ) -> JobResult:
+        """The scene around what ``job.mask`` keeps (product shots), one image per seed."""
+        if not job.seeds:
+            raise ValueError(f"job {job.job_id} has no seeds (one image per seed)")
+        if job.image.size != job.mask.size:
+            raise ValueError(f"job {job.job_id}: image {job.image.size} ≠ mask {job.mask.size}")
+        if cancelled is not None and cancelled(job.job_id):
+            return JobResult(job.job_id, (), cancelled=True)
+        gone: set[str] = set()
+        loaded = await self.pipelines.get(model)
+        watch = _StepWatch([job.job_id], asyncio.get_running_loop(), progress, cancelled, gone)
+        async with loaded.lock:
+            images, scheduler = await asyncio.to_thread(self._inpaint, loaded.pipe, job, watch)
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)
         return JobResult(job.job_id, tuple(images), sampling=loaded.sampling(scheduler))

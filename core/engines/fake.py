@@ -25,6 +25,7 @@ from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
+    InpaintJob,
     JobResult,
     ProgressFn,
     Sampling,
@@ -169,6 +170,33 @@ class FakeEngine:
                 source,
                 picture(job.prompt, job.negative_prompt, seed, width, height),
                 max(job.strength, 0.05),
+            )
+            for seed in job.seeds
+        )
+        return JobResult(job.job_id, images, sampling=self.sampling)
+
+    async def inpaint(
+        self,
+        model: str,
+        job: InpaintJob,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelledFn | None = None,
+    ) -> JobResult:
+        """The fake picture where the mask is white, the image where it is black."""
+        if not job.seeds:
+            raise ValueError(f"job {job.job_id} has no seeds (one image per seed)")
+        self._maybe_fail(job.prompt)
+        self.calls.append(FakeCall("inpaint", model, (job.job_id,)))
+        if await self._run_steps([job.job_id], job.steps, progress, cancelled):
+            return JobResult(job.job_id, (), cancelled=True)
+        source = job.image.convert("RGB")
+        width, height = source.size
+        images = tuple(
+            Image.composite(
+                picture(job.prompt, job.negative_prompt, seed, width, height),
+                source,
+                job.mask.convert("L"),
             )
             for seed in job.seeds
         )

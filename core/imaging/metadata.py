@@ -24,6 +24,9 @@ from PIL import Image, PngImagePlugin
 DIGITAL_SOURCE_TYPE: Final = (
     "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 )
+COMPOSITE_SOURCE_TYPE: Final = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+)
 CREATOR: Final = "onbrand"
 PARAMETERS_KEY: Final = "parameters"
 XMP_PNG_KEY: Final = "XML:com.adobe.xmp"
@@ -56,6 +59,7 @@ class ImageMetadata:
     model_hash: str | None = None  # A1111's short hash: 10 hex digits of the weights' sha256
     denoising_strength: float | None = None  # image-to-image strength (variations)
     resampled: str | None = None  # e.g. "lanczos x2" when upscaled by resampling, not a model
+    digital_source_type: str = DIGITAL_SOURCE_TYPE  # IPTC; core.jobs.images_in picks it
 
 
 def _a1111_quote(value: str) -> str:
@@ -125,6 +129,7 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
     if meta is not None:
         description += f" (model {meta.model}, preset {meta.preset} {meta.preset_version})"
     description += "."
+    source = meta.digital_source_type if meta is not None else DIGITAL_SOURCE_TYPE
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
@@ -134,7 +139,7 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
         '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
-        f'    Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"\n'
+        f'    Iptc4xmpExt:DigitalSourceType="{source}"\n'
         '    photoshop:Credit="Made with AI (onbrand)"\n'
         f'    xmp:CreatorTool="{CREATOR}">\n'
         "   <dc:creator><rdf:Seq><rdf:li>onbrand</rdf:li></rdf:Seq></dc:creator>\n"

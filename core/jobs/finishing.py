@@ -33,10 +33,12 @@ from core.errors import PresetError
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
+from core.jobs.images_in import source_type, watermark_position
 from core.ports import ImageStore, Sampling
 from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
+_IMG2IMG = (GenerationKind.VARIATION, GenerationKind.IMAGE_PROMPT)
 
 
 async def store_images(
@@ -89,12 +91,17 @@ def finish_image(
     """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
     params = job.params
     logo = watermark_logo(preset) if preset is not None else None
-    if preset is not None and preset.watermark is not None and logo is not None:
+    if (
+        preset is not None
+        and preset.watermark is not None
+        and logo is not None
+        and (position := watermark_position(preset, image, logo, params)) is not None
+    ):  # images in: never over kept pixels (core.jobs.images_in)
         mark = preset.watermark
         image = apply_watermark(
             image,
             logo,
-            position=mark.position,
+            position=position,
             opacity=mark.opacity,
             scale=mark.scale,
         )
@@ -121,10 +128,11 @@ def finish_image(
         sampler=made_by.sampler,
         schedule_type=made_by.schedule_type,
         model_hash=made_by.model_hash,
-        denoising_strength=params.strength if job.kind is GenerationKind.VARIATION else None,
+        denoising_strength=params.strength if job.kind in _IMG2IMG else None,
         resampled="lanczos x2"
         if job.kind is GenerationKind.UPSCALE and not params.upscaler
         else None,
+        digital_source_type=source_type(job.kind),
     )
     score = palette_score(image, preset.palette) if preset and preset.palette else None
     return encode_png(image, meta), score

@@ -45,6 +45,7 @@ from core.domain import GenerationKind, GenerationStatus
 from core.errors import RefusedByProvider, UserError
 from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
 from core.jobs.finishing import sampling_of, store_images
+from core.jobs.images_in import IMAGE_KINDS, run_with_upload
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 
@@ -270,6 +271,10 @@ class Worker:
                     params.guidance,
                     params.seeds(),
                 ),
+            )
+        if job.kind in IMAGE_KINDS:  # image prompts and product shots: core.jobs.images_in
+            return await self.batcher.exclusive(
+                lambda: run_with_upload(engine, self.store, job, progress, cancelled)
             )
         source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:

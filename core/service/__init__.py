@@ -7,6 +7,9 @@ text for the person who asked when the request can't be served.
 - ``base``: configuration, shared state and the rules several use cases apply (presets, campaign
   dates, quotas, fair enqueueing, tickets, roles)
 - ``imagine``: ``/imagine`` → recorded and queued generations
+- ``uploads``: an untrusted image → checked, cleaned, stored, recorded
+- ``images_in``: ``/imagine`` from an upload (image prompt, product shot)
+- ``edits``: zoom out, pan and vary region on a result
 - ``buttons``: upscale, vary, reroll and cancel
 - ``feedback``: reactions → favourites, likes, approvals
 - ``messages``: the chat messages posted for a generation, and the generation behind an id
@@ -20,10 +23,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from core.brand.presets import Preset
-from core.ports import UnitOfWorkFactory
+from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
 from core.service.campaigns import Campaigns
+from core.service.edits import Edits
 from core.service.feedback import Feedback
 from core.service.imagine import Imagine
 from core.service.messages import Messages
@@ -32,7 +36,7 @@ from core.service.reports import Reports, ReportSource
 __all__ = ["Service"]
 
 
-class Service(Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
+class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 
@@ -45,6 +49,10 @@ class Service(Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
         clock: Callable[[], datetime] = utcnow,
         seed_source: Callable[[], int] | None = None,
         reports: ReportSource | None = None,
+        store: ImageStore | None = None,
+        uploads: UploadRecords | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
+        self._store = store
+        self._upload_records = uploads

@@ -23,6 +23,7 @@ from core.domain import (
 from core.errors import NotAllowed, NotFound, UserError
 from core.ports import NewGeneration, UnitOfWork
 from core.service.base import ACTIVE, UseCase, actor_key
+from core.service.images_in import child_of_upload
 
 
 class Buttons(UseCase):
@@ -100,6 +101,7 @@ class Buttons(UseCase):
         if campaign is not None:
             self._check_dates(campaign)
         preset = self.presets.get(parent.params.preset)
+        kind, params = child_of_upload(parent, kind, params, preset)  # images in: keep or drop
         limits = preset.limits if preset is not None else Limits()
         active = await self._check_quotas(uow, user_id, [params], limits, campaign)
         if parent.preset_id is None:

@@ -427,7 +427,8 @@ async def test_upscale_vary_and_reroll_buttons(h: Harness) -> None:
 
     upscale, upscaled = kinds[GenerationKind.UPSCALE]
     assert upscale.source_index == 2
-    assert upscaled.custom_ids == [f"ob:v:{upscale.id}:1"]  # a single image: vary it
+    edits = ("z2", "zh", "pl", "pr", "pu", "pd")  # a single image: vary it, zoom out, pan
+    assert upscaled.custom_ids == [f"ob:{a}:{upscale.id}:1" for a in ("v", *edits)]
     with Image.open(io.BytesIO(upscaled.files[0].data)) as image:
         assert image.format == "JPEG"
     variation, _ = kinds[GenerationKind.VARIATION]

@@ -684,7 +684,11 @@ async def test_upscale_vary_and_reroll_buttons_queue_children(slack: Harness) ->
     for child in children:
         await slack.result_message(child.id)
     upscale = next(c.id for c in children if c.source_index == 1)
-    assert _labels(await slack.result_message(upscale)) == [["V1"]]  # a single image
+    assert _labels(await slack.result_message(upscale)) == [  # a single image: vary, edits
+        ["V1"],
+        ["Zoom out 2×", "Zoom out 1.5×"],
+        ["⬅", "➡", "⬆", "⬇"],
+    ]
     statuses = [m for m in slack.bot_messages() if _is_status(m)]
     assert len(statuses) == 4  # the parent's and one per child
 

@@ -73,6 +73,7 @@ OP_HELLO, OP_HEARTBEAT_ACK = 10, 11
 
 # Interaction types and callback types.
 APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 2, 3, 4
+MODAL_SUBMIT = 5
 CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE, CB_UPDATE_MESSAGE = 4, 5, 6, 7
 CB_AUTOCOMPLETE_RESULT, CB_MODAL = 8, 9
 
@@ -1094,6 +1095,75 @@ class FakeDiscord:
         )
         return await self._dispatch_interaction(payload)
 
+    # -- images in (issue 14): attachments on commands, message commands, modal submits ----
+
+    def cdn_attachment(
+        self, channel_id: int, filename: str, data: bytes, content_type: str = "image/png"
+    ) -> dict[str, Any]:
+        """An attachment object for ``data``, served from the fake's CDN (as if uploaded)."""
+        (attachment,) = self._attachments(
+            channel_id, [UploadedFile("files[0]", filename, content_type, data)], []
+        )
+        return attachment
+
+    async def dispatch_with_attachment(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        attachment_option: str,
+        attachment: dict[str, Any],
+        *,
+        user: FakeUser | None = None,
+        channel_id: int | None = None,
+    ) -> InteractionRecord:
+        """A chat-input command whose ``attachment_option`` (type 11) is ``attachment``."""
+        data = self._command_data(name, options, None)
+        data["options"].append({"name": attachment_option, "type": 11, "value": attachment["id"]})
+        data["resolved"] = {"attachments": {attachment["id"]: attachment}}
+        payload = self._interaction_base(
+            APPLICATION_COMMAND, data, user=user, channel_id=channel_id, guild_id=None,
+            locale="en-US",
+        )  # fmt: skip
+        return await self._dispatch_interaction(payload)
+
+    async def dispatch_message_command(
+        self, name: str, message_id: int, *, user: FakeUser | None = None
+    ) -> InteractionRecord:
+        """A message context-menu command (type 3) on a stored message."""
+        message = self.messages[message_id]
+        command = self.command(name)
+        data = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": str(message_id),
+            "resolved": {"messages": {str(message_id): message.payload}},
+        }
+        payload = self._interaction_base(
+            APPLICATION_COMMAND, data, user=user, channel_id=message.channel_id, guild_id=None,
+            locale="en-US",
+        )  # fmt: skip
+        return await self._dispatch_interaction(payload)
+
+    async def dispatch_modal_submit(
+        self,
+        custom_id: str,
+        values: Mapping[str, str],
+        *,
+        user: FakeUser | None = None,
+        channel_id: int | None = None,
+    ) -> InteractionRecord:
+        """INTERACTION_CREATE type 5: a modal's text inputs (``custom_id → value``) submitted."""
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+            for key, value in values.items()
+        ]
+        payload = self._interaction_base(
+            MODAL_SUBMIT, {"custom_id": custom_id, "components": rows}, user=user,
+            channel_id=channel_id, guild_id=None, locale="en-US",
+        )  # fmt: skip
+        return await self._dispatch_interaction(payload)
+
     async def dispatch_autocomplete(
         self,
         name: str,
@@ -1494,6 +1564,7 @@ class FakeDiscord:
                 CB_MODAL,
             },
             AUTOCOMPLETE: {CB_AUTOCOMPLETE_RESULT},
+            MODAL_SUBMIT: {CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE},
         }[record.type]
         if kind not in allowed:
             return refuse(400, 50035, "Invalid Form Body")

@@ -463,6 +463,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/response/{tail:.*}", self._response_url)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._file_download)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -768,6 +769,17 @@ class FakeSlack:
                 status, text = 200, f"OK - {len(data)}"
         self._record(request, UPLOAD, None, {"file_id": file_id}, files, status, None)
         return web.Response(status=status, text=text, content_type="text/plain")
+
+    async def _file_download(self, request: web.Request) -> web.Response:
+        """``url_private``: the bytes of a completed file, for a valid token only (as Slack)."""
+        file_id = request.match_info["team_file"].rpartition("-")[2]
+        with self._lock:
+            upload = self._files.get(file_id)
+            if _bearer(request) not in self._tokens:
+                return web.Response(status=302, headers={"Location": "/login"})  # Slack's way
+            if upload is None or not upload.completed or upload.data is None:
+                return web.Response(status=404, text="file_not_found")
+            return web.Response(body=upload.data, content_type=upload.mimetype)
 
     async def _response_url(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -1137,6 +1149,12 @@ class FakeSlack:
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"channel": self._channel(params).to_api()}
 
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        upload = self._files.get(_str(params.get("file")) or "")
+        if upload is None or not upload.completed:
+            raise SlackApiFailure("file_not_found")
+        return {"file": upload.to_api(self.url)}
+
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         if not _str(params.get("trigger_id")):
             raise SlackApiFailure("invalid_trigger_id")
@@ -1164,6 +1182,7 @@ class FakeSlack:
         "files.getUploadURLExternal": _get_upload_url,
         "files.completeUploadExternal": _complete_upload,
         "files.delete": _files_delete,
+        "files.info": _files_info,
         "reactions.add": _reactions_add,
         "reactions.remove": _reactions_remove,
         "reactions.get": _reactions_get,
