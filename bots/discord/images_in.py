@@ -74,7 +74,9 @@ async def imagine_with_attachment(
     actor = bot.actor(interaction)
     where = bot.reply_target(interaction)
     upload = await bot.service.upload(await read_attachment(attachment), actor, where)
-    ticket = await bot.service.imagine_with_image(text, actor, where, upload.id, mode=mode)
+    ticket = await bot.service.imagine_with_image(
+        text, actor, where, upload.id, mode=mode, key=bot.request_key(interaction)
+    )
     await announce.announce(bot.service, ticket, bot._poster(interaction, actor), bot.sink)
     await bot.finish_private(interaction, replies.warnings(ticket))
 

@@ -25,7 +25,7 @@ from bots.slack.payloads import field, part, required
 from core import replies
 from core.delivery import announce
 from core.domain import ImageMode, Platform, ReplyTarget
-from core.errors import UserError
+from core.errors import DuplicateRequest, UserError
 from core.imaging.uploads import MAX_UPLOAD_BYTES
 
 if TYPE_CHECKING:
@@ -155,19 +155,27 @@ async def submit(bot: SlackBot, ack: AsyncAck, body: dict[str, Any]) -> None:
     channel, thread = str(meta.get("channel") or ""), meta.get("thread")
     user = required(part(body, "user"), "id", "user.")
     team = str(meta.get("team") or field(part(body, "team"), "id") or "")
-    async with bot._handling(body):
+    async with bot._handling(body) as key:
         try:
             actor = await bot.actor(team, user, field(part(body, "user"), "name") or "")
             where = ReplyTarget(Platform.SLACK, team, channel, thread)
             data = await fetch_file(bot.client, str(meta.get("file", "")))
             upload = await bot.service.upload(data, actor, where)
             ticket = await bot.service.imagine_with_image(
-                prompt, actor, where, upload.id, mode=MODES.get(mode, ImageMode.IMAGE_PROMPT), iw=iw
+                prompt,
+                actor,
+                where,
+                upload.id,
+                mode=MODES.get(mode, ImageMode.IMAGE_PROMPT),
+                iw=iw,
+                key=key,
             )
             notes = replies.warnings(ticket)
             if notes is not None:
                 await _tell(bot.client, channel, user, thread, render.reply_text(notes))
             await announce.announce(bot.service, ticket, bot._poster(where), bot.sink)
+        except DuplicateRequest:
+            raise  # a copy of a submission handled already: _handling answers it quietly
         except Exception as error:  # a modal has no channel of its own: tell the person there
             answer = replies.error_reply(error, what="the image shortcut", log=log)
             await _tell(bot.client, channel, user, thread, render.reply_text(answer))

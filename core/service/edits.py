@@ -36,6 +36,7 @@ from core.domain import (
     ImagineRequest,
     Params,
     ReplyTarget,
+    RequestKey,
     Ticket,
 )
 from core.errors import NotFound, UserError
@@ -58,14 +59,21 @@ MAX_SIDE = 4096
 
 
 class Edits(ImagesIn, Buttons):
-    async def act(self, custom_id: str, actor: Actor, where: ReplyTarget | None = None) -> Ticket:
+    async def act(
+        self,
+        custom_id: str,
+        actor: Actor,
+        where: ReplyTarget | None = None,
+        *,
+        key: RequestKey | None = None,
+    ) -> Ticket:
         """Buttons, with the edit buttons (zoom out, pan) of a single image added."""
         try:
             action = Action.parse(custom_id)
         except ValueError:
             action = None
         if action is None or action.kind not in EDIT_ACTIONS:
-            return await super().act(custom_id, actor, where)
+            return await super().act(custom_id, actor, where, key=key)
         what, value = EDIT_ACTIONS[action.kind]
         return await self.edit(
             actor,
@@ -74,6 +82,7 @@ class Edits(ImagesIn, Buttons):
             action.index,
             zoom=float(value) if what == "zoom" else None,
             direction=str(value) if what == "pan" else None,
+            key=key,
         )
 
     async def edit(
@@ -87,12 +96,15 @@ class Edits(ImagesIn, Buttons):
         direction: str | None = None,
         region: str | None = None,
         prompt: str | None = None,
+        key: RequestKey | None = None,
     ) -> Ticket:
-        """Queue one edit of image ``index`` of a finished generation (see the module docstring)."""
+        """Queue one edit of image ``index`` of a finished generation (see the module docstring).
+        ``key``: the platform's id for this request (a copy of it is refused as a duplicate)."""
         kind = _kind(zoom, direction, region, prompt)
         self._check_ids(actor, where)
         store, records = self._upload_ports()
         async with self._uow() as uow:
+            await self._first_time(uow, key)
             parent = await uow.repo.generation(generation_id)
             if parent is None:
                 raise NotFound(f"There is no result {generation_id}; check the id.")
@@ -102,10 +114,10 @@ class Edits(ImagesIn, Buttons):
                 raise UserError(
                     f"Result {generation_id} has images 1 to {parent.image_count}; pick one."
                 )
-            key = await records.image_key(generation_id, index)
-            if key is None:
+            source_key = await records.image_key(generation_id, index)
+            if source_key is None:
                 raise NotFound(f"Image {index} of {generation_id} is no longer stored.")
-            source = await store.get(key)
+            source = await store.get(source_key)
             kept = await asyncio.to_thread(_kept, source, kind, zoom, direction, region)
             preset = self.preset(parent.params.preset)
             width, height = kept.layer.size

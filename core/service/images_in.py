@@ -37,6 +37,7 @@ from core.domain import (
     ImagineRequest,
     Params,
     ReplyTarget,
+    RequestKey,
     Ticket,
     Upload,
 )
@@ -75,8 +76,10 @@ class ImagesIn(Imagine, Uploads):
         *,
         mode: ImageMode = ImageMode.IMAGE_PROMPT,
         iw: float | None = None,
+        key: RequestKey | None = None,
     ) -> Ticket:
-        """``/imagine`` from an upload; the ticket's warnings carry notes for the user."""
+        """``/imagine`` from an upload; the ticket's warnings carry notes for the user.
+        ``key``: the platform's id for this request (a copy of it is refused as a duplicate)."""
         requests = grammar.parse(text)
         self._check_ids(actor, where)
         upload = await self.upload_by_id(upload_id)
@@ -88,6 +91,7 @@ class ImagesIn(Imagine, Uploads):
         checking: tuple[ImagineRequest, Preset, Campaign | None] | None = None
         try:
             async with self._uow() as uow:
+                await self._first_time(uow, key)
                 user_id = await uow.repo.ensure_user(actor)
                 binding = await uow.repo.binding_for(where)
                 planned: list[tuple[Params, Preset, Campaign | None, str]] = []
@@ -105,8 +109,8 @@ class ImagesIn(Imagine, Uploads):
                     else:
                         aspect = request.aspect or preset.default_aspect
                         placed = await asyncio.to_thread(_place, product, params, preset, aspect)
-                        key = await store.put(_png(placed.image), suffix=".png")
-                        params = _product(params, preset, upload, placed, key)
+                        placed_key = await store.put(_png(placed.image), suffix=".png")
+                        params = _product(params, preset, upload, placed, placed_key)
                         if placed.small:
                             notes.append(_small_note(placed, params, preset, aspect))
                     planned.append((params, preset, campaign, request.prompt))
