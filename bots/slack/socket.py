@@ -1,0 +1,85 @@
+"""Slack's Socket Mode for the bolt app: connect, say whether the socket is up, close.
+
+bolt's ``AsyncSocketModeHandler`` runs slack_sdk's aiohttp ``SocketModeClient``, which asks
+``apps.connections.open`` for a websocket URL, acks each envelope with bolt's ack, follows
+Slack's ``disconnect`` messages to a new connection, and notices a dead connection by its pings
+(every ``ping_interval`` seconds) and reconnects. Two things it does not do, done here:
+
+* A token Slack refuses (revoked, or not an app-level ``xapp-`` token) is retried by the client
+  forever, every ``ping_interval``, while the process looks alive: ``connect`` asks for the
+  first URL itself and stops with a ``ConfigError`` saying what to fix.
+* Whether the socket is up right now (``check``, for readiness): ``connected`` once, at
+  start-up, says nothing about the minutes after a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL_S = 10.0  # bolt's default: a dead connection is noticed within about this long
+# apps.connections.open errors that no retry cures: the token is wrong, not that Slack is down.
+TOKEN_REFUSED = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "not_allowed_token_type",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+    }
+)
+
+
+class SocketMode:
+    """One Socket Mode connection (reconnected as needed) feeding ``bolt``."""
+
+    def __init__(
+        self, bolt: AsyncApp, app_token: str, *, ping_interval: float = PING_INTERVAL_S
+    ) -> None:
+        self.handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=ping_interval)
+        self.client = self.handler.client
+
+    async def connect(self) -> None:
+        """Open the first connection; ``ConfigError`` when Slack refuses the app token."""
+        try:
+            self.client.wss_uri = await self.client.issue_new_wss_url()
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error in TOKEN_REFUSED:
+                raise ConfigError(
+                    f"Slack refused SLACK_APP_TOKEN ({error}): set it to an app-level token "
+                    "(xapp-…) with the connections:write scope, from the Slack app's Basic "
+                    "Information page"
+                ) from exc
+            log.warning("slack: apps.connections.open failed (%s); retrying", error)
+            self.client.wss_uri = None  # the client asks again, every ping interval
+        await self.handler.connect_async()  # type: ignore[no-untyped-call]
+
+    async def connected(self) -> bool:
+        return bool(await self.client.is_connected())
+
+    async def check(self) -> tuple[bool, str]:
+        """Readiness: whether the socket is up now."""
+        if await self.connected():
+            return True, "socket connected"
+        if self.client.closed:
+            return False, "socket closed"
+        return False, "socket disconnected; reconnecting"
+
+    async def close(self) -> None:
+        await self.handler.close_async()  # type: ignore[no-untyped-call]
+
+
+def _error(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response["error"])
+    except (KeyError, TypeError):
+        return type(exc).__name__
