@@ -1,0 +1,335 @@
+"""The Slack adapter over both of Slack's transports: HTTP (signed POSTs to ``/slack/events``)
+and Socket Mode (envelopes over a websocket, acked on it), with the same scenario tests.
+
+Socket Mode runs as in production: ``bots.slack.socket.SocketMode`` (bolt's
+``AsyncSocketModeHandler``, slack_sdk's aiohttp Socket Mode client) against the fake Slack's
+Socket Mode on 127.0.0.1. ``SocketSender`` has ``SlackSender``'s interface, so each scenario is
+written once; what the app acked comes back as the "response" either way. Below the scenarios,
+what only Socket Mode has: reconnects (``disconnect`` and a dropped connection) lose no envelope,
+readiness follows the connection, a redelivered envelope is handled once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bots.slack import SlackBot, SlackSink, slack_client
+from bots.slack.socket import SocketMode
+from core.bootstrap import App, load_brand_presets, service_config
+from core.db import Database
+from core.db.uow import sql_uow_factory
+from core.delivery.sweep import Delivery
+from core.domain import Actor, Platform
+from core.engines.fake import FakeEngine
+from core.service import Service
+from core.settings import Settings
+from core.storage.local import LocalImageStore
+from tests.bots.test_slack import (
+    OTHER_ID,
+    PRESET,
+    PRESET_YAML,
+    REVIEWER_ID,
+    Harness,
+    _button_ids,
+    _has_buttons,
+    _image_files,
+    _labels,
+    _reports,
+    _text,
+    eventually,
+)
+from tests.fakes.slack import (
+    ADMIN_ID,
+    BOT_TOKEN,
+    CHANNEL_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    USER_ID,
+    FakeSlack,
+    SlackSender,
+    running_fake_slack,
+    serve_aiohttp,
+)
+from tests.fakes.slack_socket import APP_TOKEN, SocketSender
+from tests.network import allowed_hosts
+
+pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(allowed_hosts())]
+
+PING_S = 0.05  # the Socket Mode client's ping interval here (production: 10 s)
+NEEDS_DEDUP = "needs durable dedup from branch issue-dedup"
+
+
+@pytest.fixture(scope="module")
+def running_fake() -> Iterator[FakeSlack]:
+    with running_fake_slack() as fake:
+        fake.add_user(REVIEWER_ID, "rita.reviewer")
+        fake.add_user(OTHER_ID, "otto.other")
+        yield fake
+
+
+@pytest.fixture
+def fake(running_fake: FakeSlack) -> Iterator[FakeSlack]:
+    running_fake.reset()
+    yield running_fake
+    assert running_fake.bugs == []
+
+
+@dataclass(kw_only=True)
+class Transported(Harness):
+    """The harness of ``test_slack`` with the bolt app served over ``transport``."""
+
+    transport: str = "http"
+    socket: SocketMode | None = None
+
+    async def start_bot(self) -> None:
+        client = slack_client(self.app.settings)
+        self.sink = SlackSink(  # Slack's edit rate would make flushing at the end take seconds
+            client, service=self.app.service, min_interval_s=0.3, updates_per_minute=600, burst=20
+        )
+        self.delivery = Delivery(
+            self.db, self.app.service, self.store, self.sink, sweep_interval_s=0.2
+        )
+        stack = contextlib.AsyncExitStack()
+        self.bot = SlackBot(self.app, client=client, sink=self.sink)
+        delivering = asyncio.create_task(self.delivery.run())
+
+        async def stop_delivery() -> None:
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+            await self.sink.flush()
+
+        stack.push_async_callback(stop_delivery)
+        if self.transport == "http":
+            url = await stack.enter_async_context(serve_aiohttp(self.bot.web_app("/slack/events")))
+            self.sender = SlackSender(url, SIGNING_SECRET, self.fake)
+        else:
+            connections = len(self.fake.socket.connections())
+            socket = SocketMode(self.bot.bolt, APP_TOKEN, ping_interval=PING_S)
+            await socket.connect()
+            stack.push_async_callback(socket.close)
+            self.socket = socket
+            await self.fake.socket.wait_connected(connections + 1)
+            self.sender = SocketSender(self.fake)
+        await self._stack.enter_async_context(stack)
+        self._bot = stack
+        await asyncio.sleep(0.05)  # the Delivery's LISTEN connection is up
+
+
+def _settings(fake: FakeSlack, tmp_path: Path, transport: str) -> Settings:
+    presets_dir = tmp_path / "presets"
+    presets_dir.mkdir(exist_ok=True)
+    (presets_dir / f"{PRESET}.yaml").write_text(PRESET_YAML)
+    socket = {"SLACK_APP_TOKEN": SecretStr(APP_TOKEN)} if transport == "socket" else {}
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        SLACK_BOT_TOKEN=SecretStr(BOT_TOKEN),
+        SLACK_SIGNING_SECRET=SecretStr(SIGNING_SECRET),
+        SLACK_API_URL=fake.api_url,
+        ONBRAND_PRESETS_DIR=presets_dir,
+        ONBRAND_DATA_DIR=tmp_path / "data",
+        ONBRAND_DEFAULT_PRESET=PRESET,
+        ONBRAND_REVIEWERS=[f"slack:{REVIEWER_ID}"],
+        **socket,
+    )
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    db: Database, fake: FakeSlack, tmp_path: Path, transport: str
+) -> AsyncIterator[Transported]:
+    settings = _settings(fake, tmp_path, transport)
+    service = Service(
+        sql_uow_factory(db),
+        load_brand_presets(settings),
+        service_config(settings),
+        reports=_reports,
+    )
+    store = LocalImageStore(tmp_path / "images")
+    app = App(settings, db, service, store)
+    running = Transported(fake, app, db, store, FakeEngine(step_delay=0.05), transport=transport)
+    await running.start_bot()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture(params=["http", "socket"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def slack(
+    db: Database, fake: FakeSlack, tmp_path: Path, transport: str
+) -> AsyncIterator[Transported]:
+    async with harness(db, fake, tmp_path, transport) as running:
+        yield running
+    if transport == "socket":  # every envelope was acked in time, once
+        assert fake.socket.missed == []
+        assert all(not a.late for a in fake.socket.acks)
+
+
+@pytest.fixture
+async def socket_slack(db: Database, fake: FakeSlack, tmp_path: Path) -> AsyncIterator[Transported]:
+    async with harness(db, fake, tmp_path, "socket") as running:
+        yield running
+
+
+def _admin(slack: Harness) -> Actor:
+    roles = slack.app.service.roles_for(Platform.SLACK, ADMIN_ID, platform_admin=True)
+    return Actor(Platform.SLACK, TEAM_ID, ADMIN_ID, roles=roles)
+
+
+# --- the same scenarios over both transports ------------------------------------------------------
+
+
+async def test_imagine_is_acked_queued_and_delivered_with_buttons(slack: Transported) -> None:
+    generation_id, status = await slack.queued("a sneaker on a beach --ar 16:9")  # acked, empty
+    assert _text(status).startswith("🕒 Queued (#1")
+    assert _button_ids(status) == [[f"ob:x:{generation_id}:0"]]
+
+    await slack.start_worker()
+    buttons = await slack.result_message(generation_id)
+
+    [upload] = slack.fake.files
+    assert _image_files(buttons) == [upload.id]
+    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+    closed = await slack.fake.wait_for(
+        lambda f: m if _text(m := f.message(CHANNEL_ID, status.ts)).startswith("✅") else None
+    )
+    assert not _has_buttons(closed)
+    assert len(slack.buttons_messages()) == 1
+
+
+async def test_cancel_upscale_vary_and_reroll_buttons(slack: Transported) -> None:
+    cancelled, status = await slack.queued("a boot")  # no worker yet: it stays queued
+    [[cancel]] = _button_ids(status)
+    sent = await slack.sender.block_action(cancel, message_ts=status.ts)
+    assert (sent.status, sent.body) == (200, "")
+    await slack.wait_status(cancelled, "cancelled")
+    [note] = await slack.fake.wait_for(lambda f: f.ephemerals)
+    assert (note.user, note.text) == (USER_ID, "✖ Cancelled.")
+
+    parent, buttons = await slack.finished()
+    ids = _button_ids(buttons)
+    for action_id in (ids[0][0], ids[1][1], ids[2][0]):  # U1, V2, 🔄
+        sent = await slack.sender.block_action(action_id, message_ts=buttons.ts, user_id=OTHER_ID)
+        assert (sent.status, sent.body) == (200, "")
+    query = "SELECT id, kind, source_index FROM generations WHERE parent_id = :p"
+
+    async def three() -> list[Any] | None:
+        children = await slack.sql(query, p=parent)
+        return children if len(children) == 3 else None
+
+    children = await eventually(three, "three children are queued")
+    kinds = sorted((str(getattr(c.kind, "value", c.kind)), c.source_index or 0) for c in children)
+    assert kinds == [("reroll", 0), ("upscale", 1), ("variation", 2)]
+    for child in children:
+        await slack.result_message(child.id)
+
+
+async def test_reactions_become_feedback(slack: Transported) -> None:
+    _, buttons = await slack.finished()
+
+    for name, user in [("one", USER_ID), ("+1", OTHER_ID), ("white_check_mark", REVIEWER_ID)]:
+        assert (await slack.sender.reaction(name, ts=buttons.ts, user=user)).status == 200
+    assert (await slack.sender.reaction("+1", ts=buttons.ts, user=OTHER_ID, added=False)).status
+
+    expected = {(USER_ID, "favourite", 1), (REVIEWER_ID, "approve", None)}
+
+    async def recorded() -> bool:
+        return await slack.feedback() == expected
+
+    with contextlib.suppress(TimeoutError):
+        await eventually(recorded, "the feedback is recorded")
+    assert await slack.feedback() == expected
+
+
+async def test_a_report_for_a_reviewer_and_a_private_refusal_for_a_member(
+    slack: Transported,
+) -> None:
+    await slack.app.service.create_campaign(_admin(slack), "spring", PRESET)
+
+    refused = await slack.sender.slash_command(
+        "spring", command="/imagine-report", user_id=OTHER_ID
+    )
+    assert refused.status == 200
+    [refusal] = await slack.fake.wait_for(lambda f: f.ephemerals)
+    assert refusal.user == OTHER_ID
+    assert "reviewers" in (refusal.text or "")
+
+    sent = await slack.sender.slash_command(
+        "spring", command="/imagine-report", user_id=REVIEWER_ID
+    )
+    assert sent.json()["response_type"] == "ephemeral"
+    assert "Building the report" in sent.json()["text"]
+    files = await slack.fake.wait_for(lambda f: f.files if len(f.files) == 2 else None)
+    summary = slack.bot_messages()[0]
+    assert {f.thread_ts for f in files} == {summary.ts}
+    assert sorted(f.name for f in files) == [
+        "onbrand-report-spring.csv",
+        "onbrand-report-spring.html",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a rivalcorp sneaker", "banned term"),
+        ("a sneaker --seed banana", "--seed “banana” is not a whole number"),
+        ("a red\x00 sneaker", "control character (U+0000) at character 6"),
+    ],
+    ids=["banned-term", "bad-flag", "nul"],
+)
+async def test_bad_input_is_answered_privately_in_the_ack(
+    slack: Transported, text: str, says: str
+) -> None:
+    sent = await slack.sender.slash_command(text)
+
+    assert sent.status == 200
+    answer = sent.json()
+    assert answer["response_type"] == "ephemeral"
+    assert says in answer["text"]
+    await asyncio.sleep(0.1)
+    assert slack.fake.calls_to("chat.postMessage") == []
+    assert await slack.generation_ids() == []
+
+
+async def test_an_unexpected_error_gets_a_reference_privately(
+    slack: Transported, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(slack.app.service, "imagine", broken)
+    with caplog.at_level(logging.ERROR, logger="bots.slack.app"):
+        sent = await slack.sender.slash_command("a sneaker")
+
+    answer = sent.json()
+    assert answer["response_type"] == "ephemeral"
+    assert "database on fire" not in answer["text"]
+    assert "reference `" in answer["text"]
+    assert APP_TOKEN not in caplog.text
+
+
+async def test_admin_binds_the_channel(slack: Transported) -> None:
+    await slack.app.service.create_campaign(_admin(slack), "spring", PRESET)
+
+    refused = await slack.sender.slash_command("bind spring", command="/imagine-admin")
+    assert "Only admins" in refused.json()["text"]
+    sent = await slack.sender.slash_command(
+        "bind spring locked", command="/imagine-admin", user_id=ADMIN_ID
+    )
+    assert "campaign *spring*" in sent.json()["text"]
+    assert sent.json()["response_type"] == "ephemeral"
