@@ -42,6 +42,7 @@ from tests.bots.test_slack import (
     _button_ids,
     _has_buttons,
     _image_files,
+    _is_status,
     _labels,
     _reports,
     _text,
@@ -333,3 +334,144 @@ async def test_admin_binds_the_channel(slack: Transported) -> None:
     )
     assert "campaign *spring*" in sent.json()["text"]
     assert sent.json()["response_type"] == "ephemeral"
+
+
+# --- Socket Mode only: reconnects lose nothing --------------------------------------------------
+
+
+async def _generations(slack: Harness, count: int) -> list[Any]:
+    async def enough() -> list[Any] | None:
+        ids = await slack.generation_ids()
+        return ids if len(ids) >= count else None
+
+    return await eventually(enough, f"{count} generations are queued")
+
+
+async def test_a_disconnect_refresh_requested_loses_no_envelope(
+    socket_slack: Transported,
+) -> None:
+    slack, socket = socket_slack, socket_slack.fake.socket
+    assert (await slack.sender.slash_command("a sneaker")).status == 200
+
+    await socket.disconnect("refresh_requested")
+    during = asyncio.create_task(slack.sender.slash_command("a boot"))  # while it reconnects
+    await socket.wait_connected(2)
+    after = await slack.sender.slash_command("a hat")
+
+    assert ((await during).status, after.status) == (200, 200)
+    assert len(await _generations(slack, 3)) == 3
+    await slack.fake.wait_for(lambda f: len(slack.bot_messages()) == 3)
+    assert socket.missed == []
+    assert len(socket.connections(open_only=True)) == 1  # the old connection was closed
+    assert await slack.socket.connected() if slack.socket else False
+
+
+async def test_an_envelope_sent_while_the_connection_is_down_is_handled_after_the_reconnect(
+    socket_slack: Transported,
+) -> None:
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await socket.drop()  # no close frame: the client notices by its pings
+    assert not socket.connected
+
+    sent = await slack.sender.slash_command("a sneaker")
+
+    assert sent.status == 200
+    assert socket.acks[-1].connection == (await socket.wait_connected(2)).number
+    [generation_id] = await _generations(slack, 1)
+    await slack.fake.wait_for(lambda f: slack.bot_messages())
+    await slack.start_worker()
+    await slack.result_message(generation_id)
+
+
+async def test_an_envelope_not_acked_before_a_drop_is_delivered_again_and_answered(
+    socket_slack: Transported,
+) -> None:
+    slack, socket = socket_slack, socket_slack.fake.socket
+    socket.ack_timeout = 0.5  # Slack's 3 s, scaled down: it redelivers sooner
+    await slack.app.service.create_campaign(_admin(slack), "spring", PRESET)
+    slack.fake.delay_next("users.info", 0.3)  # /imagine-admin looks the user up before its ack
+
+    sending = asyncio.create_task(
+        slack.sender.slash_command("campaigns", command="/imagine-admin", user_id=ADMIN_ID)
+    )
+    await slack.fake.wait_for(lambda f: f.socket.envelopes)
+    socket.refuse_connections()  # down for longer than Slack waits for the ack
+    await socket.drop()  # before the ack
+    await asyncio.sleep(0.7)
+    socket.refuse_connections(False)
+
+    first, retry = await slack.fake.wait_for(
+        lambda f: e if len(e := f.socket.envelopes) == 2 else None, timeout=3
+    )
+    ack = await socket.wait_for_ack(retry, timeout=3)
+    assert ack is not None
+    assert ack.payload is not None
+    assert "*spring*" in ack.payload["text"]
+    late = socket.ack_for(first)  # slack_sdk sends it once it is connected again: too late
+    assert late is not None
+    assert late.late
+    assert (retry.payload, retry.retry_attempt) == (first.payload, 1)
+    await sending
+
+
+# --- Socket Mode only: a redelivered envelope is handled once -----------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=NEEDS_DEDUP)
+async def test_a_redelivered_imagine_makes_one_generation(socket_slack: Transported) -> None:
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await slack.sender.slash_command("a sneaker")
+    [envelope] = socket.envelopes
+
+    retry = await socket.redeliver(envelope)  # same payload, same trigger_id
+    await socket.wait_for_ack(retry)
+    await slack.settled()
+    await asyncio.sleep(0.2)
+
+    assert len(await slack.generation_ids()) == 1
+    assert len([m for m in slack.bot_messages() if _is_status(m)]) == 1
+
+
+@pytest.mark.xfail(strict=True, reason=NEEDS_DEDUP)
+async def test_a_redelivered_button_click_makes_one_variation(socket_slack: Transported) -> None:
+    slack, socket = socket_slack, socket_slack.fake.socket
+    parent, buttons = await slack.finished()
+    await slack.sender.block_action(_button_ids(buttons)[1][1], message_ts=buttons.ts)  # V2
+    click = socket.envelopes[-1]
+
+    await socket.wait_for_ack(await socket.redeliver(click))  # same action_ts, same trigger_id
+    await slack.settled()
+    await asyncio.sleep(0.2)
+
+    rows = await slack.sql("SELECT id FROM generations WHERE parent_id = :p", p=parent)
+    assert len(rows) == 1
+
+
+@pytest.mark.xfail(strict=True, reason=NEEDS_DEDUP)
+async def test_an_imagine_whose_ack_was_lost_in_a_drop_makes_one_generation(
+    socket_slack: Transported,
+) -> None:
+    """The realistic case: the app handled it, the ack died with the connection, Slack sent it
+    again on the next one."""
+    slack, socket = socket_slack, socket_slack.fake.socket
+    socket.ack_timeout = 0.5
+    async with slack.db.engine.connect() as blocker:  # /imagine waits on the table lock
+        transaction = await blocker.begin()
+        await blocker.exec_driver_sql("LOCK TABLE generations IN EXCLUSIVE MODE")
+        sending = asyncio.create_task(slack.sender.slash_command("a sneaker"))
+        await slack.fake.wait_for(lambda f: f.socket.envelopes)
+        await asyncio.sleep(0.1)  # the listener is inside service.imagine
+        socket.refuse_connections()  # down for longer than Slack waits for the ack
+        await socket.drop()
+        await transaction.rollback()
+        await asyncio.sleep(0.7)
+        socket.refuse_connections(False)
+    await sending
+    _, retry = await slack.fake.wait_for(
+        lambda f: e if len(e := f.socket.envelopes) == 2 else None, timeout=3
+    )
+    await socket.wait_for_ack(retry, timeout=3)
+    await slack.settled()
+    await asyncio.sleep(0.2)
+
+    assert len(await slack.generation_ids()) == 1

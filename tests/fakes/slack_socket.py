@@ -16,10 +16,13 @@ How Slack does it, and what this fake does the same way:
   ``drop()`` kills the connection without a close frame (a network failure); ``close()``
   sends a close frame. Envelopes go to the newest open connection; one delivered while no
   connection is open waits for the next.
-* Envelopes not acked when their connection went away are delivered again on the next
-  connection, with the same payload, a new ``envelope_id``, ``retry_attempt`` counted up and
-  ``retry_reason: "timeout"`` (Slack retries Events API envelopes so; the fake does it for every
-  kind, which is what an app must survive). ``redeliver(envelope)`` sends one again on purpose.
+* An envelope not acked within ``ack_timeout`` of being sent (on any connection: an ack may
+  come back on the connection that replaced the one it was sent on) is delivered again, on the
+  newest connection or the next one, with the same payload, a new ``envelope_id``,
+  ``retry_attempt`` counted up and ``retry_reason: "timeout"``, at most ``max_retries`` times.
+  So what a dropped connection swallowed arrives after the reconnect. (Slack retries Events API
+  envelopes so; the fake does it for every kind, the worst case an app must survive.)
+  ``redeliver(envelope)`` sends one again on purpose.
 
 The server side runs on the ``FakeSlack``'s own loop and thread; the methods here are called
 from the tests' loop and hand their work over (``_call``). ``SocketSender`` gives tests the
@@ -123,12 +126,13 @@ class FakeSocketMode:
     def __init__(self, fake: FakeSlack, *, app_token: str = APP_TOKEN) -> None:
         self.fake = fake
         self.app_token = app_token
-        self.ack_timeout = ACK_TIMEOUT_S
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._init_state()
 
     def _init_state(self) -> None:
+        self.ack_timeout = ACK_TIMEOUT_S
+        self.max_retries = 3
         self._connections: list[_Connection] = []
         self._envelopes: list[Envelope] = []  # every delivery, in order
         self._acks: list[Ack] = []
@@ -137,7 +141,8 @@ class FakeSocketMode:
         self._refuse = False
 
     def reset(self) -> None:
-        """Forget envelopes, acks and misses (open connections stay open)."""
+        """Forget envelopes, acks and misses, and restore ``ack_timeout`` and ``max_retries``
+        (open connections stay open)."""
         with self._lock:
             connections = [c for c in self._connections if c.closed_at is None]
             self._init_state()
@@ -188,13 +193,6 @@ class FakeSocketMode:
                 if connection.closed_at is None:
                     connection.closed_at = time.monotonic()
                     connection.how = connection.how or "client"
-                unacked = [
-                    e for e in self._envelopes if e.connection == connection.number and not e.acked
-                ]
-                for envelope in unacked:  # delivered again, as Slack's retry, on the next one
-                    self._envelopes.append(_retry(envelope, "timeout"))
-        if unacked:
-            await self._send_waiting()
         return ws
 
     def _received(self, connection: _Connection, data: str) -> None:
@@ -252,8 +250,14 @@ class FakeSocketMode:
 
     def _deadline(self, envelope: Envelope) -> None:
         with self._lock:
-            if not envelope.acked and envelope not in self._missed:
-                self._missed.append(envelope)
+            current = any(e is envelope for e in self._envelopes)  # not from before a reset
+            if envelope.acked or not current or any(e is envelope for e in self._missed):
+                return
+            self._missed.append(envelope)
+            if envelope.retry_attempt >= self.max_retries:
+                return
+            self._envelopes.append(_retry(envelope, "timeout"))  # Slack's retry
+        asyncio.ensure_future(self._send_waiting())  # noqa: RUF006 -- it ends by itself
 
     # -- scripting (from the tests' side; thread-safe) --------------------------------------
 

@@ -153,11 +153,15 @@ async def test_after_a_drop_what_was_sent_meanwhile_arrives_on_the_new_connectio
 
 
 async def test_an_envelope_not_acked_before_a_drop_is_delivered_again(fake: FakeSlack) -> None:
+    fake.socket.ack_timeout = 0.5  # Slack's 3 s, scaled down
     seen: list[dict[str, Any]] = []
-    async with connected(fake, echo_app(fake, seen, slow=0.3)):
+    async with connected(fake, echo_app(fake, seen, slow=0.2)):
         sending = asyncio.create_task(SocketSender(fake).slash_command("x", command="/echo"))
         await fake.wait_for(lambda f: seen)  # the listener runs, its ack is not sent yet
+        fake.socket.refuse_connections()  # down for longer than Slack waits for the ack
         await fake.socket.drop()
+        await asyncio.sleep(0.7)
+        fake.socket.refuse_connections(False)
 
         await fake.socket.wait_connected(2)
         first, retry = await fake.wait_for(
@@ -167,5 +171,28 @@ async def test_an_envelope_not_acked_before_a_drop_is_delivered_again(fake: Fake
         assert (retry.retry_attempt, retry.retry_reason) == (1, "timeout")
         assert retry.envelope_id != first.envelope_id
         assert await fake.socket.wait_for_ack(retry, timeout=3) is not None
+        late = fake.socket.ack_for(first)  # slack_sdk held it until it was connected again
+        assert late is not None
+        assert late.late
+        assert [e.envelope_id for e in fake.socket.missed] == [first.envelope_id]
         assert len(seen) == 2  # the app handled it twice: deduplicating is the app's job
         await sending
+
+
+async def test_an_ack_sent_on_the_new_connection_counts(fake: FakeSlack) -> None:
+    fake.socket.ack_timeout = 0.5
+    seen: list[dict[str, Any]] = []
+    async with connected(fake, echo_app(fake, seen, slow=0.2)):
+        sending = asyncio.create_task(SocketSender(fake).slash_command("x", command="/echo"))
+        await fake.wait_for(lambda f: seen)
+        await fake.socket.drop()  # the client reconnects before it acks
+
+        answer = await sending
+
+        assert answer.status == 200
+        [envelope] = fake.socket.envelopes
+        ack = fake.socket.ack_for(envelope)
+        assert ack is not None
+        assert ack.connection == (await fake.socket.wait_connected(2)).number
+        await asyncio.sleep(0.6)
+        assert len(fake.socket.envelopes) == 1  # nothing delivered again
