@@ -475,3 +475,73 @@ async def test_an_imagine_whose_ack_was_lost_in_a_drop_makes_one_generation(
     await asyncio.sleep(0.2)
 
     assert len(await slack.generation_ids()) == 1
+
+
+# --- serve_slack in Socket Mode: readiness follows the socket, disconnects are ridden out ---------
+
+
+async def _slack_ready(app: App) -> tuple[bool, str]:
+    return (await app.readiness.evaluate())["slack"]
+
+
+async def test_serve_slack_in_socket_mode_is_ready_only_while_connected(
+    socket_slack: Transported,
+) -> None:
+    from bots.slack import serve_slack
+
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await slack.stop_bot()
+    app = App(slack.app.settings, slack.db, slack.app.service, slack.store)
+    stop = asyncio.Event()
+    connections = len(socket.connections())
+    serving = asyncio.create_task(serve_slack(app, stop, socket_ping_interval_s=PING_S))
+    await socket.wait_connected(connections + 1)
+
+    async def ready(wanted: bool) -> tuple[bool, str] | None:
+        state = await _slack_ready(app)
+        return state if state[0] is wanted else None
+
+    assert await eventually(lambda: ready(True), "ready once connected")
+    assert (await SocketSender(slack.fake).slash_command("a sneaker")).status == 200
+
+    socket.refuse_connections()  # Slack is unreachable for a while
+    await socket.drop()
+    _, detail = await eventually(lambda: ready(False), "not ready while disconnected")
+    assert "disconnected" in detail
+    assert not serving.done()
+
+    socket.refuse_connections(False)
+    await eventually(lambda: ready(True), "ready again after the reconnect")
+    assert (await SocketSender(slack.fake).slash_command("a boot")).status == 200
+
+    await socket.disconnect("refresh_requested")
+    await socket.wait_connected(len(socket.connections()) + 1)
+    await eventually(lambda: ready(True), "ready after a refresh")
+    assert (await SocketSender(slack.fake).slash_command("a hat")).status == 200
+    assert not serving.done()
+    assert len(await slack.generation_ids()) == 3
+
+    stop.set()
+    await asyncio.wait_for(serving, timeout=10)
+    assert (await _slack_ready(app))[0] is False
+    assert not socket.connected
+
+
+async def test_serve_slack_stops_with_a_clear_error_when_slack_refuses_the_app_token(
+    socket_slack: Transported,
+) -> None:
+    from bots.slack import serve_slack
+    from core.errors import ConfigError
+
+    slack = socket_slack
+    await slack.stop_bot()
+    settings = slack.app.settings.model_copy(update={"slack_app_token": SecretStr(BOT_TOKEN)})
+    app = App(settings, slack.db, slack.app.service, slack.store)
+
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN") as refused:
+        await asyncio.wait_for(
+            serve_slack(app, asyncio.Event(), socket_ping_interval_s=PING_S), timeout=5
+        )
+
+    assert "not_allowed_token_type" in str(refused.value)
+    assert BOT_TOKEN not in str(refused.value)
