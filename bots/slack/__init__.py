@@ -54,6 +54,7 @@ async def serve_slack(
                 await socket.connect()
                 log.info("slack: connected in Socket Mode")
                 await stop.wait()
+                await socket.stop()  # the acks of envelopes in hand go out first
             finally:
                 await socket.close()
         else:

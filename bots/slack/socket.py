@@ -10,11 +10,17 @@ Slack's ``disconnect`` messages to a new connection, and notices a dead connecti
   first URL itself and stops with a ``ConfigError`` saying what to fix.
 * Whether the socket is up right now (``check``, for readiness): ``connected`` once, at
   start-up, says nothing about the minutes after a dropped connection.
+* A graceful stop (``stop``): envelopes that arrive from then on are left unacked (Slack
+  delivers them again, to another connection or the next start) while the ones in hand finish
+  and send their acks over the socket, which closes only then. Closing first would drop the
+  acks of a slow ``/imagine`` in flight, and Slack would deliver it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -46,6 +52,25 @@ class SocketMode:
     ) -> None:
         self.handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=ping_interval)
         self.client = self.handler.client
+        self.stopping = False
+        self._handling: set[asyncio.Task[Any]] = set()
+        self.client.socket_mode_request_listeners[:] = [self._handle]
+
+    async def _handle(self, client: Any, request: Any) -> None:
+        """bolt's envelope handler (dispatch, then the ack), counted while it runs."""
+        if self.stopping:  # not acked: Slack delivers it again elsewhere or later
+            log.info(
+                "slack: stopping; left envelope %s for Slack to deliver again", request.envelope_id
+            )
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._handling.add(task)
+        try:
+            await self.handler.handle(client, request)
+        finally:
+            if task is not None:
+                self._handling.discard(task)
 
     async def connect(self) -> None:
         """Open the first connection; ``ConfigError`` when Slack refuses the app token."""
@@ -73,6 +98,13 @@ class SocketMode:
         if self.client.closed:
             return False, "socket closed"
         return False, "socket disconnected; reconnecting"
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Take no more envelopes; wait (up to ``timeout``) for those in hand to be acked."""
+        self.stopping = True
+        pending = {t for t in self._handling if t is not asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     async def close(self) -> None:
         await self.handler.close_async()  # type: ignore[no-untyped-call]

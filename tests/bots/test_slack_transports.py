@@ -545,3 +545,34 @@ async def test_serve_slack_stops_with_a_clear_error_when_slack_refuses_the_app_t
 
     assert "not_allowed_token_type" in str(refused.value)
     assert BOT_TOKEN not in str(refused.value)
+
+
+async def test_serve_slack_in_socket_mode_acks_what_it_is_handling_before_it_stops(
+    socket_slack: Transported,
+) -> None:
+    from bots.slack import serve_slack
+
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await slack.stop_bot()
+    app = App(slack.app.settings, slack.db, slack.app.service, slack.store)
+    stop = asyncio.Event()
+    connections = len(socket.connections())
+    serving = asyncio.create_task(serve_slack(app, stop, socket_ping_interval_s=PING_S))
+    await socket.wait_connected(connections + 1)
+    async with slack.db.engine.connect() as blocker:  # /imagine waits on the table lock
+        transaction = await blocker.begin()
+        await blocker.exec_driver_sql("LOCK TABLE generations IN EXCLUSIVE MODE")
+        sending = asyncio.create_task(SocketSender(slack.fake).slash_command("a sneaker"))
+        await slack.fake.wait_for(lambda f: f.socket.envelopes)
+        await asyncio.sleep(0.1)  # the listener is inside service.imagine
+        stop.set()  # SIGTERM, say
+        await asyncio.sleep(0.1)
+        await transaction.rollback()
+
+    sent = await sending
+    await asyncio.wait_for(serving, timeout=10)
+
+    assert (sent.status, sent.body) == (200, "")  # acked before the socket closed
+    assert len(await slack.generation_ids()) == 1
+    assert len(slack.bot_messages()) == 1  # its Queued message
+    assert not socket.connected
