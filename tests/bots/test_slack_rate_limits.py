@@ -57,9 +57,8 @@ async def test_a_429_on_every_call_of_a_result_is_waited_out_and_posted_once(
     fake = slack.fake
     fake.fail_next("chat.postMessage", status=429, retry_after=0)  # the Queued message
     generation_id, status = await slack.queued("a sneaker")
-    for method in ("chat.update", "files.getUploadURLExternal", UPLOAD):
-        fake.fail_next(method, status=429, retry_after=0)
-    fake.fail_next("files.completeUploadExternal", status=429, retry_after=0)
+    for method in ("chat.update", "files.getUploadURLExternal", "files.completeUploadExternal"):
+        fake.fail_next(method, status=429, retry_after=0)  # each waits 0–1 s (the jitter)
     fake.fail_next("chat.postMessage", status=429, retry_after=1)  # the result: wait 1 s
 
     await slack.start_worker()
@@ -68,8 +67,9 @@ async def test_a_429_on_every_call_of_a_result_is_waited_out_and_posted_once(
     assert _statuses(fake, "chat.postMessage") == [429, 200, 429, 200]
     refused, posted = fake.calls_to("chat.postMessage")[2:]
     assert posted.at - refused.at >= 1.0  # Retry-After was honoured
-    for method in ("files.getUploadURLExternal", UPLOAD, "files.completeUploadExternal"):
+    for method in ("files.getUploadURLExternal", "files.completeUploadExternal"):
         assert _statuses(fake, method) == [429, 200]
+    assert _statuses(fake, UPLOAD) == [200]
     assert _statuses(fake, "chat.update")[0] == 429
     closed = await fake.wait_for(
         lambda f: m if _text(m := f.message(CHANNEL_ID, status.ts)).startswith("✅") else None
@@ -92,41 +92,26 @@ async def test_an_ephemeral_answer_is_sent_once_after_a_429(slack: Transported) 
     assert await slack.status(generation_id) == "queued"
 
 
-async def test_5xx_beyond_the_client_retry_is_tried_again_by_the_sweep_and_posted_once(
-    slack: Transported,
-) -> None:
-    method = "files.completeUploadExternal"
-    generation_id, _ = await slack.queued("a sneaker")
-    slack.fake.fail_next(method, status=503, times=2)  # the call and the client's one retry
-
-    await slack.start_worker()
-    await _delivered_once(slack, generation_id)
-
-    assert _statuses(slack.fake, method)[-3:] == [503, 503, 200]
-    [row] = await slack.sql(
-        "SELECT delivery_attempts, undeliverable FROM generations WHERE id = :g", g=generation_id
-    )
-    assert (row.delivery_attempts, row.undeliverable) == (1, None)  # one failed attempt
-    assert len(slack.fake.calls_to("files.getUploadURLExternal")) == 2  # a new upload
-    assert len(slack.fake.pending_files) == 1  # the first, never completed: nobody sees it
-
-
 async def test_a_long_outage_backs_off_and_the_result_is_posted_once_when_slack_is_back(
     slack: Transported,
 ) -> None:
     generation_id, _ = await slack.queued("a sneaker")
-    slack.fake.fail_next("chat.postMessage", status=500, times=4)  # two attempts' worth
+    slack.fake.fail_next("files.completeUploadExternal", status=503, times=2)  # one attempt
+    slack.fake.fail_next("chat.postMessage", error="internal_error")  # and the next
 
     await slack.start_worker()
     await _delivered_once(slack, generation_id)
 
+    completes = _statuses(slack.fake, "files.completeUploadExternal")
+    assert completes == [503, 503, 200]  # each time: the call and the client's one retry
     posts = slack.fake.calls_to("chat.postMessage")[1:]  # after the Queued one
-    assert [c.status for c in posts] == [500, 500, 500, 500, 200]
+    assert [c.error for c in posts] == ["internal_error", None]
     [row] = await slack.sql(
-        "SELECT delivery_attempts FROM generations WHERE id = :g", g=generation_id
+        "SELECT delivery_attempts, undeliverable FROM generations WHERE id = :g", g=generation_id
     )
-    assert row.delivery_attempts == 2
-    assert len(slack.fake.calls_to("files.getUploadURLExternal")) == 1
+    assert (row.delivery_attempts, row.undeliverable) == (2, None)
+    assert len(slack.fake.calls_to("files.getUploadURLExternal")) == 2  # not a third time
+    assert len(slack.fake.pending_files) == 1  # the first, never completed: nobody sees it
 
 
 async def test_an_outage_past_the_last_attempt_gives_up_with_a_reason_and_starves_nothing(
@@ -134,7 +119,8 @@ async def test_an_outage_past_the_last_attempt_gives_up_with_a_reason_and_starve
 ) -> None:
     slack.delivery.max_attempts = 2
     first, _ = await slack.queued("a sneaker")
-    slack.fake.fail_next("chat.postMessage", status=503, times=4)  # two attempts' worth
+    slack.fake.fail_next("chat.postMessage", status=503, times=2)  # one attempt's worth
+    slack.fake.fail_next("chat.postMessage", error="internal_error")  # and the next
 
     with caplog.at_level(logging.ERROR, logger="core.delivery.sweep"):
         await slack.start_worker()
@@ -143,6 +129,7 @@ async def test_an_outage_past_the_last_attempt_gives_up_with_a_reason_and_starve
         [row] = await eventually(lambda: slack.sql(query, g=first), "the result is given up")
 
     assert row.undeliverable.startswith("gave up after 2 attempts: SlackApiError")
+    assert "internal_error" in row.undeliverable
     assert slack.buttons_messages() == []
     assert any("gave up delivering" in r.getMessage() for r in caplog.records)
     second, _ = await slack.queued("a boot")  # Slack is back: the next one is not held up
@@ -182,18 +169,18 @@ async def test_a_status_edit_refused_again_and_again_is_given_up(
 ) -> None:
     sink = _sink(fake)
     ref = await _status_message(sink)
-    fake.fail_next("chat.update", status=500, times=100)
+    fake.fail_next("chat.update", error="internal_error", times=100)  # HTTP 200, ok: false
 
     with caplog.at_level(logging.WARNING, logger="bots.slack.sink"):
         await sink.update_status(ref, ResultCard("✅ Done — the images are below."))
         await sink.flush(timeout=5)
 
-    assert len(fake.calls_to("chat.update")) == 2 * EDIT_TRIES  # each try: a call, one retry
+    assert len(fake.calls_to("chat.update")) == EDIT_TRIES
     [warning] = [r for r in caplog.records if "could not edit" in r.getMessage()]
     assert "internal_error" in warning.getMessage()
     assert sink.pending_edits == 0
     await asyncio.sleep(0.2)
-    assert len(fake.calls_to("chat.update")) == 2 * EDIT_TRIES
+    assert len(fake.calls_to("chat.update")) == EDIT_TRIES
 
 
 async def test_a_newer_card_replaces_a_refused_one_instead_of_it_being_sent_again(
@@ -201,14 +188,14 @@ async def test_a_newer_card_replaces_a_refused_one_instead_of_it_being_sent_agai
 ) -> None:
     sink = _sink(fake)
     ref = await _status_message(sink)
-    fake.fail_next("chat.update", status=503, times=2, delay=0.2)  # slowly refused
+    fake.fail_next("chat.update", error="internal_error", delay=0.2)  # slowly refused
 
     await sink.update_status(ref, ResultCard("⏳ Generating… 80%"))
     await asyncio.sleep(0.1)  # its first call is on its way
     await sink.update_status(ref, ResultCard("✖ Cancelled."))
-    await fake.wait_for_calls("chat.update", 3)
+    await fake.wait_for_calls("chat.update", 2)
     await sink.flush()
 
     assert fake.message(CHANNEL_ID, ref.message_id).text == "✖ Cancelled."
-    texts = [c.params.get("text") for c in fake.calls_to("chat.update") if c.status == 200]
-    assert texts == ["✖ Cancelled."]  # the refused 80% was not sent after it
+    calls = [(c.params.get("text"), c.error) for c in fake.calls_to("chat.update")]
+    assert calls == [("⏳ Generating… 80%", "internal_error"), ("✖ Cancelled.", None)]
