@@ -1,8 +1,8 @@
 """The Slack adapter (slack-bolt): ``serve_slack`` runs it until ``stop`` is set.
 
-Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed; ``bots.slack.socket``:
+Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed; ``bots.slack.socket_mode``:
 readiness says whether the socket is up now, a token Slack refuses stops it with a
-``ConfigError``), else HTTP on
+``ConfigError``, a stop acks the envelopes in hand first), else HTTP on
 ``ONBRAND_HTTP_HOST:ONBRAND_HTTP_PORT`` at ``/slack/events``, where ``bots.slack.http`` checks
 Slack's signature before the bolt app sees the request.
 Results reach Slack through a ``Delivery`` (worker events + a periodic sweep) that runs alongside.
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
 from bots.slack.sink import SlackSink
-from bots.slack.socket import PING_INTERVAL_S, SocketMode
+from bots.slack.socket_mode import PING_INTERVAL_S, SocketMode
 from core.bootstrap import App
 
 __all__ = ["SlackBot", "SlackSink", "build_slack_app", "serve_slack", "slack_client"]

@@ -1,7 +1,7 @@
 """The Slack adapter over both of Slack's transports: HTTP (signed POSTs to ``/slack/events``)
 and Socket Mode (envelopes over a websocket, acked on it), with the same scenario tests.
 
-Socket Mode runs as in production: ``bots.slack.socket.SocketMode`` (bolt's
+Socket Mode runs as in production: ``bots.slack.socket_mode.SocketMode`` (bolt's
 ``AsyncSocketModeHandler``, slack_sdk's aiohttp Socket Mode client) against the fake Slack's
 Socket Mode on 127.0.0.1. ``SocketSender`` has ``SlackSender``'s interface, so each scenario is
 written once; what the app acked comes back as the "response" either way. Below the scenarios,
@@ -23,7 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from bots.slack import SlackBot, SlackSink, slack_client
-from bots.slack.socket import SocketMode
+from bots.slack.socket_mode import SocketMode
 from core.bootstrap import App, load_brand_presets, service_config
 from core.db import Database
 from core.db.uow import sql_uow_factory

@@ -3,7 +3,7 @@
 bolt's ``AsyncSocketModeHandler`` runs slack_sdk's aiohttp ``SocketModeClient``, which asks
 ``apps.connections.open`` for a websocket URL, acks each envelope with bolt's ack, follows
 Slack's ``disconnect`` messages to a new connection, and notices a dead connection by its pings
-(every ``ping_interval`` seconds) and reconnects. Two things it does not do, done here:
+(every ``ping_interval`` seconds) and reconnects. What it does not do is done here:
 
 * A token Slack refuses (revoked, or not an app-level ``xapp-`` token) is retried by the client
   forever, every ``ping_interval``, while the process looks alive: ``connect`` asks for the
