@@ -50,13 +50,7 @@ async def serve_slack(
                 ping_interval=socket_ping_interval_s,
             )
             app.readiness.add_check("slack", socket.check)  # ready while the socket is up
-            try:
-                await socket.connect()
-                log.info("slack: connected in Socket Mode")
-                await stop.wait()
-                await socket.stop()  # the acks of envelopes in hand go out first
-            finally:
-                await socket.close()
+            await socket.run(stop)
         else:
             runner = web.AppRunner(bot.web_app(EVENTS_PATH), access_log=None, handle_signals=False)
             await runner.setup()

@@ -10,6 +10,8 @@ Slack's ``disconnect`` messages to a new connection, and notices a dead connecti
   first URL itself and stops with a ``ConfigError`` saying what to fix.
 * Whether the socket is up right now (``check``, for readiness): ``connected`` once, at
   start-up, says nothing about the minutes after a dropped connection.
+* A stop while Slack can't be reached: the client's connect loop never ends by itself, so
+  ``run`` waits for whichever comes first, the connection or the stop.
 * A graceful stop (``stop``): envelopes that arrive from then on are left unacked (Slack
   delivers them again, to another connection or the next start) while the ones in hand finish
   and send their acks over the socket, which closes only then. Closing first would drop the
@@ -22,6 +24,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -86,7 +89,28 @@ class SocketMode:
                 ) from exc
             log.warning("slack: apps.connections.open failed (%s); retrying", error)
             self.client.wss_uri = None  # the client asks again, every ping interval
+        except (aiohttp.ClientError, TimeoutError) as exc:  # Slack unreachable for now
+            log.warning("slack: apps.connections.open failed (%r); retrying", exc)
+            self.client.wss_uri = None
         await self.handler.connect_async()  # type: ignore[no-untyped-call]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, take envelopes until ``stop``, let those in hand be acked, close.
+        ``ConfigError`` when Slack refuses the app token."""
+        connecting = asyncio.ensure_future(self.connect())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if connecting.done():
+                connecting.result()  # a refused token raises here
+                log.info("slack: connected in Socket Mode")
+                await stopping
+            await self.stop()  # the acks of envelopes in hand go out first
+        finally:
+            for task in (connecting, stopping):
+                task.cancel()
+            await asyncio.gather(connecting, stopping, return_exceptions=True)
+            await self.close()
 
     async def connected(self) -> bool:
         return bool(await self.client.is_connected())

@@ -576,3 +576,57 @@ async def test_serve_slack_in_socket_mode_acks_what_it_is_handling_before_it_sto
     assert len(await slack.generation_ids()) == 1
     assert len(slack.bot_messages()) == 1  # its Queued message
     assert not socket.connected
+
+
+async def test_serve_slack_rides_out_slack_failing_at_start_up(socket_slack: Transported) -> None:
+    from bots.slack import serve_slack
+
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await slack.stop_bot()
+    app = App(slack.app.settings, slack.db, slack.app.service, slack.store)
+    stop = asyncio.Event()
+    slack.fake.fail_next("apps.connections.open", status=503, times=3)  # past the client's retry
+    connections = len(socket.connections())
+    serving = asyncio.create_task(serve_slack(app, stop, socket_ping_interval_s=PING_S))
+
+    try:
+        await socket.wait_connected(connections + 1)
+
+        assert _statuses_of(slack.fake, "apps.connections.open")[-4:] == [503, 503, 503, 200]
+        assert not serving.done()
+        assert (await SocketSender(slack.fake).slash_command("a sneaker")).status == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, timeout=10)
+
+
+def _statuses_of(fake: FakeSlack, method: str) -> list[int]:
+    return [c.status for c in fake.calls_to(method)]
+
+
+async def test_serve_slack_waits_for_an_unreachable_slack_and_says_it_is_not_ready(
+    socket_slack: Transported,
+) -> None:
+    import socket as sockets
+
+    from bots.slack import serve_slack
+
+    slack = socket_slack
+    await slack.stop_bot()
+    with sockets.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = f"http://127.0.0.1:{port}/api/"
+    settings = slack.app.settings.model_copy(update={"slack_api_url": unreachable})
+    app = App(settings, slack.db, slack.app.service, slack.store)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve_slack(app, stop, socket_ping_interval_s=PING_S))
+    try:
+        await asyncio.sleep(0.5)  # the client's connection retries (and then its own)
+
+        assert not serving.done()
+        ok, detail = await _slack_ready(app)
+        assert (ok, detail) == (False, "socket disconnected; reconnecting")
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, timeout=10)
