@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -180,7 +181,7 @@ async def test_an_envelope_not_acked_before_a_drop_is_delivered_again(fake: Fake
 
 
 async def test_an_ack_sent_on_the_new_connection_counts(fake: FakeSlack) -> None:
-    fake.socket.ack_timeout = 0.5
+    fake.socket.ack_timeout = 1.0
     seen: list[dict[str, Any]] = []
     async with connected(fake, echo_app(fake, seen, slow=0.2)):
         sending = asyncio.create_task(SocketSender(fake).slash_command("x", command="/echo"))
@@ -194,5 +195,7 @@ async def test_an_ack_sent_on_the_new_connection_counts(fake: FakeSlack) -> None
         ack = fake.socket.ack_for(envelope)
         assert ack is not None
         assert ack.connection == (await fake.socket.wait_connected(2)).number
-        await asyncio.sleep(0.6)
+        assert envelope.sent_at is not None
+        await asyncio.sleep(max(0.0, envelope.sent_at + 1.1 - time.monotonic()))
         assert len(fake.socket.envelopes) == 1  # nothing delivered again
+        assert fake.socket.missed == []
