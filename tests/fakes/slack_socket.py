@@ -141,12 +141,10 @@ class FakeSocketMode:
         self._refuse = False
 
     def reset(self) -> None:
-        """Forget envelopes, acks and misses, and restore ``ack_timeout`` and ``max_retries``
-        (open connections stay open)."""
+        """Forget envelopes, acks, misses and connections (between tests: the last test's
+        client may still be closing its own), and restore ``ack_timeout`` and ``max_retries``."""
         with self._lock:
-            connections = [c for c in self._connections if c.closed_at is None]
             self._init_state()
-            self._connections = connections
 
     # -- apps.connections.open (called by FakeSlack with its lock held) ----------------------
 
