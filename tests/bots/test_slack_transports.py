@@ -245,15 +245,17 @@ async def test_reactions_become_feedback(slack: Transported) -> None:
 
     for name, user in [("one", USER_ID), ("+1", OTHER_ID), ("white_check_mark", REVIEWER_ID)]:
         assert (await slack.sender.reaction(name, ts=buttons.ts, user=user)).status == 200
-    assert (await slack.sender.reaction("+1", ts=buttons.ts, user=OTHER_ID, added=False)).status
+    removal = await slack.sender.reaction("+1", ts=buttons.ts, user=OTHER_ID, added=False)
+    assert removal.status == 200
 
     expected = {(USER_ID, "favourite", 1), (REVIEWER_ID, "approve", None)}
 
     async def recorded() -> bool:
         return await slack.feedback() == expected
 
+    await slack.settled()
     with contextlib.suppress(TimeoutError):
-        await eventually(recorded, "the feedback is recorded")
+        await eventually(recorded, "the feedback is recorded", within=10)
     assert await slack.feedback() == expected
 
 

@@ -111,7 +111,7 @@ async def test_a_late_ack_is_recorded_as_missed_and_late(fake: FakeSlack) -> Non
         answer = await SocketSender(fake).slash_command("slow", command="/echo")
 
         assert answer.status == 504
-        [missed] = fake.socket.missed
+        missed = (await fake.wait_for(lambda f: f.socket.missed))[0]  # the fake's own clock
         ack = await fake.socket.wait_for_ack(missed, timeout=2)
         assert ack is not None
         assert ack.late
