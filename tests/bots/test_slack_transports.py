@@ -632,3 +632,34 @@ async def test_serve_slack_waits_for_an_unreachable_slack_and_says_it_is_not_rea
     finally:
         stop.set()
         await asyncio.wait_for(serving, timeout=10)
+
+
+async def test_onbrand_run_reports_the_socket_s_readiness(socket_slack: Transported) -> None:
+    """``run_all`` (what ``onbrand run`` runs) registers its own "slack" check as the adapter
+    starts; the Socket Mode adapter's check of the connection must be what ``/readyz`` reads."""
+    from bots.processes import StopSignals, run_all
+
+    slack, socket = socket_slack, socket_slack.fake.socket
+    await slack.stop_bot()
+    settings = slack.app.settings.model_copy(update={"run_worker": False})
+    app = App(settings, slack.db, slack.app.service, slack.store)
+    signals = StopSignals()
+    connections = len(socket.connections())
+    running = asyncio.create_task(run_all(app, lambda line: None, signals=signals))
+    try:
+        await socket.wait_connected(connections + 1)
+
+        async def ready(wanted: bool) -> tuple[bool, str] | None:
+            state = await _slack_ready(app)
+            return state if state[0] is wanted else None
+
+        assert await eventually(lambda: ready(True), "ready once connected")
+        socket.refuse_connections()
+        await socket.drop()
+        _, detail = await eventually(lambda: ready(False), "not ready while disconnected")
+        assert "disconnected" in detail
+        assert not running.done()
+    finally:
+        socket.refuse_connections(False)
+        signals._signalled()  # SIGTERM, without sending one to the test process
+        await asyncio.wait_for(running, timeout=20)
