@@ -14,8 +14,9 @@ How Slack does it, and what this fake does the same way:
 * ``disconnect(reason)`` sends ``{"type": "disconnect", "reason": …}`` (``refresh_requested``,
   ``warning``, ``link_disabled``); the client opens a new connection and closes the old one.
   ``drop()`` kills the connection without a close frame (a network failure); ``close()``
-  sends a close frame. Envelopes go to the newest open connection; one delivered while no
-  connection is open waits for the next.
+  sends a close frame. ``refuse_connections()`` answers 503 to websocket upgrades (Slack
+  unreachable) until called with False. Envelopes go to the newest open connection; one
+  delivered while no connection is open waits for the next.
 * An envelope not acked within ``ack_timeout`` of being sent (on any connection: an ack may
   come back on the connection that replaced the one it was sent on) is delivered again, on the
   newest connection or the next one, with the same payload, a new ``envelope_id``,
