@@ -1,6 +1,8 @@
 """The Slack adapter (slack-bolt): ``serve_slack`` runs it until ``stop`` is set.
 
-Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed), else HTTP on
+Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed; ``bots.slack.socket_mode``:
+readiness says whether the socket is up now, a token Slack refuses stops it with a
+``ConfigError``, a stop acks the envelopes in hand first), else HTTP on
 ``ONBRAND_HTTP_HOST:ONBRAND_HTTP_PORT`` at ``/slack/events``, where ``bots.slack.http`` checks
 Slack's signature before the bolt app sees the request.
 Results reach Slack through a ``Delivery`` (worker events + a periodic sweep) that runs alongside.
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
 from bots.slack.sink import SlackSink
+from bots.slack.socket_mode import PING_INTERVAL_S, SocketMode
 from core.bootstrap import App
 
 __all__ = ["SlackBot", "SlackSink", "build_slack_app", "serve_slack", "slack_client"]
@@ -25,9 +28,14 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 
 
-async def serve_slack(app: App, stop: asyncio.Event) -> None:
+async def serve_slack(
+    app: App, stop: asyncio.Event, *, socket_ping_interval_s: float = PING_INTERVAL_S
+) -> None:
     """Take commands and deliver results until ``stop``; then stop taking commands, let the
-    listeners in flight finish, send the pending status edits, and return."""
+    listeners in flight finish, send the pending status edits, and return.
+
+    ``socket_ping_interval_s``: how often the Socket Mode client pings, which is also about how
+    long a connection that died silently goes unnoticed."""
     settings = app.settings
     client = slack_client(settings)
     bot = SlackBot(app, client=client)
@@ -36,16 +44,13 @@ async def serve_slack(app: App, stop: asyncio.Event) -> None:
     delivering = asyncio.create_task(delivery.run(), name="slack-delivery")
     try:
         if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
-            await handler.connect_async()  # type: ignore[no-untyped-call]
-            app.readiness.set("slack", True, "socket connected")
-            log.info("slack: connected in Socket Mode")
-            try:
-                await stop.wait()
-            finally:
-                await handler.close_async()  # type: ignore[no-untyped-call]
+            socket = SocketMode(
+                bot.bolt,
+                settings.slack_app_token.get_secret_value(),
+                ping_interval=socket_ping_interval_s,
+            )
+            app.readiness.add_check("slack", socket.check)  # ready while the socket is up
+            await socket.run(stop)
         else:
             runner = web.AppRunner(bot.web_app(EVENTS_PATH), access_log=None, handle_signals=False)
             await runner.setup()

@@ -5,7 +5,10 @@
   one, so only the latest is sent) and per workspace (one token bucket per bot token, well under
   Slack's ~50 ``chat.update`` a minute). A closing edit (a card without buttons) is never
   dropped: it waits for its turn like any other, and ``flush()`` sends whatever is still pending
-  at shutdown.
+  at shutdown. An edit Slack refuses for a passing reason (429 or 5xx after the client's own
+  retries, a dropped connection) is queued again, unless a newer card waits, at most
+  ``EDIT_TRIES`` times in all: chat.update is idempotent, and a lost closing edit would leave
+  a "Generating… 75%" message with its ✖ for good.
 * ``post_result`` posts ONE message, as Discord does: it uploads the grid privately
   (``files_upload_v2`` without a channel: ``files.getUploadURLExternal``, the bytes,
   ``files.completeUploadExternal``; no message, only the bot can see the file), then
@@ -45,6 +48,7 @@ from core.service import Service
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+EDIT_TRIES = 3  # chat.update calls per card when Slack refuses it for a passing reason
 IMAGE_REFUSED = frozenset({"invalid_blocks"})  # Slack won't show the upload in an image block
 # Errors that no retry cures: the channel was deleted or archived, or the bot can't post there.
 CHANNEL_GONE = frozenset(
@@ -115,6 +119,7 @@ class SlackSink:
         self.bucket = TokenBucket(updates_per_minute, burst)
         self.edits = EditThrottle(self._edit, min_interval_s=min_interval_s, pace=self.bucket.take)
         self._postings: dict[uuid.UUID, _Posting] = {}  # generations being posted
+        self._edit_tries: dict[tuple[str, str], tuple[ResultCard, int]] = {}  # card, tries
         self.edits_sent = 0
 
     # --- status edits ----------------------------------------------------------------------
@@ -124,6 +129,9 @@ class SlackSink:
         self.edits.update(ref, card)
 
     async def _edit(self, ref: MessageRef, card: ResultCard) -> None:
+        key = (ref.channel_id, ref.message_id)
+        last, tries = self._edit_tries.pop(key, (None, 0))
+        tries = tries + 1 if last is card else 1
         try:
             await self.client.chat_update(
                 channel=ref.channel_id,
@@ -132,12 +140,16 @@ class SlackSink:
                 blocks=render.status_blocks(card),
             )
             self.edits_sent += 1
-        except SlackApiError as exc:  # deleted message, archived channel: nothing to retry
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            why = _error(exc) if isinstance(exc, SlackApiError) else repr(exc)
+            if _passing(exc) and tries < EDIT_TRIES:  # again, unless a newer card waits
+                self._edit_tries[key] = (card, tries)
+                self.edits.retry(ref, card)
+                log.info("status edit of %s refused (%s); trying again", ref.message_id, why)
+                return
+            # a deleted message, an archived channel, or Slack refusing it again and again
             log.warning(
-                "could not edit status message %s in %s: %s",
-                ref.message_id,
-                ref.channel_id,
-                _error(exc),
+                "could not edit status message %s in %s: %s", ref.message_id, ref.channel_id, why
             )
 
     async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -272,6 +284,15 @@ def _share_ts(file: dict[str, Any], channel: str) -> str | None:
             if ts := share.get("ts"):
                 return str(ts)
     return None
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether Slack refused a call for a reason that passes: rate limited, a server error, a
+    connection that failed (all after the client's own retries)."""
+    if not isinstance(exc, SlackApiError):
+        return True  # aiohttp.ClientError, TimeoutError
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or status >= 500 or _error(exc) in {"ratelimited", "internal_error"}
 
 
 def _details(exc: SlackApiError) -> str:

@@ -65,6 +65,13 @@ class EditThrottle:
         if edits.task is None or edits.task.done():
             edits.task = asyncio.create_task(self._pump(ref, key, edits), name=f"edit-{key[1]}")
 
+    def retry(self, ref: MessageRef, card: ResultCard) -> None:
+        """Send ``card`` again after the message's interval (its edit failed for a passing
+        reason), unless a newer card is already waiting to replace it."""
+        edits = self._edits.get((ref.channel_id, ref.message_id))
+        if edits is None or edits.pending is None:
+            self.update(ref, card)
+
     async def _pump(self, ref: MessageRef, key: tuple[str, str], edits: _Edits) -> None:
         try:
             while True:

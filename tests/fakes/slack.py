@@ -34,8 +34,10 @@ Two halves:
   bytes with any headers (``signed_headers`` signs bytes that are not UTF-8 too). ``serve_bolt_app``
   serves an ``AsyncApp`` over its real aiohttp adapter on 127.0.0.1.
 
-Socket Mode is not faked: a bolt app receives the same payloads over HTTP, and the listeners,
-acks and Web API calls are the same code, so the HTTP path covers them.
+* Socket Mode — ``fake.socket`` (``tests.fakes.slack_socket.FakeSocketMode``):
+  ``apps.connections.open`` with the app-level token, the websocket it points to, envelopes that
+  must be acked within 3 s, ``disconnect`` messages, dropped connections and redelivery of what
+  was not acked; ``SocketSender`` is ``SlackSender``'s interface over it.
 """
 
 from __future__ import annotations
@@ -373,6 +375,10 @@ class FakeSlack:
         self._channels: dict[str, FakeChannel] = {}
         self._ids = itertools.count(1)
         self._last_ts = 0
+        from tests.fakes.slack_socket import FakeSocketMode  # it builds on this module
+
+        self.socket = FakeSocketMode(self)
+        self._tokens.add(self.socket.app_token)
         self._init_state()
         self.add_channel(CHANNEL_ID, CHANNEL_NAME)
         self.add_user(USER_ID, USER_NAME, real_name="Maria Marketer")
@@ -464,6 +470,7 @@ class FakeSlack:
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/response/{tail:.*}", self._response_url)
         app.router.add_get("/files-pri/{team_file}/{name}", self._file_download)
+        app.router.add_get("/link/", self.socket.websocket)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -615,6 +622,7 @@ class FakeSlack:
         (users, channels and tokens stay)."""
         with self._lock:
             self._init_state()
+        self.socket.reset()
 
     # -- reading state (copies, under the lock) --------------------------------------------
 
@@ -737,6 +745,8 @@ class FakeSlack:
                     raise SlackApiFailure("not_authed")
                 if token not in self._tokens:
                     raise SlackApiFailure("invalid_auth")
+                if (token == self.socket.app_token) != (method == "apps.connections.open"):
+                    raise SlackApiFailure("not_allowed_token_type")  # xapp- only opens sockets
                 body = {"ok": True} | self._API[method](self, params)
         except SlackApiFailure as failure:
             body = {"ok": False, "error": failure.error} | failure.extra
@@ -1172,8 +1182,12 @@ class FakeSlack:
         self._views.append(opened)
         return {"view": opened}
 
+    def _connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.socket.open_url()
+
     _API: ClassVar[dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]]] = {
         "api.test": _api_test,
+        "apps.connections.open": _connections_open,
         "auth.test": _auth_test,
         "chat.postMessage": _post_message,
         "chat.postEphemeral": _post_ephemeral,
