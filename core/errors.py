@@ -64,3 +64,20 @@ class NotFound(UserError):
 
 class ConfigError(Exception):
     """The process is misconfigured; the message says which setting to fix (never a secret)."""
+
+
+class Unavailable(UserError):
+    """Something onbrand depends on is down for the moment; nothing was recorded, and the same
+    request can be sent again later. Adapters show it like any ``UserError``."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL can't be reached (or can't write) right now."""
+
+    def __init__(
+        self,
+        user_message: str = (
+            "The database is unreachable right now, so nothing was done; try again in a moment."
+        ),
+    ) -> None:
+        super().__init__(user_message)

@@ -1,0 +1,163 @@
+"""A PostgreSQL outage while the worker, the delivery and requests run (issue 12, item 6).
+
+The database is a throwaway cluster (``tests/pgcluster.py``) stopped with ``pg_ctl -m immediate``
+(every connection cut, as in a crash or a failover) and started again a moment later. Jobs
+queued before and after it, and the one in hand while it happens, all finish and are delivered
+once; a request during it gets a typed "try again in a moment"; readiness says not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from core.brand.preset_files import parse_preset
+from core.brand.presets import Preset
+from core.db import Database
+from core.db.uow import sql_uow_factory
+from core.delivery.sweep import Delivery
+from core.domain import (
+    Actor,
+    Generation,
+    GenerationStatus,
+    MessageRef,
+    Platform,
+    ReplyTarget,
+    ResultCard,
+)
+from core.engines.fake import FakeEngine
+from core.engines.registry import EngineRegistry
+from core.errors import DatabaseUnavailable
+from core.jobs.worker import Worker, WorkerConfig
+from core.ops.readiness import Readiness, database_check, worker_check
+from core.service import Service
+from core.service.base import ServiceConfig
+from core.storage.local import LocalImageStore
+from core.testing.chat import RecordingSink
+from tests.pgcluster import Cluster, cluster, outage_db
+
+pytestmark = pytest.mark.integration
+__all__ = ["cluster", "outage_db"]  # fixtures
+
+PRESET = """
+name: outage
+brand: Outage
+prompt: "{prompt}"
+aspect_ratios: {"1:1": [64, 64]}
+default_aspect: "1:1"
+engine: {kind: fake, model: fake-1, steps: 4, guidance: 5.0}
+limits: {images_per_user_per_day: 1000, queued_per_user: 50}
+"""
+HERE = ReplyTarget(Platform.SLACK, "T1", "C1")
+ANN = Actor(Platform.SLACK, "T1", "U1", "ann")
+
+
+class Recording(RecordingSink):
+    """Also which generation each posted result was."""
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        self.posted: list[uuid.UUID] = []
+
+    async def post_result(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef:
+        ref = await super().post_result(target, card, generation)
+        self.posted.append(generation.id)
+        return ref
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(*parts: tuple[str, Callable[[], Awaitable[None]], Callable[[], None]]):  # type: ignore[no-untyped-def]
+    tasks = {name: asyncio.create_task(run(), name=name) for name, run, _ in parts}
+    try:
+        yield tasks
+    finally:
+        for _, _, stop in parts:
+            stop()
+        await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 30)
+
+
+async def test_work_rides_out_a_database_outage(
+    cluster: Cluster, outage_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = outage_db
+    preset: Preset = parse_preset(PRESET)
+    service = Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig(preset.name))
+    store = LocalImageStore(tmp_path / "images")
+    engines = EngineRegistry()
+    engines.put("fake", FakeEngine(step_delay=0.1))  # a job takes ~0.4 s: one is in hand
+    config = WorkerConfig(max_batch=1, batch_window_s=0, progress_interval_s=0.1)
+    worker = Worker(db, engines, store, {preset.name: preset}, config)
+    sink = Recording(Platform.SLACK)
+    delivery = Delivery(db, service, store, sink, sweep_interval_s=3600)  # events only
+    readiness = Readiness()
+    readiness.add_check("database", database_check(db))
+    readiness.add_check("worker", worker_check(worker))
+
+    async def ready(name: str) -> bool:
+        return (await readiness.evaluate())[name][0]
+
+    async def imagine(prompt: str) -> uuid.UUID:
+        return (await service.imagine(f"{prompt} --n 1", ANN, HERE)).generation_ids[0]
+
+    async def delivered(ids: list[uuid.UUID]) -> bool:
+        return set(sink.posted) >= set(ids)
+
+    caplog.set_level(logging.INFO)
+    async with running(
+        ("worker", worker.run, worker.stop), ("delivery", delivery.run, delivery.stop)
+    ) as tasks:
+        before = [await imagine("before")]
+        await eventually(lambda: delivered(before), "the first result is delivered")
+        in_hand = await imagine("in hand")
+        await eventually(
+            lambda: _status_is(service, in_hand, GenerationStatus.RUNNING), "a job in hand"
+        )
+
+        cluster.stop()
+        down_at = time.monotonic()
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await imagine("during")
+        assert "try again in a moment" in refused.value.user_message
+        assert not await ready("database")
+        await eventually(lambda: _not(ready("worker")), "the worker says it waits", 5)
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - down_at)))  # a 1 s outage
+        assert not any(t.done() for t in tasks.values()), "a part died in the outage"
+        cluster.start()
+
+        after = [await imagine("after"), await imagine("after 2")]
+        everything = [*before, in_hand, *after]
+        await eventually(lambda: delivered(everything), "every result is delivered", 60)
+        assert await ready("database")
+        await eventually(lambda: ready("worker"), "the worker says it is back", 5)
+        assert not any(t.done() for t in tasks.values())
+    for gid in everything:
+        assert (await service.generation(gid)).status is GenerationStatus.DONE
+    assert sorted(sink.posted) == sorted(everything), "each result delivered exactly once"
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("core.")], (
+        "a traceback per failed attempt"
+    )
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
+
+
+async def _status_is(service: Service, gid: uuid.UUID, status: GenerationStatus) -> bool:
+    return (await service.generation(gid)).status is status
