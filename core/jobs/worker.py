@@ -256,17 +256,16 @@ class Worker:
             result = await self._generate(job)
             elapsed = time.perf_counter() - started
             if result.cancelled or job.id in self._cancelled:
-                await self._patiently(
-                    lambda: jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed)
-                )
+                await self._patiently(lambda: self._cancel(job, elapsed))
                 metrics.job_ended("cancelled")
                 return
             stored = await self._store(job, result.images, result.sampling)
             if await self._patiently(lambda: self._finish(Finished(job, stored, elapsed))):
                 self.completed += 1
                 metrics.job_ended("done")
-            else:
-                metrics.job_ended("cancelled")  # cancelled while its images were being stored
+            else:  # cancelled while its images were being stored
+                await self._patiently(lambda: jobs.charge_cancelled(sql, job.id, elapsed))
+                metrics.job_ended("cancelled")
         except Exception as exc:
             elapsed = time.perf_counter() - started
             log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
@@ -288,6 +287,13 @@ class Worker:
             self._cancelled.discard(job.id)
             if not self._running:
                 self._busy.clear()
+
+    async def _cancel(self, job: StartedJob, elapsed: float) -> None:
+        """End a job the engine stopped for a cancel: charged for the GPU time it used, whether
+        the cancel already ended it (a button) or not yet."""
+        sql = self._connected()
+        if not await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed):
+            await jobs.charge_cancelled(sql, job.id, elapsed)
 
     async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` (a database statement), again and again with backoff while the database
