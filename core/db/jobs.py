@@ -236,9 +236,9 @@ async def finish(
 async def charge_cancelled(sql: Sql, generation_id: uuid.UUID, gpu_seconds: float) -> None:
     """Charge the GPU time a job used before it saw that it was cancelled (the cancel itself
     ended the generation, so ``end`` no longer writes to it)."""
-    await sql.execute(
+    await sql.fetchval(
         "UPDATE generations SET gpu_seconds = coalesce(gpu_seconds, 0) + $2 "
-        "WHERE id = $1 AND status = 'cancelled'",
+        "WHERE id = $1 AND status = 'cancelled' RETURNING id",
         generation_id,
         gpu_seconds,
     )
