@@ -62,6 +62,12 @@ class NotFound(UserError):
     """A named thing (preset, campaign, generation) does not exist."""
 
 
+class StoreRefused(Exception):
+    """The image store refused a request for good (access denied, no such bucket, …): trying
+    again can't help until an operator fixes the store or its credentials. The message names
+    the store and the refusal (never a secret); the job fails at once instead of retrying."""
+
+
 class ConfigError(Exception):
     """The process is misconfigured; the message says which setting to fix (never a secret)."""
 

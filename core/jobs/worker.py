@@ -43,7 +43,7 @@ from core.db.jobs import Finished, StartedJob, StoredImage
 from core.db.outage import Backoff, OutageLog, fault_of
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
-from core.errors import RefusedByProvider, UserError
+from core.errors import RefusedByProvider, StoreRefused, UserError
 from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
 from core.jobs.finishing import sampling_of, store_images
 from core.ops import logs, metrics
@@ -268,8 +268,12 @@ class Worker:
                 metrics.job_ended("cancelled")
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
-            if job.attempts < self.config.max_attempts and not isinstance(exc, UserError):
+            if isinstance(exc, StoreRefused):  # the operator's to fix: said plainly, no retry
+                log.error("generation %s failed: %s", job.id, exc)
+            else:
+                log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
+            permanent = isinstance(exc, UserError | StoreRefused)
+            if job.attempts < self.config.max_attempts and not permanent:
                 error = _error_text(exc)
                 await self._patiently(
                     lambda: jobs.end(sql, job, GenerationStatus.QUEUED, error, elapsed)
@@ -327,11 +331,15 @@ class Worker:
     ) -> None:
         """Mark the job failed. The requester sees a provider's refusal as it is worded; any
         other failure is a reference to the logs."""
-        message = (
-            error.user_message
-            if isinstance(error, RefusedByProvider)
-            else f"generation failed, reference {job.id}"
-        )
+        if isinstance(error, RefusedByProvider):
+            message = error.user_message
+        elif isinstance(error, StoreRefused):
+            message = (
+                "the images were made but the image store refused to keep them; an operator "
+                f"has been told (reference {job.id})"
+            )
+        else:
+            message = f"generation failed, reference {job.id}"
         await jobs.end(self._connected(), job, GenerationStatus.FAILED, message, elapsed)
 
     async def _generate(self, job: StartedJob) -> JobResult:
