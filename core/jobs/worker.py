@@ -111,6 +111,7 @@ class Worker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._cancelled: set[uuid.UUID] = set()
         self._queue_manager: Any = None
+        self._queue_connection: Any = None  # pgqueuer's, while a queue manager runs
         self._stopping = False  # a stop may come before ``run`` has built its queue manager
         self._stopped = asyncio.Event()
         self.outage = OutageLog(log, "worker")
@@ -178,6 +179,7 @@ class Worker:
         self.outage.back()
         self._backoff.reset()
         self._sql = pool
+        self._queue_connection = connection
         manager = QueueManager(Queries.from_asyncpg_connection(connection))
         self._queue_manager = manager
         if self._stopping:  # stopped while connecting: take nothing
@@ -215,7 +217,7 @@ class Worker:
                     await self._flush_progress()
             finally:
                 self._sql = None
-                self._queue_manager = None
+                self._queue_manager = self._queue_connection = None
                 await _close(pool)
                 await _close(connection)
 
@@ -306,12 +308,17 @@ class Worker:
         backoff = Backoff(base_s=0.1, cap_s=self.config.reconnect_cap_s)
         while True:
             try:
-                return await call()
+                result = await call()
             except Exception as exc:  # a database fault is waited out; anything else raised
                 if fault_of(exc) is None:
                     raise
                 self.outage.lost(exc)
                 await asyncio.sleep(backoff.next())
+            else:
+                queue = self._queue_connection
+                if backoff.attempts and queue is not None and not queue.is_closed():
+                    self.outage.back()  # it answers again (else the new queue manager says so)
+                return result
 
     async def _start_many(self, ids: list[uuid.UUID]) -> list[StartedJob | None]:
         started = await jobs.start_many(self._connected(), ids)
@@ -471,8 +478,9 @@ _NOISY = ("pgqueuer", "asyncpg.pool")
 
 class _QuietOutages(logging.Filter):
     """pgqueuer logs a traceback for every statement that fails on its dead connection (a
-    heartbeat or job-log flush every few seconds). Those are the worker's one outage line
-    instead; its buffers' "flush failed" notes are dropped while the outage lasts."""
+    heartbeat or job-log flush every few seconds, even after the database is back, until the
+    manager is replaced). The worker's own outage lines say it instead: those records, and
+    the buffers' "flush failed" notes during an outage, are dropped."""
 
     def __init__(self, outage: OutageLog) -> None:
         super().__init__()
@@ -481,7 +489,6 @@ class _QuietOutages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and fault_of(error) is not None:
-            self.outage.lost(error)
             return False
         return not (self.outage.down and "flush failed" in str(record.msg).lower())
 

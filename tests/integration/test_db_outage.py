@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from core.brand.preset_files import parse_preset
@@ -161,3 +162,67 @@ async def _not(check: Awaitable[bool]) -> bool:
 
 async def _status_is(service: Service, gid: uuid.UUID, status: GenerationStatus) -> bool:
     return (await service.generation(gid)).status is status
+
+
+DISK = """
+CREATE TABLE disk (is_full boolean NOT NULL);
+INSERT INTO disk VALUES (false);
+CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT is_full FROM disk) AND (TG_OP = 'INSERT' OR NEW.status = 'done') THEN
+        RAISE EXCEPTION 'could not extend file "base/16384/16385": No space left on device'
+            USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON generations
+    FOR EACH ROW EXECUTE FUNCTION disk_full();
+"""
+
+
+async def test_a_full_disk_loses_no_job_and_asks_users_to_try_later(
+    outage_db: Database, tmp_path: Path
+) -> None:
+    """The server's answer when the disk is full, SQLSTATE 53100 with PostgreSQL's own text,
+    comes from a trigger that a test can switch on and off (a real full disk needs a tiny
+    filesystem, which needs root: see the report of issue 12)."""
+    db = outage_db
+    admin = await asyncpg.connect(db.dsn)
+    await admin.execute(DISK)
+
+    async def disk(full: bool) -> None:
+        await admin.execute("UPDATE disk SET is_full = $1", full)
+
+    preset: Preset = parse_preset(PRESET)
+    service = Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig(preset.name))
+    store = LocalImageStore(tmp_path / "images")
+    engines = EngineRegistry()
+    engines.put("fake", FakeEngine(step_delay=0.05))
+    config = WorkerConfig(max_batch=1, batch_window_s=0, progress_interval_s=0.1)
+    worker = Worker(db, engines, store, {preset.name: preset}, config)
+
+    async def imagine(prompt: str) -> uuid.UUID:
+        return (await service.imagine(f"{prompt} --n 1", ANN, HERE)).generation_ids[0]
+
+    async with running(("worker", worker.run, worker.stop)) as tasks:
+        in_hand = await imagine("in hand")
+        await disk(True)
+        await eventually(lambda: _down(worker), "the worker meets the full disk")
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await imagine("while full")
+        assert "out of space" in refused.value.user_message
+        assert "try again later" in refused.value.user_message
+        assert (await service.generation(in_hand)).status is GenerationStatus.RUNNING
+        await disk(False)  # space is freed
+        await eventually(
+            lambda: _status_is(service, in_hand, GenerationStatus.DONE), "the job finishes"
+        )
+        after = await imagine("after")
+        await eventually(lambda: _status_is(service, after, GenerationStatus.DONE), "resumed")
+        assert not tasks["worker"].done()
+        assert worker.connected, "readiness would stay 'not ready' after the disk is freed"
+    await admin.close()
+
+
+async def _down(worker: Worker) -> bool:
+    return not worker.connected
