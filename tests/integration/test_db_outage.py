@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ import pytest
 from core.brand.preset_files import parse_preset
 from core.brand.presets import Preset
 from core.db import Database
+from core.db.migrate import upgrade
 from core.db.uow import sql_uow_factory
 from core.delivery.sweep import Delivery
 from core.domain import (
@@ -226,3 +229,59 @@ async def test_a_full_disk_loses_no_job_and_asks_users_to_try_later(
 
 async def _down(worker: Worker) -> bool:
     return not worker.connected
+
+
+def _mount_small_disk(cluster: Cluster) -> Path:
+    disk = cluster.folder / f"disk-{uuid.uuid4().hex[:8]}"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
+    if cluster.owner is not None:
+        os.chown(disk, *cluster.owner)
+    return disk
+
+
+def _fill(disk: Path) -> None:
+    with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(bytes(1 << 16))
+
+
+def _unmount(disk: Path) -> None:
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def _refused(service: Service) -> DatabaseUnavailable:
+    for n in range(200):  # until a table or an index needs a new page
+        try:
+            await service.imagine(f"a circle {n} --n 1", ANN, HERE)
+        except DatabaseUnavailable as exc:
+            return exc
+    raise AssertionError("the full disk never refused a request")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs for the disk needs root")
+async def test_a_really_full_disk_asks_users_to_try_later(cluster: Cluster) -> None:
+    """The same with a real full disk: the database's tablespace on a 32 MB tmpfs, filled up.
+    PostgreSQL answers 53100 ("could not extend file …: No space left on device") and stays up."""
+    disk = await asyncio.to_thread(_mount_small_disk, cluster)
+    try:
+        name = f"full_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(cluster.url())
+        await admin.execute(f"CREATE TABLESPACE {name} LOCATION '{disk}'")
+        await admin.execute(f'CREATE DATABASE "{name}" TABLESPACE {name}')
+        db = Database(cluster.url(name))
+        await upgrade(db)
+        preset = parse_preset(PRESET)
+        service = Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig(preset.name))
+        await asyncio.to_thread(_fill, disk)
+        refused = await _refused(service)
+        assert "out of space" in refused.user_message
+        assert "try again later" in refused.user_message
+        (disk / "filler").unlink()  # space is freed
+        await service.imagine("after --n 1", ANN, HERE)
+        await db.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.execute(f"DROP TABLESPACE {name}")
+        await admin.close()
+    finally:
+        await asyncio.to_thread(_unmount, disk)
