@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -160,7 +161,9 @@ def imagine(
         worker_task = None
         if local_worker:
             running = build_worker(app)
+            running.outage.level = logging.INFO  # an outage is this command's one error line
             worker_task = asyncio.create_task(running.run())
+        lost = False
         try:
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task("generating", total=1.0)
@@ -171,6 +174,13 @@ def imagine(
                     lambda f: bar.update(task, completed=f),
                 )
         except DatabaseUnavailable:
+            lost = True
+        finally:
+            if running is not None and worker_task is not None:
+                running.stop()
+                # Without a database its job can't finish here: it is claimed again later.
+                await stopped(worker_task, within_s=0.5 if lost else 5)
+        if lost:
             later = "; ".join(fetch_command(str(i), out_dir) for i in ticket.generation_ids)
             err.print(
                 f"[red]error:[/red] the database went away while waiting for {ids}. The job is "
@@ -179,10 +189,6 @@ def imagine(
                 soft_wrap=True,  # the command stays on one line, to copy
             )
             return 1
-        finally:
-            if running is not None and worker_task is not None:
-                running.stop()
-                await stopped(worker_task, within_s=5)
         try:
             paths = await save_results(app.db, app.store, generations, out_dir)
         except OSError as exc:

@@ -106,9 +106,10 @@ class Backoff:
 class OutageLog:
     """One line when ``what`` loses the database, one when it has it back."""
 
-    def __init__(self, log: logging.Logger, what: str) -> None:
+    def __init__(self, log: logging.Logger, what: str, level: int = logging.WARNING) -> None:
         self.log = log
         self.what = what
+        self.level = level
         self.down_since: float | None = None
 
     @property
@@ -119,7 +120,8 @@ class OutageLog:
         if self.down_since is None:
             self.down_since = time.monotonic()
             detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            self.log.warning(
+            self.log.log(
+                self.level,
                 "%s: the database is %s (%s); retrying with backoff",
                 self.what,
                 "out of space" if fault_of(exc) == "full" else "unreachable",
@@ -128,7 +130,8 @@ class OutageLog:
 
     def back(self) -> None:
         if self.down_since is not None:
-            self.log.warning(
+            self.log.log(
+                self.level,
                 "%s: the database is back after %.1f s",
                 self.what,
                 time.monotonic() - self.down_since,

@@ -133,7 +133,7 @@ class Worker:
         dies (after the jobs in hand finish, their records waiting for the database), and a new
         one is connected with backoff. The job whose "finished" pgqueuer could not write is
         claimed again after the heartbeat timeout and skipped, as it is already done."""
-        quiet = _QuietOutages(self.outage)
+        quiet = _QuietOutages(self)
         for name in _NOISY:
             logging.getLogger(name).addFilter(quiet)
         try:
@@ -482,15 +482,17 @@ class _QuietOutages(logging.Filter):
     manager is replaced). The worker's own outage lines say it instead: those records, and
     the buffers' "flush failed" notes during an outage, are dropped."""
 
-    def __init__(self, outage: OutageLog) -> None:
+    def __init__(self, worker: Worker) -> None:
         super().__init__()
-        self.outage = outage
+        self.worker = worker
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and fault_of(error) is not None:
             return False
-        return not (self.outage.down and "flush failed" in str(record.msg).lower())
+        queue = self.worker._queue_connection
+        down = self.worker.outage.down or (queue is not None and queue.is_closed())
+        return not (down and "flush failed" in str(record.msg).lower())
 
 
 async def _keep_session(connection: Any) -> None:

@@ -134,6 +134,7 @@ async def test_imagine_survives_the_database_dying_and_fetch_gets_the_images_lat
     assert "Traceback" not in said, said
     assert f"onbrand fetch {gid} -o {out}" in said, said
     assert "database went away" in said
+    assert len([line for line in said.splitlines() if line.strip()]) == 2, said  # queued, error
 
     # The database is back; a worker finishes the job (the one in hand is claimed again).
     store = LocalImageStore(tmp_path / "data" / "images")
