@@ -244,6 +244,13 @@ async def charge_cancelled(sql: Sql, generation_id: uuid.UUID, gpu_seconds: floa
     )
 
 
+async def end_cancelled(sql: Sql, job: StartedJob, gpu_seconds: float) -> None:
+    """End a job the engine stopped for a cancel, charged for the GPU time it used, whether the
+    cancel already ended it (a button) or not yet."""
+    if not await end(sql, job, GenerationStatus.CANCELLED, None, gpu_seconds):
+        await charge_cancelled(sql, job.id, gpu_seconds)
+
+
 async def end(
     sql: Sql,
     job: StartedJob,

@@ -29,7 +29,7 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -46,22 +46,13 @@ from core.domain import GenerationKind, GenerationStatus
 from core.errors import RefusedByProvider, StoreRefused, UserError
 from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
 from core.jobs.finishing import sampling_of, store_images
+from core.jobs.outages import NOISY, QuietOutages, close_quietly, patiently, unless_fault
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def _unless_fault() -> Iterator[None]:
-    """Swallow a database fault (an outage), re-raise anything else."""
-    try:
-        yield
-    except Exception as exc:  # classified here: only a database fault is swallowed
-        if fault_of(exc) is None:
-            raise
 
 
 QUEUE_SESSION: dict[str, str] = {"synchronous_commit": "off"}
@@ -133,8 +124,8 @@ class Worker:
         dies (after the jobs in hand finish, their records waiting for the database), and a new
         one is connected with backoff. The job whose "finished" pgqueuer could not write is
         claimed again after the heartbeat timeout and skipped, as it is already done."""
-        quiet = _QuietOutages(self)
-        for name in _NOISY:
+        quiet = QuietOutages(lambda: self.down)
+        for name in NOISY:
             logging.getLogger(name).addFilter(quiet)
         try:
             while True:
@@ -150,13 +141,27 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), self._backoff.next())
         finally:
-            for name in _NOISY:
+            for name in NOISY:
                 logging.getLogger(name).removeFilter(quiet)
 
     @property
     def connected(self) -> bool:
         """Whether the worker has the database (readiness); False during an outage."""
         return not self.outage.down
+
+    @property
+    def down(self) -> bool:
+        """An outage is known, or pgqueuer's connection is dead (it may not be known yet)."""
+        queue = self._queue_connection
+        return self.outage.down or (queue is not None and queue.is_closed())
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (a database statement) until the database answers (``patiently``)."""
+        return await patiently(call, self.outage, self.config.reconnect_cap_s, back=self._alive)
+
+    def _alive(self) -> bool:
+        queue = self._queue_connection
+        return queue is not None and not queue.is_closed()
 
     async def _run_queue(self, drain: bool) -> None:
         import asyncpg
@@ -213,13 +218,13 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await flushing
             try:
-                with _unless_fault():
+                with unless_fault():
                     await self._flush_progress()
             finally:
                 self._sql = None
                 self._queue_manager = self._queue_connection = None
-                await _close(pool)
-                await _close(connection)
+                await close_quietly(pool)
+                await close_quietly(connection)
 
     def stop(self) -> None:
         """Graceful stop: claim nothing new, let the jobs in hand finish, then ``run`` returns.
@@ -258,7 +263,7 @@ class Worker:
             result = await self._generate(job)
             elapsed = time.perf_counter() - started
             if result.cancelled or job.id in self._cancelled:
-                await self._patiently(lambda: self._cancel(job, elapsed))
+                await self._patiently(lambda: jobs.end_cancelled(sql, job, elapsed))
                 metrics.job_ended("cancelled")
                 return
             stored = await self._store(job, result.images, result.sampling)
@@ -293,32 +298,6 @@ class Worker:
             self._cancelled.discard(job.id)
             if not self._running:
                 self._busy.clear()
-
-    async def _cancel(self, job: StartedJob, elapsed: float) -> None:
-        """End a job the engine stopped for a cancel: charged for the GPU time it used, whether
-        the cancel already ended it (a button) or not yet."""
-        sql = self._connected()
-        if not await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed):
-            await jobs.charge_cancelled(sql, job.id, elapsed)
-
-    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()`` (a database statement), again and again with backoff while the database
-        is unreachable: the job in hand keeps its result through an outage and records it when
-        the database is back (a stop's grace period bounds the wait)."""
-        backoff = Backoff(base_s=0.1, cap_s=self.config.reconnect_cap_s)
-        while True:
-            try:
-                result = await call()
-            except Exception as exc:  # a database fault is waited out; anything else raised
-                if fault_of(exc) is None:
-                    raise
-                self.outage.lost(exc)
-                await asyncio.sleep(backoff.next())
-            else:
-                queue = self._queue_connection
-                if backoff.attempts and queue is not None and not queue.is_closed():
-                    self.outage.back()  # it answers again (else the new queue manager says so)
-                return result
 
     async def _start_many(self, ids: list[uuid.UUID]) -> list[StartedJob | None]:
         started = await jobs.start_many(self._connected(), ids)
@@ -458,41 +437,6 @@ class Worker:
     ) -> list[StoredImage]:
         preset = self.presets.get(job.params.preset)
         return await store_images(self.store, job, preset, images, sampling)
-
-
-async def _close(closable: Any) -> None:
-    """Close a connection or pool gracefully, or at once when the database is gone."""
-    try:
-        with _unless_fault():
-            async with asyncio.timeout(2):
-                await closable.close()
-                return
-    except TimeoutError:
-        pass
-    closable.terminate()
-
-
-_NOISY = ("pgqueuer", "asyncpg.pool")
-"""Loggers that log a traceback per failed statement or reconnect during an outage."""
-
-
-class _QuietOutages(logging.Filter):
-    """pgqueuer logs a traceback for every statement that fails on its dead connection (a
-    heartbeat or job-log flush every few seconds, even after the database is back, until the
-    manager is replaced). The worker's own outage lines say it instead: those records, and
-    the buffers' "flush failed" notes during an outage, are dropped."""
-
-    def __init__(self, worker: Worker) -> None:
-        super().__init__()
-        self.worker = worker
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None and fault_of(error) is not None:
-            return False
-        queue = self.worker._queue_connection
-        down = self.worker.outage.down or (queue is not None and queue.is_closed())
-        return not (down and "flush failed" in str(record.msg).lower())
 
 
 async def _keep_session(connection: Any) -> None:
