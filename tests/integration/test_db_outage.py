@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -285,3 +286,55 @@ async def test_a_really_full_disk_asks_users_to_try_later(cluster: Cluster) -> N
         await admin.close()
     finally:
         await asyncio.to_thread(_unmount, disk)
+
+
+async def test_onbrand_run_rides_out_an_outage_and_readyz_says_so(
+    cluster: Cluster, outage_db: Database, tmp_path: Path
+) -> None:
+    """The process of the report (issue 12, item 6): ``onbrand run`` used to exit 1."""
+    from tests.integration.test_shutdown import REPO, free_port, get, onbrand_process
+
+    db = outage_db
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "outage.yaml").write_text(PRESET)
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBRAND_", "SLACK_"))}
+    env = clean | {
+        "DATABASE_URL": db.dsn,
+        "ONBRAND_DATA_DIR": str(tmp_path / "data"),
+        "ONBRAND_PRESETS_DIR": str(presets),
+        "ONBRAND_DEFAULT_PRESET": "outage",
+        "ONBRAND_METRICS_PORT": str(port),
+        "ONBRAND_METRICS_HOST": "127.0.0.1",
+        "ONBRAND_TEST_STEP_DELAY": "0.05",
+        "PYTHONPATH": str(REPO),
+    }
+    preset = parse_preset(PRESET)
+    service = Service(sql_uow_factory(db), {preset.name: preset}, ServiceConfig(preset.name))
+    readyz = f"http://127.0.0.1:{port}/readyz"
+
+    async def ready() -> bool:
+        with contextlib.suppress(OSError):
+            return (await get(readyz))[0] == 200
+        return False
+
+    async def not_ready() -> bool:
+        code, body = await get(readyz)
+        return code == 503 and "database unreachable" in body
+
+    with onbrand_process("run", env=env) as proc:
+        await eventually(ready, "onbrand run is ready", 60)
+        cluster.stop()
+        try:
+            await eventually(not_ready, "readyz says the database is unreachable", 10)
+        finally:
+            cluster.start()
+        await eventually(ready, "ready again once the database is back", 30)
+        gid = (await service.imagine("after --n 1", ANN, HERE)).generation_ids[0]
+        await eventually(lambda: _status_is(service, gid, GenerationStatus.DONE), "a job done")
+        assert proc.poll() is None, "onbrand run exited in the outage"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
