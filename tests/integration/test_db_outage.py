@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -338,3 +339,23 @@ async def test_onbrand_run_rides_out_an_outage_and_readyz_says_so(
         out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
     assert proc.returncode == 0, out
     assert "Traceback" not in out, out
+
+
+def test_a_command_with_the_database_down_says_so_in_one_line(tmp_path: Path) -> None:
+    """The same class of defect in the CLI: every command printed a traceback."""
+    from tests.integration.test_shutdown import REPO, free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBRAND_")} | {
+        "DATABASE_URL": f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/gone",
+        "ONBRAND_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bots.cli", "campaign", "list"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = " ".join((done.stdout + done.stderr).split())  # however the console wrapped it
+    assert done.returncode == 2, said
+    assert "Traceback" not in said
+    assert "can't be reached" in said
+    assert "hunter2" not in said
