@@ -92,9 +92,9 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A cluster of this test module's own, running."""
+    """A cluster of the fault tests' own, running (each test leaves it running)."""
     cluster = Cluster().init()
     cluster.start()
     try:
