@@ -7,6 +7,8 @@ shares (consoles, settings, the app) in ``bots.cli_common``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -29,8 +31,10 @@ from bots.cli_common import (
     with_app,
     written_atomically,
 )
+from bots.cli_fetch import fetch, fetch_command
 from bots.cli_images import check_image_options, edit_command, imagine_from_files
 from core.domain import GenerationStatus
+from core.errors import DatabaseUnavailable
 from core.ops.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -45,6 +49,7 @@ app = typer.Typer(
 )
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
+app.command()(fetch)
 
 
 @app.callback()
@@ -167,7 +172,9 @@ def imagine(
         worker_task = None
         if local_worker:
             running = build_worker(app)
+            running.outage.level = logging.INFO  # an outage is this command's one error line
             worker_task = asyncio.create_task(running.run())
+        lost = False
         try:
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task("generating", total=1.0)
@@ -177,10 +184,22 @@ def imagine(
                     ticket.generation_ids,
                     lambda f: bar.update(task, completed=f),
                 )
+        except DatabaseUnavailable:
+            lost = True
         finally:
             if running is not None and worker_task is not None:
                 running.stop()
-                await worker_task
+                # Without a database its job can't finish here: it is claimed again later.
+                await stopped(worker_task, within_s=0.5 if lost else 5)
+        if lost:
+            later = "; ".join(fetch_command(str(i), out_dir) for i in ticket.generation_ids)
+            err.print(
+                f"[red]error:[/red] the database went away while waiting for {ids}. The job is "
+                f"kept and finishes when a worker runs; then get the images with: {later}",
+                highlight=False,
+                soft_wrap=True,  # the command stays on one line, to copy
+            )
+            return 1
         try:
             paths = await save_results(app.db, app.store, generations, out_dir)
         except OSError as exc:
@@ -280,6 +299,16 @@ def export(
 
         count = with_app(go)
     out.print(f"wrote {count} {which} images to {output}", highlight=False)
+
+
+async def stopped(task: asyncio.Task[None], within_s: float) -> None:
+    """Wait for a stopping task; past ``within_s`` (a worker waiting for a database that is
+    gone) cancel it: its job is claimed again by the next worker."""
+    await asyncio.wait([task], timeout=within_s)
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, DatabaseUnavailable):
+        await task
 
 
 def main() -> None:

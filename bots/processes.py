@@ -22,7 +22,7 @@ from core.bootstrap import App, build_worker
 from core.delivery.sweep import wait_until_delivered
 from core.errors import ConfigError
 from core.ops import server
-from core.ops.readiness import database_check, engines_check, tcp_check
+from core.ops.readiness import database_check, engines_check, tcp_check, worker_check
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def run_worker(
         log.info("stopped while starting: no job was taken")
         return
     async with server.serve(app.settings, app.db, readiness):
-        readiness.set("worker", True, "taking jobs")
+        readiness.add_check("worker", worker_check(worker))
         log.info("worker started (max batch %d)", worker.config.max_batch)
         task = asyncio.create_task(worker.run(drain=drain), name="worker")
         await shutdown.wait_any([task])
@@ -216,6 +216,7 @@ async def run_all(
         if worker is not None:
             kinds = {preset.engine.kind for preset in app.service.presets.values()}
             readiness.add_check("engines", engines_check(app.engines, kinds))
+            readiness.add_check("worker", worker_check(worker))
         if "slack" in adapters:
             slack_task = chatting[list(adapters).index("slack")]
             if settings.slack_app_token is None:

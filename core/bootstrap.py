@@ -15,9 +15,10 @@ from core.brand.preset_files import load_presets
 from core.brand.presets import Preset
 from core.db import Database, resolve_database_url
 from core.db.migrate import head_revision, upgrade
+from core.db.outage import fault_of
 from core.delivery.sweep import Delivery
 from core.domain import Platform
-from core.errors import ConfigError, PresetError
+from core.errors import ConfigError, DatabaseUnavailable, PresetError
 from core.ops.readiness import Readiness
 from core.ports import ChatSink, ImageStore
 from core.service import Service
@@ -37,7 +38,17 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
         raise ConfigError(f"database: {exc}") from exc
     db = Database(url)
     if migrate:
-        await upgrade(db)
+        try:
+            await upgrade(db)
+        except Exception as exc:  # an unreachable database is said in one line, not a traceback
+            await db.dispose()
+            if fault_of(exc) is None:
+                raise
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            raise DatabaseUnavailable(
+                f"The database at {db.display_url} can't be reached ({reason}), so nothing was "
+                "done. Start it or fix DATABASE_URL, then try again."
+            ) from None
     return db
 
 

@@ -58,7 +58,7 @@ def result_card(
     if generation.status is GenerationStatus.FAILED:
         return ResultCard(text=f"⚠️ {generation.error or 'generation failed'}: {_what(generation)}")
     if generation.status is GenerationStatus.CANCELLED:
-        return ResultCard(text=f"✖ Cancelled: {_what(generation)}")
+        return ResultCard(text=f"✖ {generation.error or 'Cancelled'}: {_what(generation)}")
     images = [Image.open(io.BytesIO(data)) for data in originals]
     picture: Image.Image
     if len(images) == 1:

@@ -69,5 +69,28 @@ class DuplicateRequest(Exception):
     Not a ``UserError``: there is nothing for anyone to change."""
 
 
+class StoreRefused(Exception):
+    """The image store refused a request for good (access denied, no such bucket, …): trying
+    again can't help until an operator fixes the store or its credentials. The message names
+    the store and the refusal (never a secret); the job fails at once instead of retrying."""
+
+
 class ConfigError(Exception):
     """The process is misconfigured; the message says which setting to fix (never a secret)."""
+
+
+class Unavailable(UserError):
+    """Something onbrand depends on is down for the moment; nothing was recorded, and the same
+    request can be sent again later. Adapters show it like any ``UserError``."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL can't be reached (or can't write) right now."""
+
+    def __init__(
+        self,
+        user_message: str = (
+            "The database is unreachable right now, so nothing was done; try again in a moment."
+        ),
+    ) -> None:
+        super().__init__(user_message)

@@ -295,7 +295,12 @@ class Repository(Protocol):
     async def campaign_gpu_seconds(self, campaign_id: int) -> float: ...
 
     async def set_status(
-        self, generation_id: uuid.UUID, status: GenerationStatus, *, only_from: Sequence[str]
+        self,
+        generation_id: uuid.UUID,
+        status: GenerationStatus,
+        *,
+        only_from: Sequence[str],
+        error: str | None = None,
     ) -> bool:
         """Move to ``status`` if the current status is in ``only_from``; True if it moved."""
         ...

@@ -50,10 +50,19 @@ async def publish(connection: Any, event: Event) -> None:
     await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, event.encode())
 
 
+class Events(asyncio.Queue[Event]):
+    """The events received; ``lost`` is set when the LISTEN connection dies (the database went
+    away): no event arrives after that, and the reader should subscribe again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = asyncio.Event()
+
+
 @contextlib.asynccontextmanager
-async def subscribe(dsn: str) -> AsyncIterator[asyncio.Queue[Event]]:
+async def subscribe(dsn: str) -> AsyncIterator[Events]:
     """A queue of events received on a dedicated LISTEN connection for as long as it's open."""
-    queue: asyncio.Queue[Event] = asyncio.Queue()
+    queue = Events()
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         if (event := Event.decode(payload)) is not None:
@@ -62,9 +71,11 @@ async def subscribe(dsn: str) -> AsyncIterator[asyncio.Queue[Event]]:
     connection = await asyncpg.connect(dsn)
     listener: Callable[..., None] = on_notify
     await connection.add_listener(CHANNEL, listener)
+    connection.add_termination_listener(lambda _conn: queue.lost.set())
     try:
         yield queue
     finally:
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await connection.remove_listener(CHANNEL, listener)  # a lost connection has none
-        await connection.close()
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await connection.close()

@@ -233,6 +233,24 @@ async def finish(
     return job.id in await finish_many(sql, [Finished(job, images, gpu_seconds)])
 
 
+async def charge_cancelled(sql: Sql, generation_id: uuid.UUID, gpu_seconds: float) -> None:
+    """Charge the GPU time a job used before it saw that it was cancelled (the cancel itself
+    ended the generation, so ``end`` no longer writes to it)."""
+    await sql.fetchval(
+        "UPDATE generations SET gpu_seconds = coalesce(gpu_seconds, 0) + $2 "
+        "WHERE id = $1 AND status = 'cancelled' RETURNING id",
+        generation_id,
+        gpu_seconds,
+    )
+
+
+async def end_cancelled(sql: Sql, job: StartedJob, gpu_seconds: float) -> None:
+    """End a job the engine stopped for a cancel, charged for the GPU time it used, whether the
+    cancel already ended it (a button) or not yet."""
+    if not await end(sql, job, GenerationStatus.CANCELLED, None, gpu_seconds):
+        await charge_cancelled(sql, job.id, gpu_seconds)
+
+
 async def end(
     sql: Sql,
     job: StartedJob,

@@ -320,11 +320,18 @@ class SqlRepository:
         return float(used or 0.0)
 
     async def set_status(
-        self, generation_id: uuid.UUID, status: GenerationStatus, *, only_from: Sequence[str]
+        self,
+        generation_id: uuid.UUID,
+        status: GenerationStatus,
+        *,
+        only_from: Sequence[str],
+        error: str | None = None,
     ) -> bool:
         """Also stamps ``started_at`` on ``running`` and ``finished_at`` on a final status."""
         sources = [GenerationStatus(s) for s in only_from]
         values: dict[str, Any] = {"status": status}
+        if error is not None:
+            values["error"] = error
         if status is GenerationStatus.RUNNING:
             values["started_at"] = func.clock_timestamp()
         if status.finished:

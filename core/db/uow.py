@@ -14,9 +14,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.database import Database
+from core.db.outage import fault_of, unavailable
 from core.db.queue import PgJobQueue
 from core.db.receipts import SqlReceipts
 from core.db.repository import SqlRepository
+from core.errors import DatabaseUnavailable
 from core.ports import JobQueue, Receipts, Repository, UnitOfWorkFactory
 
 __all__ = ["SqlUnitOfWork", "sql_uow_factory"]
@@ -41,24 +43,38 @@ class SqlUnitOfWork:
         if self._session is not None:
             raise RuntimeError("this unit of work is already open")
         session = self._db.sessions()
-        async with contextlib.AsyncExitStack() as opening:
-            opening.push_async_callback(session.close)  # unless the transaction begins
-            raw = await self._begin(session)
-            opening.pop_all()
+        try:
+            async with contextlib.AsyncExitStack() as opening:
+                opening.push_async_callback(session.close)  # unless the transaction begins
+                raw = await self._begin(session)
+                opening.pop_all()
+        except Exception as exc:  # a database outage becomes "try again in a moment"
+            if (fault := fault_of(exc)) is None:
+                raise
+            raise unavailable(fault) from exc
         self._session = session
         self.repo = SqlRepository(session)
         self.queue = PgJobQueue(raw)
         self.receipts = SqlReceipts(session)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         session, self._session = self._session, None
         if session is None:
             return
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        fault = fault_of(exc) if isinstance(exc, BaseException) else None
         try:
-            await session.rollback()  # a no-op for the part that was committed
-        finally:
-            await session.close()
+            try:
+                await session.rollback()  # a no-op for the part that was committed
+            finally:
+                await session.close()
+        except Exception:  # on a lost connection the cleanup fails too: the fault is the news
+            if fault is None:
+                raise
+        if fault is not None and not isinstance(exc, DatabaseUnavailable):
+            # What was not committed is gone; the user is told to try again, typed.
+            raise unavailable(fault) from exc  # type: ignore[misc]  # exc is the fault here
 
     async def commit(self) -> None:
         if self._session is None:

@@ -24,7 +24,8 @@ from pathlib import Path
 from core.cards import closing_card, result_card, status_card
 from core.db import delivery as queries
 from core.db.database import Database
-from core.db.events import Event, subscribe
+from core.db.events import Event, Events, subscribe
+from core.db.outage import Backoff, OutageLog, fault_of, translated
 from core.domain import Generation, GenerationStatus, Platform
 from core.imaging.grid import make_grid
 from core.ops import logs, metrics
@@ -61,33 +62,59 @@ class Delivery:
         self.max_attempts = max_attempts
         self._in_flight: set[uuid.UUID] = set()
         self._stopping = asyncio.Event()
+        self._sweep_now = asyncio.Event()  # a sweep now, not at the next interval
         self.delivered = 0
 
     async def run(self) -> None:
-        """Listen for events and sweep, until ``stop`` (or cancellation)."""
+        """Listen for events and sweep, until ``stop`` (or cancellation). A database outage is
+        ridden out: the LISTEN connection is opened again with backoff, and a sweep runs as
+        soon as it is back (events sent meanwhile were lost with the connection)."""
+        sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-sweep")
+        outage = OutageLog(log, f"{self.sink.platform.value} delivery")
+        backoff = Backoff()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._listen(outage, backoff)
+                except Exception as exc:  # an outage is waited out; anything else ends the run
+                    if fault_of(exc) is None:
+                        raise
+                    outage.lost(exc)
+                if not self._stopping.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), backoff.next())
+        finally:
+            self._stopping.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _listen(self, outage: OutageLog, backoff: Backoff) -> None:
+        """Handle events until a stop, or until the LISTEN connection is lost (raises)."""
         async with subscribe(self.db.dsn) as events:
-            sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-sweep")
-            try:
-                while not self._stopping.is_set():
-                    event = await self._next(events)
-                    if event is not None and event.platform == self.sink.platform.value:
-                        await self._on_event(event)
-            finally:
-                self._stopping.set()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            if outage.down:
+                outage.back()
+                self._sweep_now.set()
+            backoff.reset()
+            while not self._stopping.is_set():
+                event = await self._next(events)
+                if event is not None and event.platform == self.sink.platform.value:
+                    await self._on_event(event)
+                elif event is None and events.lost.is_set():
+                    raise ConnectionError("the LISTEN connection was lost")
 
     def stop(self) -> None:
         """Graceful stop: the delivery in hand finishes, then ``run`` returns."""
         self._stopping.set()
 
-    async def _next(self, events: asyncio.Queue[Event]) -> Event | None:
+    async def _next(self, events: Events) -> Event | None:
         getting = asyncio.ensure_future(events.get())
         stopping = asyncio.ensure_future(self._stopping.wait())
+        lost = asyncio.ensure_future(events.lost.wait())
         try:
-            await asyncio.wait((getting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((getting, stopping, lost), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            lost.cancel()
         if getting.done():
             return getting.result()
         getting.cancel()
@@ -99,17 +126,35 @@ class Delivery:
                 await self.show_progress(event.generation_id)
             elif event.type in ("done", "failed", "cancelled"):
                 await self.attempt(event.generation_id)
-        except Exception:  # a task boundary: the sweep posts what an event didn't
-            log.exception("%s event of %s not handled", event.type, event.generation_id)
+        except Exception as exc:  # a task boundary: the sweep posts what an event didn't
+            if fault_of(exc) is None:
+                log.exception("%s event of %s not handled", event.type, event.generation_id)
+            else:  # the LISTEN connection notices the outage and says so, once
+                log.info("%s event of %s: database unreachable", event.type, event.generation_id)
 
     async def _sweep_forever(self) -> None:
+        outage = OutageLog(log, f"{self.sink.platform.value} delivery sweep")
         while not self._stopping.is_set():
+            self._sweep_now.clear()
             try:
                 await self.sweep()
-            except Exception:
-                log.exception("delivery sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval_s)
+                outage.back()
+            except Exception as exc:  # a task boundary: the next sweep tries again
+                if fault_of(exc) is None:
+                    log.exception("delivery sweep failed")
+                else:
+                    outage.lost(exc)
+            waking = asyncio.ensure_future(self._sweep_now.wait())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait(
+                    (waking, stopping),
+                    timeout=self.sweep_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waking.cancel()
+                stopping.cancel()
 
     async def sweep(self) -> int:
         """Deliver every finished, undelivered generation of this platform; how many were."""
@@ -129,9 +174,21 @@ class Delivery:
         except Undeliverable as exc:
             await self._failed(generation_id, exc.reason, permanent=True)
         except Exception as exc:  # a task boundary: whatever failed, the result is kept
+            if fault_of(exc) is not None and not await self._database_answers():
+                raise  # the database, not the platform: no attempt is counted (none could be)
             log.warning("delivery of %s failed", generation_id, exc_info=True)
             await self._failed(generation_id, f"{type(exc).__name__}: {exc}", permanent=False)
         return False
+
+    async def _database_answers(self) -> bool:
+        """Whether the database answers now: tells a database outage from a platform's
+        network error (both can be an ``OSError``)."""
+        try:
+            async with asyncio.timeout(2):
+                await self.db.ping()
+        except Exception:  # any failure to answer means "no"
+            return False
+        return True
 
     async def _failed(self, generation_id: uuid.UUID, reason: str, *, permanent: bool) -> None:
         failed = await queries.delivery_failed(
@@ -217,8 +274,9 @@ async def wait_until_finished(
     poll_s: float = 0.5,
 ) -> list[Generation]:
     """Wait until every generation finished (events wake it, polling backs them up), reporting
-    the overall progress (0–1) as it goes; the finished generations, in ``ids`` order."""
-    async with subscribe(db.dsn) as events:
+    the overall progress (0–1) as it goes; the finished generations, in ``ids`` order.
+    ``DatabaseUnavailable`` when the database goes away meanwhile."""
+    async with translated(), subscribe(db.dsn) as events:
         while True:
             generations = [await service.generation(i) for i in ids]
             fractions = [

@@ -29,10 +29,10 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -40,16 +40,21 @@ from core.brand.presets import Preset
 from core.db import jobs
 from core.db.database import Database
 from core.db.jobs import Finished, StartedJob, StoredImage
+from core.db.outage import Backoff, OutageLog, fault_of
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
-from core.errors import RefusedByProvider, UserError
+from core.errors import RefusedByProvider, StoreRefused, UserError
 from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
 from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
+from core.jobs.outages import NOISY, QuietOutages, close_quietly, patiently, unless_fault
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 
 QUEUE_SESSION: dict[str, str] = {"synchronous_commit": "off"}
 """Session settings of pgqueuer's connection (see the module docstring)."""
@@ -65,6 +70,7 @@ class WorkerConfig:
     retry_delay_s: float = 2.0
     max_in_flight: int = 0  # jobs claimed at once; 0: two batches' worth (2 * max_batch)
     claim_batch: int = 0  # jobs per dequeue; 0: max_batch
+    reconnect_cap_s: float = 5.0  # longest wait between reconnects in a database outage
 
     @property
     def in_flight(self) -> int:
@@ -97,7 +103,11 @@ class Worker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._cancelled: set[uuid.UUID] = set()
         self._queue_manager: Any = None
+        self._queue_connection: Any = None  # pgqueuer's, while a queue manager runs
         self._stopping = False  # a stop may come before ``run`` has built its queue manager
+        self._stopped = asyncio.Event()
+        self.outage = OutageLog(log, "worker")
+        self._backoff = Backoff(base_s=0.1, cap_s=self.config.reconnect_cap_s)
         self._sql: jobs.Sql | None = None
         self._busy = asyncio.Event()  # set while any generation runs (wakes the flusher)
         # Concurrent jobs start together and finish together: one statement (and one commit)
@@ -109,21 +119,73 @@ class Worker:
     # --- the process -----------------------------------------------------------------------
 
     async def run(self, *, drain: bool = False) -> None:
-        """Take jobs until ``stop`` (or, with ``drain``, until the queue is empty)."""
+        """Take jobs until ``stop`` (or, with ``drain``, until the queue is empty).
+
+        A database outage is ridden out: pgqueuer's queue manager ends when its connection
+        dies (after the jobs in hand finish, their records waiting for the database), and a new
+        one is connected with backoff. The job whose "finished" pgqueuer could not write is
+        claimed again after the heartbeat timeout and skipped, as it is already done."""
+        quiet = QuietOutages(lambda: self.down)
+        for name in NOISY:
+            logging.getLogger(name).addFilter(quiet)
+        try:
+            while True:
+                try:
+                    await self._run_queue(drain)
+                    return
+                except Exception as exc:  # an outage is waited out; anything else ends the run
+                    if fault_of(exc) is None:
+                        raise
+                    self.outage.lost(exc)
+                if self._stopping:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self._backoff.next())
+        finally:
+            for name in NOISY:
+                logging.getLogger(name).removeFilter(quiet)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the worker has the database (readiness); False during an outage."""
+        return not self.outage.down
+
+    @property
+    def down(self) -> bool:
+        """An outage is known, or pgqueuer's connection is dead (it may not be known yet)."""
+        queue = self._queue_connection
+        return self.outage.down or (queue is not None and queue.is_closed())
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (a database statement) until the database answers (``patiently``)."""
+        return await patiently(call, self.outage, self.config.reconnect_cap_s, back=self._alive)
+
+    def _alive(self) -> bool:
+        queue = self._queue_connection
+        return queue is not None and not queue.is_closed()
+
+    async def _run_queue(self, drain: bool) -> None:
         import asyncpg
         from pgqueuer import Queries, QueueManager
         from pgqueuer.types import QueueExecutionMode
 
         connection = await asyncpg.connect(self.db.dsn, server_settings=QUEUE_SESSION)
-        # The worker's own statements (core.db.jobs) get a small pool of plain asyncpg
-        # connections: each job's start and finish are one round trip each.
-        pool = await asyncpg.create_pool(
-            self.db.dsn,
-            min_size=1,
-            max_size=self.config.in_flight + 1,
-            reset=_keep_session,
-        )
+        try:
+            # The worker's own statements (core.db.jobs) get a small pool of plain asyncpg
+            # connections: each job's start and finish are one round trip each.
+            pool = await asyncpg.create_pool(
+                self.db.dsn,
+                min_size=1,
+                max_size=self.config.in_flight + 1,
+                reset=_keep_session,
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        self.outage.back()
+        self._backoff.reset()
         self._sql = pool
+        self._queue_connection = connection
         manager = QueueManager(Queries.from_asyncpg_connection(connection))
         self._queue_manager = manager
         if self._stopping:  # stopped while connecting: take nothing
@@ -133,6 +195,9 @@ class Worker:
         async def generate(job: Any) -> None:
             await self.handle(uuid.UUID(job.payload.decode()))
 
+        # A lost connection ends the manager at once (gracefully: the jobs in hand finish),
+        # rather than at its next statement, which may be a dequeue timeout away.
+        connection.add_termination_listener(lambda _conn: manager.shutdown.set())
         mode = QueueExecutionMode.drain if drain else QueueExecutionMode.continuous
         serving = asyncio.create_task(self.batcher.serve(), name="batcher")
         flushing = asyncio.create_task(self._flush_progress_forever(), name="progress")
@@ -144,6 +209,8 @@ class Worker:
                 dequeue_timeout=timedelta(seconds=5),
                 mode=mode,
             )
+            if connection.is_closed() and not self._stopping:
+                raise ConnectionError("the queue's database connection was lost")
         finally:
             serving.cancel()
             flushing.cancel()
@@ -152,17 +219,19 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await flushing
             try:
-                await self._flush_progress()
+                with unless_fault():
+                    await self._flush_progress()
             finally:
                 self._sql = None
-                await pool.close()
-                if not connection.is_closed():
-                    await connection.close()
+                self._queue_manager = self._queue_connection = None
+                await close_quietly(pool)
+                await close_quietly(connection)
 
     def stop(self) -> None:
         """Graceful stop: claim nothing new, let the jobs in hand finish, then ``run`` returns.
         A stop before ``run`` has started taking jobs makes it return without taking any."""
         self._stopping = True
+        self._stopped.set()
         if self._queue_manager is not None:
             self._queue_manager.shutdown.set()
 
@@ -177,7 +246,7 @@ class Worker:
         from pgqueuer import RetryRequested
 
         sql = self._connected()
-        job = await self._start(generation_id)
+        job = await self._patiently(lambda: self._start(generation_id))
         if job is None:
             return  # cancelled while waiting, or already finished by another worker
         metrics.job_started()
@@ -185,7 +254,7 @@ class Worker:
             log.error(
                 "generation %s: gave up after repeated attempts (the worker kept stopping)", job.id
             )
-            await self._fail(job, None)
+            await self._patiently(lambda: self._fail(job, None))
             metrics.job_ended("failed")
             return
         self._running[job.id] = _Running(job.platform)
@@ -195,26 +264,35 @@ class Worker:
             result = await self._generate(job)
             elapsed = time.perf_counter() - started
             if result.cancelled or job.id in self._cancelled:
-                await jobs.end(sql, job, GenerationStatus.CANCELLED, None, elapsed)
+                await self._patiently(lambda: jobs.end_cancelled(sql, job, elapsed))
                 metrics.job_ended("cancelled")
                 return
             stored = await self._store(job, result.images, result.sampling)
-            if await self._finish(Finished(job, stored, elapsed)):
+            if await self._patiently(lambda: self._finish(Finished(job, stored, elapsed))):
                 self.completed += 1
                 metrics.job_ended("done")
-            else:
-                metrics.job_ended("cancelled")  # cancelled while its images were being stored
+            else:  # cancelled while its images were being stored
+                await self._patiently(lambda: jobs.charge_cancelled(sql, job.id, elapsed))
+                metrics.job_ended("cancelled")
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
-            if job.attempts < self.config.max_attempts and not isinstance(exc, UserError):
-                await jobs.end(sql, job, GenerationStatus.QUEUED, _error_text(exc), elapsed)
+            if isinstance(exc, StoreRefused):  # the operator's to fix: said plainly, no retry
+                log.error("generation %s failed: %s", job.id, exc)
+            else:
+                log.exception("generation %s failed (attempt %d)", job.id, job.attempts)
+            permanent = isinstance(exc, UserError | StoreRefused)
+            if job.attempts < self.config.max_attempts and not permanent:
+                error = _error_text(exc)
+                await self._patiently(
+                    lambda: jobs.end(sql, job, GenerationStatus.QUEUED, error, elapsed)
+                )
                 metrics.job_ended("retried")
                 raise RetryRequested(
                     delay=timedelta(seconds=self.config.retry_delay_s * job.attempts),
                     reason=type(exc).__name__,
                 ) from exc
-            await self._fail(job, exc, elapsed)
+            failure = exc
+            await self._patiently(lambda: self._fail(job, failure, elapsed))
             metrics.job_ended("failed")
         finally:
             self._running.pop(job.id, None)
@@ -240,11 +318,15 @@ class Worker:
     ) -> None:
         """Mark the job failed. The requester sees a provider's refusal as it is worded; any
         other failure is a reference to the logs."""
-        message = (
-            error.user_message
-            if isinstance(error, RefusedByProvider)
-            else f"generation failed, reference {job.id}"
-        )
+        if isinstance(error, RefusedByProvider):
+            message = error.user_message
+        elif isinstance(error, StoreRefused):
+            message = (
+                "the images were made but the image store refused to keep them; an operator "
+                f"has been told (reference {job.id})"
+            )
+        else:
+            message = f"generation failed, reference {job.id}"
         await jobs.end(self._connected(), job, GenerationStatus.FAILED, message, elapsed)
 
     async def _generate(self, job: StartedJob) -> JobResult:
@@ -301,7 +383,8 @@ class Worker:
         """The source image, and how it was made (from its ``parameters``, when they say)."""
         if job.parent_id is None or job.source_index is None:
             raise ValueError(f"{job.kind.value} {job.id} has no source image")
-        key = await jobs.source_image_key(self._connected(), job.parent_id, job.source_index)
+        parent, index = job.parent_id, job.source_index
+        key = await self._patiently(lambda: jobs.source_image_key(self._connected(), parent, index))
         if key is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
         data = await self.store.get(key)
@@ -346,8 +429,11 @@ class Worker:
             await asyncio.sleep(self.config.progress_interval_s)
             try:
                 await self._flush_progress()
-            except Exception:  # progress is best effort; the job itself carries on
-                log.warning("could not write progress", exc_info=True)
+            except Exception as exc:  # progress is best effort; the job itself carries on
+                if fault_of(exc) is None:
+                    log.warning("could not write progress", exc_info=True)
+                else:
+                    self.outage.lost(exc)
 
     # --- storing ---------------------------------------------------------------------------
 

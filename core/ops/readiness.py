@@ -64,7 +64,22 @@ class Readiness:
 
 def database_check(db: Database) -> CheckFn:
     async def check() -> tuple[bool, str]:
-        return True, f"PostgreSQL {await db.ping()}"
+        try:
+            return True, f"PostgreSQL {await db.ping()}"
+        except Exception as exc:  # any failure to answer is "not ready"; the reason is shown
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            return False, f"database unreachable ({detail})"
+
+    return check
+
+
+def worker_check(worker: Any) -> CheckFn:
+    """Ready while the worker takes jobs: not while it waits out a database outage."""
+
+    async def check() -> tuple[bool, str]:
+        if getattr(worker, "connected", True):
+            return True, "taking jobs"
+        return False, "waiting for the database to come back"
 
     return check
 

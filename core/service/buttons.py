@@ -61,7 +61,12 @@ class Buttons(UseCase):
         if generation.status.finished:
             raise UserError(f"This job has already {_finished_words(generation.status)}.")
         await uow.queue.remove(generation.id)
-        await uow.repo.set_status(generation.id, GenerationStatus.CANCELLED, only_from=ACTIVE)
+        await uow.repo.set_status(
+            generation.id,
+            GenerationStatus.CANCELLED,
+            only_from=ACTIVE,
+            error=f"Cancelled by {actor.display_name or actor.user_id}",
+        )
         await uow.repo.audit(actor_key(actor), "generation.cancelled", str(generation.id), {})
         return Ticket(generation_ids=(generation.id,), position=0)
 

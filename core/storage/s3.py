@@ -20,6 +20,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from core.errors import StoreRefused
 from core.storage.local import make_key
 
 if TYPE_CHECKING:
@@ -31,6 +32,18 @@ __all__ = ["S3ImageStore", "parse_s3_url"]
 _KEY: Final = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
 _BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound"})
+# Refusals that no retry can change: the operator must fix the bucket, its policy or the keys.
+_REFUSED: Final = {
+    "AccessDenied": "access denied: check the credentials and the bucket policy",
+    "403": "access denied: check the credentials and the bucket policy",
+    "InvalidAccessKeyId": "the access key is not known to the store",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "NoSuchBucket": "the bucket does not exist: create it or fix ONBRAND_IMAGE_STORE",
+    "AllAccessDisabled": "all access to the bucket is disabled",
+    "AccountProblem": "the account has a problem that prevents the request",
+    "InvalidBucketName": "the bucket name is invalid",
+    "QuotaExceeded": "the store's quota is used up",
+}
 
 
 def _check_key(key: str) -> None:
@@ -61,6 +74,21 @@ def _is_missing(exc: Exception) -> bool:
     return str(response.get("Error", {}).get("Code", "")) in _MISSING
 
 
+def _refused(exc: Exception, store: S3ImageStore, what: str) -> StoreRefused | None:
+    """A ``StoreRefused`` naming the store and the refusal when ``exc`` is one for good."""
+    response: Any = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = str(response.get("Error", {}).get("Code", ""))
+    if code not in _REFUSED:
+        return None
+    where = f"s3://{store.bucket}/{store.prefix}".rstrip("/")
+    endpoint = f" at {store.endpoint_url}" if store.endpoint_url else ""
+    return StoreRefused(
+        f"image store {where}{endpoint} refused to {what}: {code}, {_REFUSED[code]}"
+    )
+
+
 class S3ImageStore:
     """Images in ``bucket`` under ``prefix``; credentials from arguments or boto3's usual chain."""
 
@@ -73,8 +101,16 @@ class S3ImageStore:
         region: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        max_attempts: int = 5,
     ) -> None:
         self.bucket = bucket
+        # A store that hangs or fails for a while is retried (botocore's standard mode: 5xx,
+        # throttling, dropped connections and timeouts, with jittered backoff), at most
+        # ``max_attempts`` calls of at most the timeouts each: bounded, never a stuck worker.
+        self.timeouts = (connect_timeout_s, read_timeout_s)
+        self.max_attempts = max_attempts
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.region = region
@@ -118,7 +154,9 @@ class S3ImageStore:
 
         access_key_id, secret_access_key = self._credentials
         config = Config(
-            retries={"max_attempts": 5, "mode": "standard"},
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
+            connect_timeout=self.timeouts[0],
+            read_timeout=self.timeouts[1],
             max_pool_connections=32,
             # Path-style addressing for custom endpoints: MinIO and most self-hosted stores
             # don't serve virtual-hosted bucket names.
@@ -143,6 +181,8 @@ class S3ImageStore:
         except ClientError as exc:
             if _is_missing(exc):
                 return False
+            if refused := _refused(exc, self, "look up an image"):
+                raise refused from None
             raise
         return True
 
@@ -150,15 +190,22 @@ class S3ImageStore:
         name = self.object_key(key)
         if self._exists(name):
             return key  # content-addressed: the same bytes are already there
+        from botocore.exceptions import ClientError
+
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=name,
-            Body=data,
-            ContentMD5=md5,  # the store rejects a body damaged on the way
-            ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
-            Metadata={"sha256": key.split(".", 1)[0]},
-        )
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=name,
+                Body=data,
+                ContentMD5=md5,  # the store rejects a body damaged on the way
+                ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
+                Metadata={"sha256": key.split(".", 1)[0]},
+            )
+        except ClientError as exc:
+            if refused := _refused(exc, self, "store an image"):
+                raise refused from None
+            raise
         return key
 
     def _get(self, key: str, name: str) -> bytes:
@@ -169,6 +216,8 @@ class S3ImageStore:
         except ClientError as exc:
             if _is_missing(exc):
                 raise KeyError(key) from None
+            if refused := _refused(exc, self, "read an image"):
+                raise refused from None
             raise
         body = response["Body"]
         try:

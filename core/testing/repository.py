@@ -162,13 +162,20 @@ class FakeRepository:
         )
 
     async def set_status(
-        self, generation_id: uuid.UUID, status: GenerationStatus, *, only_from: Sequence[str]
+        self,
+        generation_id: uuid.UUID,
+        status: GenerationStatus,
+        *,
+        only_from: Sequence[str],
+        error: str | None = None,
     ) -> bool:
         sources = {GenerationStatus(s) for s in only_from}
         row = self.state.generations.get(generation_id)
         if row is None or row.status not in sources:
             return False
         row.status = status
+        if error is not None:
+            row.error = error
         if status is GenerationStatus.RUNNING:
             row.started_at = now()
         if status.finished:

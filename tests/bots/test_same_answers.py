@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import html
 import re
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -513,3 +514,28 @@ async def test_a_report_request_gets_the_same_refusal_title_and_files(both: Both
         "onbrand-report-spring.csv": b"generation,image\n1,1\n",
         "onbrand-report-spring.html": b"<html><body>contact sheet</body></html>",
     }
+
+
+async def test_a_database_outage_gets_the_same_private_try_again(both: Both) -> None:
+    """Issue 12, item 6: a request while PostgreSQL is unreachable (here: a real client
+    refused at a closed port) is told to try again in a moment, privately, not "something went
+    wrong"."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    gone = Database(f"postgresql://postgres@127.0.0.1:{closed}/onbrand", connect_timeout=1)
+    working = both.service._uow
+
+    async def scenario(side: Any) -> Answer:
+        both.service._uow = sql_uow_factory(gone)
+        try:
+            return await side.imagine("a kite")
+        finally:
+            both.service._uow = working
+
+    on_discord, on_slack = await both.each(scenario)
+    await gone.dispose()
+    assert on_discord == on_slack
+    assert on_discord == Answer(
+        "The database is unreachable right now, so nothing was done; try again in a moment.", []
+    )

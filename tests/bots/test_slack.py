@@ -708,7 +708,9 @@ async def test_cancel_by_the_requester(slack: Harness) -> None:
     )
     assert not _has_buttons(closed)
     await slack.fake.wait_for(
-        lambda f: [m for m in f.messages(CHANNEL_ID) if (m.text or "").startswith("✖ Cancelled:")]
+        lambda f: [
+            m for m in f.messages(CHANNEL_ID) if (m.text or "").startswith("✖ Cancelled by ")
+        ]
     )
 
 

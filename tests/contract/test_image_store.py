@@ -174,10 +174,10 @@ async def test_s3_objects_live_under_the_prefix_with_a_content_type(
 
 
 async def test_s3_a_missing_bucket_is_an_error_not_a_missing_image(s3_endpoint: str) -> None:
-    from botocore.exceptions import ClientError
+    from core.errors import StoreRefused
 
     store = make_s3_store(s3_endpoint, "no-such-bucket-here")
-    with pytest.raises(ClientError):
+    with pytest.raises(StoreRefused, match=r"no-such-bucket-here.*NoSuchBucket"):
         await store.get(hashlib.sha256(b"x").hexdigest() + ".png")
 
 
