@@ -29,6 +29,7 @@ from bots.cli_common import (
     with_app,
     written_atomically,
 )
+from bots.cli_verify import verify
 from core.domain import GenerationStatus
 from core.ops.logs import setup_logging
 
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
+app.command()(verify)
 
 
 @app.callback()
