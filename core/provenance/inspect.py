@@ -87,6 +87,8 @@ def _open(data: bytes) -> tuple[str, Image.Image]:
             image.load()
     except Unreadable:
         raise
+    except Image.DecompressionBombError as exc:
+        raise Unreadable(f"The image has too many pixels to read safely: {exc}") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise Unreadable(f"The {kind} file can't be decoded: {exc}") from exc
     return kind, image
