@@ -20,10 +20,11 @@ WITH RECURSIVE hit AS (
        OR (CAST(:gid AS uuid) IS NOT NULL AND i.generation_id = :gid AND i."index" = :idx)
     LIMIT 5
 ), lineage AS (
-    SELECT h.image_id, g.id, g.parent_id, g.source_index, g.kind, 0 AS depth
+    -- "used": which image of this generation its child was made from
+    SELECT h.image_id, g.id, g.parent_id, g.source_index, g.kind, 0 AS depth, h."index" AS used
     FROM hit h JOIN generations g ON g.id = h.generation_id
     UNION ALL
-    SELECT l.image_id, p.id, p.parent_id, p.source_index, p.kind, l.depth + 1
+    SELECT l.image_id, p.id, p.parent_id, p.source_index, p.kind, l.depth + 1, l.source_index
     FROM lineage l JOIN generations p ON p.id = l.parent_id
     WHERE l.depth < 32
 )
@@ -35,7 +36,7 @@ SELECT h."index", h.watermark_id, g.id AS generation_id, g.kind, g.status, g.que
        (SELECT count(*) FROM feedback f
          WHERE f.generation_id = g.id AND f.kind = 'approve'
            AND (f.image_id IS NULL OR f.image_id = h.image_id)) AS approvals,
-       ARRAY(SELECT l.kind || ' ' || l.id::text || coalesce('#' || l.source_index, '')
+       ARRAY(SELECT l.kind || ' ' || l.id::text || coalesce('#' || l.used, '')
              FROM lineage l WHERE l.image_id = h.image_id AND l.depth > 0
              ORDER BY l.depth) AS lineage
 FROM hit h
@@ -61,7 +62,7 @@ class ImageRecord:
     campaign: str | None
     made_by: str  # a pseudonym, the reports' formula
     approvals: int
-    lineage: tuple[str, ...]  # "kind <generation>#<source index>" of each ancestor, parent first
+    lineage: tuple[str, ...]  # "kind <generation>#<image>" of each ancestor image, parent first
 
 
 async def find_images(
