@@ -66,3 +66,13 @@ def test_batching_bench(results_in_tmp: Path) -> None:
     batches = {row["name"]: row["extra"]["batches"] for row in record["rows"]}  # type: ignore[attr-defined]
     assert batches["max-batch 1"] == "1,1,1,1"
     assert batches["max-batch 4"] == "4"
+
+
+def test_provenance_bench(results_in_tmp: Path) -> None:
+    from bench import provenance
+
+    assert provenance.main(["--no-model", "--trials", "1", "--sizes", "128"]) == 0
+    record = recorded(results_in_tmp, "provenance")
+    names = [row["name"] for row in record["rows"]]  # type: ignore[attr-defined]
+    assert "C2PA sign 128px" in names
+    assert "photo 128px PSNR" in names
