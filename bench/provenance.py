@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
                     statistics.mean(quality),
                     "dB",
                     {t: f"{cells[t]:.0%}" for t in TRANSFORMS},
-                )  # fmt: skip
+                )
             )
         smallest[content] = {}
         for t in TRANSFORMS:
@@ -167,15 +167,31 @@ def main(argv: list[str]) -> int:
             first = next((i for i in range(len(marks)) if all(marks[i:])), None)
             smallest[content][t] = None if first is None else sizes[first]
     for content, by_transform in smallest.items():
-        print(f"smallest size that holds ({content}): " + ", ".join(
-            f"{t} {v if v is not None else '—'}" for t, v in by_transform.items()))  # fmt: skip
+        print(
+            f"smallest size that holds ({content}): "
+            + ", ".join(f"{t} {v if v is not None else '—'}" for t, v in by_transform.items())
+        )
 
     # the cost of provenance per 128 px original, next to generating it
     with tempfile.TemporaryDirectory() as folder:
         signer = keys.embedded_keys(Path(folder))
         image = tiny[0]
-        meta = ImageMetadata("a red circle", "", 1, 8, 5.0, 128, 128, "tiny", "acme-spring",
-                             "v1", "g", 1, "diffusers", "DDIM")  # fmt: skip
+        meta = ImageMetadata(
+            "a red circle",
+            "",
+            1,
+            8,
+            5.0,
+            128,
+            128,
+            "tiny",
+            "acme-spring",
+            "v1",
+            "g",
+            1,
+            "diffusers",
+            "DDIM",
+        )
         facts = Facts("onbrand g#1", "imagine", "g", 1, 1, "tiny", "diffusers")
         marks, encodes, signs = [], [], []
         for _ in range(10):

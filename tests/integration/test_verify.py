@@ -85,8 +85,10 @@ async def test_an_upscale_of_a_variation_verifies_with_its_lineage(
     assert (record.generation_id, record.kind) == (big, "upscale")
     assert record.lineage == (f"variation {varied}#1", f"imagine {first}#2")
 
-    edited = [(t, d.replace(b"onbrand", b"0nbrand")) if t == b"iTXt" else (t, d)
-              for t, d in chunks(upscaled)]  # fmt: skip
+    edited = [
+        (t, d.replace(b"onbrand", b"0nbrand")) if t == b"iTXt" else (t, d)
+        for t, d in chunks(upscaled)
+    ]
     tampered = await verify(db, provenance, assemble(edited))
     assert tampered.verdict == "tampered"
     assert not tampered.verified

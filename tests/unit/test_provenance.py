@@ -43,14 +43,30 @@ def photo(size: int, seed: int = 1) -> Image.Image:
 
 
 def meta(size: int = 64) -> ImageMetadata:
-    return ImageMetadata("a red circle", "", 7, 4, 5.0, size, size, "tiny", "demo", "v1", "g", 1,
-                         "diffusers", "DDIM")  # fmt: skip
+    return ImageMetadata(
+        "a red circle", "", 7, 4, 5.0, size, size, "tiny", "demo", "v1", "g", 1, "diffusers", "DDIM"
+    )
 
 
-def signed(image: Image.Image, kind: str, signer: keys.SigningKeys, parent: bytes | None = None,
-           title: str = "t", parent_title: str | None = None) -> bytes:  # fmt: skip
-    facts = Facts(title, kind, "9b5f0000-0000-4000-8000-000000000001", 1, 5, "tiny", "diffusers",
-                  parent, parent_title)  # fmt: skip
+def signed(
+    image: Image.Image,
+    kind: str,
+    signer: keys.SigningKeys,
+    parent: bytes | None = None,
+    title: str = "t",
+    parent_title: str | None = None,
+) -> bytes:
+    facts = Facts(
+        title,
+        kind,
+        "9b5f0000-0000-4000-8000-000000000001",
+        1,
+        5,
+        "tiny",
+        "diffusers",
+        parent,
+        parent_title,
+    )
     return sign(encode_png(image, meta(image.width)), facts, signer)
 
 
@@ -72,8 +88,9 @@ def assemble(parts: list[tuple[bytes, bytes]]) -> bytes:
 
 def test_the_local_ca_is_made_once_with_private_files_0600(tmp_path: Path) -> None:
     made: list[Path] = []
-    threads = [threading.Thread(target=lambda: made.append(keys.local_folder(tmp_path)))
-               for _ in range(4)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: made.append(keys.local_folder(tmp_path))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
