@@ -40,7 +40,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import http, render
+from bots.slack import http, render, verify
 from bots.slack.payloads import MalformedPayload, field, listener, part, required, sender, who
 from bots.slack.reactions import ReactionOrder
 from bots.slack.sink import SlackSink
@@ -116,6 +116,7 @@ class SlackBot:
         self._people: dict[str, tuple[float, bool, str]] = {}  # user → (until, admin, name)
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.reactions = ReactionOrder()
+        self.app = app  # the "Verify image" shortcut reads the records (bots.slack.verify)
         self._register()
 
     # --- wiring ----------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class SlackBot:
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)
         bolt.error(self.on_error)
+        verify.register(self)
 
     @contextlib.asynccontextmanager
     async def _handling(

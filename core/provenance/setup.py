@@ -96,3 +96,19 @@ def configure(provenance: Provenance | None) -> None:
     global _current
     with _lock:
         _current = provenance
+
+
+_built: dict[int, tuple[Settings, Provenance]] = {}
+
+
+def provenance_of(settings: Settings) -> Provenance:
+    """``from_settings(settings)``, built once per settings object (chat adapters ask per
+    request)."""
+    with _lock:
+        kept = _built.get(id(settings))
+        if kept is not None and kept[0] is settings:
+            return kept[1]
+    made = from_settings(settings)
+    with _lock:
+        _built[id(settings)] = (settings, made)
+    return made

@@ -17,6 +17,7 @@ from typing import Literal
 
 from core.db.database import Database
 from core.db.provenance import ImageRecord, find_images
+from core.domain import Actor
 from core.provenance.inspect import Evidence, inspect
 from core.provenance.setup import Provenance
 
@@ -70,3 +71,41 @@ async def verify(
         "trusted": "trusted Content Credentials that name no image of ours",
     }[cred.state]
     return Verification("not ours", why, evidence, ())
+
+
+def chat_answer(result: Verification, viewer: Actor) -> str:
+    """What chat tells the person who asked to verify an image (privately). Campaign, approval
+    and who made it are named only to members of the workspace that made it."""
+    if result.verdict == "tampered":
+        return (
+            "⚠️ This file carries onbrand Content Credentials that no longer match it: it was "
+            f"changed after it was made ({result.evidence.credentials.reason})."
+        )
+    if not result.verified:
+        return f"❌ Not verified as made with onbrand: {result.how}."
+    record = result.records[0]
+    how = (
+        "its signed Content Credentials" if result.how == "signature" else "its invisible watermark"
+    )
+    text = (
+        f"✅ Made with onbrand, verified by {how}: generation `{record.generation_id}` image "
+        f"#{record.index} ({record.kind}), {record.made_at:%Y-%m-%d %H:%M} UTC."
+    )
+    if (record.platform, record.workspace) == (viewer.platform.value, viewer.workspace_id):
+        approved = "approved" if record.approvals else "not approved yet"
+        text += f" Campaign: {record.campaign or 'none'} · {approved} · made by {record.made_by}."
+        if record.lineage:
+            text += f" Made from: {', '.join(record.lineage)}."
+    else:
+        text += " It was made in another workspace, so its campaign and approval aren't shown."
+    return text
+
+
+async def verify_for_chat(db: Database, provenance: Provenance, data: bytes, viewer: Actor) -> str:
+    """``chat_answer`` for one attachment; an unreadable one gets its reason."""
+    from core.provenance.inspect import Unreadable
+
+    try:
+        return chat_answer(await verify(db, provenance, data), viewer)
+    except Unreadable as exc:
+        return f"❌ {exc.user_message}"

@@ -463,11 +463,25 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/response/{tail:.*}", self._response_url)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's ``url_private``: its bytes to a bearer of a known token (Slack answers
+        others with its login page, status 200 and HTML, which callers must not take for the
+        file)."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        file_id = request.match_info["team_file"].split("-", 1)[-1]
+        with self._lock:
+            upload = self._files.get(file_id)
+            known = token in self._tokens
+        if not known or upload is None or upload.data is None:
+            return web.Response(text="<html>sign in</html>", content_type="text/html")
+        return web.Response(body=upload.data, content_type=upload.mimetype)
 
     # -- configuration and scripting --------------------------------------------------------
 
