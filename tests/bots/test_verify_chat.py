@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
+from core.db import Database
 from core.provenance import setup
+from core.service.verify import verify_for_chat
+from core.settings import Settings
+from tests.bots.test_discord import finished, harness, presets_dir, private_text  # noqa: F401
 from tests.bots.test_slack import Harness, fake, running_fake, slack  # noqa: F401  (fixtures)
+from tests.fakes.discord import UploadedFile
 from tests.fakes.slack import CHANNEL_ID, TEAM_ID, USER_ID, Ephemeral
 
 pytestmark = pytest.mark.integration
@@ -86,3 +93,50 @@ async def test_verify_image_shortcut_answers_privately(
 
     nothing = await answer(slack, shortcut(slack, []), seen + 2)
     assert nothing.text == "This message has no image to verify."
+
+
+# --- Discord: the message context menu ------------------------------------------------------------
+
+
+async def test_verify_image_context_menu_on_discord(
+    tmp_path: Path,
+    db: Database,
+    presets_dir: Path,  # noqa: F811
+) -> None:
+    async with harness(db, presets_dir, tmp_path / "images", worker=True) as h:
+        made = setup.from_settings(Settings(_env_file=None, ONBRAND_DATA_DIR=tmp_path / "d"))  # type: ignore[call-arg]
+        setup.configure(made)
+        try:
+            h.bot.verifier = lambda data, viewer: verify_for_chat(db, made, data, viewer)
+            _, generation_id = await h.imagine("a red circle")
+            await h.result(generation_id)
+            async with db.engine.connect() as conn:
+                key = await conn.scalar(
+                    text("SELECT storage_key FROM images WHERE generation_id = :g AND index = 1"),
+                    {"g": generation_id},
+                )
+            original = await h.store.get(key)
+            stripped = io.BytesIO()
+            Image.open(io.BytesIO(original)).convert("RGB").save(stripped, "PNG")
+            message = h.fake.seed_message(
+                h.channel_id,
+                "look at this",
+                author=h.user("ben"),
+                files=[
+                    UploadedFile("files[0]", "ours.png", "image/png", original),
+                    UploadedFile("files[1]", "copy.png", "image/png", stripped.getvalue()),
+                    UploadedFile("files[2]", "notes.txt", "text/plain", b"hello"),
+                ],
+            )
+            record = await h.fake.dispatch_message_command(
+                "Verify image", message, user=h.user("ava")
+            )
+            await h.fake.wait_for(lambda _: finished(h.fake, record), timeout=10)
+            lines = private_text(record).splitlines()
+            assert len(lines) == 2  # the text file is not an image
+            assert "✅ Made with onbrand, verified by its signed Content Credentials" in lines[0]
+            assert str(generation_id) in lines[0]
+            assert "Campaign:" in lines[0]
+            assert "invisible watermark" in lines[1]
+        finally:
+            setup.configure(None)
