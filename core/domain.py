@@ -106,6 +106,9 @@ class Params:
     preset_version: str
     strength: float = 0.6  # img2img strength for variations
     upscaler: str | None = None
+    # IPTC AIPromptInformation: set only when the campaign lets the prompt travel; the writer is
+    # a pseudonym (the reports' formula)
+    prompt_writer: str | None = None
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""
@@ -209,6 +212,7 @@ class Campaign:
     gpu_budget_seconds: float | None = None
     rush: bool = False
     id: int | None = None
+    share_prompt: bool = False  # the prompt may travel in the files (IPTC AIPromptInformation)
 
 
 @dataclass(frozen=True)

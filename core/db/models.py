@@ -120,6 +120,7 @@ class Campaign(Base):
     ends_on: Mapped[date | None] = mapped_column(Date)
     gpu_budget_seconds: Mapped[float | None] = mapped_column(Float)
     rush: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    share_prompt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _now()
 

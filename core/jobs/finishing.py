@@ -146,6 +146,9 @@ def finish_image(
         if job.kind is GenerationKind.UPSCALE and not params.upscaler
         else None,
         digital_source_type=step.source_type,
+        # the prompt travels only when its campaign allows it (the service then names a writer)
+        prompt_information=params.prompt if params.prompt_writer else None,
+        prompt_writer=params.prompt_writer,
     )
     facts = Facts(
         title=f"onbrand {job.id}#{index}",

@@ -1,4 +1,4 @@
-"""the watermark id of every image
+"""the watermark id of every image; campaigns that let the prompt travel
 
 Revision ID: 9c2a7e41d0b3
 Revises: 5b1e0c2d7a90
@@ -8,6 +8,9 @@ Every stored image carries an invisible watermark whose payload is a 40-bit id (
 id is the first 10 hex digits of ``md5('<generation uuid>:<index>')``, computed by PostgreSQL as a
 stored generated column (no writer has to remember it, existing rows get theirs) and indexed, so
 ``onbrand verify`` finds an image from a stripped, re-encoded copy.
+
+``campaigns.share_prompt``: whether the prompt goes into the images' IPTC ``AIPromptInformation``
+(off by default: launch campaigns are often confidential).
 """
 
 from collections.abc import Sequence
@@ -36,8 +39,13 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_images_watermark_id", "images", ["watermark_id"], unique=False)
+    op.add_column(
+        "campaigns",
+        sa.Column("share_prompt", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("campaigns", "share_prompt")
     op.drop_index("ix_images_watermark_id", table_name="images")
     op.drop_column("images", "watermark_id")

@@ -16,11 +16,12 @@ from PIL import Image
 from core.brand.preset_files import parse_preset
 from core.db import Database
 from core.db.uow import sql_uow_factory
-from core.domain import Action, ActionKind, Actor, Platform, ReplyTarget
+from core.domain import Action, ActionKind, Actor, Platform, ReplyTarget, Role
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.jobs.worker import Worker, WorkerConfig
 from core.provenance import setup
+from core.reports.queries import pseudonym
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.service.verify import verify
@@ -138,3 +139,33 @@ def test_onbrand_verify_on_the_embedded_defaults(
     assert "not a PNG, JPEG or WebP" in shown.stderr
     assert "Traceback" not in shown.stderr
     assert uuid.UUID(gid)
+
+
+async def test_the_prompt_travels_only_when_the_campaign_allows(
+    db: Database, tmp_path: Path, provenance: setup.Provenance
+) -> None:
+    service = Service(sql_uow_factory(db), {PRESET.name: PRESET}, ServiceConfig(PRESET.name))
+    store = LocalImageStore(tmp_path / "images")
+    engines = EngineRegistry()
+    engines.put("fake", FakeEngine())
+    worker = Worker(db, engines, store, {PRESET.name: PRESET}, WorkerConfig(batch_window_s=0.01))
+    admin = Actor(Platform.SLACK, "T1", "boss", "boss", frozenset({Role.ADMIN}))
+    await service.create_campaign(admin, "open-launch", PRESET.name, share_prompt=True)
+    await service.create_campaign(admin, "secret-launch", PRESET.name)
+    (shared,) = (
+        await service.imagine("a blue lake --campaign open-launch --n 1", ANN, HERE)
+    ).generation_ids
+    (kept,) = (
+        await service.imagine("a red lake --campaign secret-launch --n 1", ANN, HERE)
+    ).generation_ids
+    await asyncio.wait_for(worker.run(drain=True), timeout=30)
+
+    (open_png,) = await originals(db, store, shared)
+    iptc = (await verify(db, provenance, open_png)).evidence.iptc
+    assert iptc["AIPromptInformation"] == "a blue lake"
+    assert iptc["AIPromptWriterName"] == pseudonym("slack", "T1", "ann")
+    (secret_png,) = await originals(db, store, kept)
+    result = await verify(db, provenance, secret_png)
+    assert "AIPromptInformation" not in result.evidence.iptc
+    assert "AIPromptWriterName" not in result.evidence.iptc
+    assert result.records[0].campaign == "secret-launch"
