@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck
@@ -30,8 +31,17 @@ CALLBACK_ID = "ob_verify_image"
 MOST = 4  # images verified per message
 
 
-async def download(url: str, token: str) -> bytes | str:
-    """The file's bytes, or why not (too large, not a file)."""
+FILE_HOSTS = frozenset({"files.slack.com"})
+
+
+async def download(url: str, token: str, api_base: str) -> bytes | str:
+    """The file's bytes, or why not (too large, not a file, not on Slack). The bot token goes
+    only to Slack's file host (or the Web API's own host, e.g. a test's fake)."""
+    host = urlsplit(url).hostname
+    if url.startswith("http://") and host != urlsplit(api_base).hostname:
+        return "The file is not on Slack."
+    if host not in FILE_HOSTS | {urlsplit(api_base).hostname}:
+        return "The file is not on Slack."
     timeout = aiohttp.ClientTimeout(total=30)
     headers = {"Authorization": f"Bearer {token}"}
     async with (
@@ -64,7 +74,7 @@ def register(bot: SlackBot) -> None:
             url = field(image, "url_private")
             if url is None:
                 continue
-            data = await download(url, bot.client.token or "")
+            data = await download(url, bot.client.token or "", bot.client.base_url)
             name = field(image, "name") or "image"
             if isinstance(data, str):
                 answers.append(f"*{name}*: ❌ {data}")

@@ -140,3 +140,11 @@ async def test_verify_image_context_menu_on_discord(
             assert "invisible watermark" in lines[1]
         finally:
             setup.configure(None)
+
+
+async def test_the_bot_token_goes_only_to_slack_file_hosts() -> None:
+    from bots.slack.verify import download
+
+    api = "https://slack.com/api/"
+    for url in ("https://evil.example/f.png", "http://files.slack.com/f.png", "file:///etc/passwd"):
+        assert await download(url, "xoxb-secret", api) == "The file is not on Slack."
