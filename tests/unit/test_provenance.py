@@ -234,3 +234,23 @@ def test_a_huge_image_header_is_refused_before_decoding() -> None:
     assert data.startswith(header)
     with pytest.raises(Unreadable, match="pixels"):
         inspect(data, SECRET)
+
+
+def test_a_broken_operator_signer_is_a_failed_check_not_a_silent_fallback(tmp_path: Path) -> None:
+    from core.health import check_provenance
+    from core.settings import Settings
+
+    def check(**env: object) -> tuple[bool, str]:
+        settings = Settings(_env_file=None, ONBRAND_DATA_DIR=tmp_path, **env)  # type: ignore[call-arg]
+        [result] = check_provenance(settings)
+        return result.ok, result.detail
+
+    ok, detail = check()
+    assert ok, detail
+    assert "local CA" in detail
+    ok, detail = check(ONBRAND_C2PA_CERT=tmp_path / "missing.pem", ONBRAND_C2PA_KEY=tmp_path / "k")
+    assert not ok
+    assert "can't be read" in detail
+    ok, detail = check(ONBRAND_C2PA_CERT=tmp_path / "provenance" / keys.CHAIN_FILE)
+    assert not ok
+    assert "Set both" in detail
