@@ -254,3 +254,27 @@ def test_a_broken_operator_signer_is_a_failed_check_not_a_silent_fallback(tmp_pa
     ok, detail = check(ONBRAND_C2PA_CERT=tmp_path / "provenance" / keys.CHAIN_FILE)
     assert not ok
     assert "Set both" in detail
+
+
+def test_an_operator_signer_from_pem_in_the_environment(folder: Path, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from core.provenance.setup import from_settings
+    from core.settings import Settings
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        ONBRAND_DATA_DIR=tmp_path,
+        ONBRAND_C2PA_CERT_PEM=(folder / keys.CHAIN_FILE).read_text(),
+        ONBRAND_C2PA_KEY_PEM=SecretStr((folder / keys.KEY_FILE).read_text()),
+        ONBRAND_C2PA_TRUST=folder / keys.CA_FILE,
+        ONBRAND_WATERMARK_SECRET=SecretStr("a shared secret of some length"),
+    )
+    made = from_settings(settings)
+    assert not made.keys.embedded
+    assert made.trust_anchors == (folder / keys.CA_FILE,)
+    assert made.watermark_secret == b"a shared secret of some length"
+    assert "PRIVATE" not in repr(made)
+    data = signed(photo(64), "imagine", made.keys)
+    anchors = [p.read_bytes() for p in made.trust_anchors]
+    assert inspect(data, made.watermark_secret, anchors).credentials.state == "trusted"
