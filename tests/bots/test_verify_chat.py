@@ -56,7 +56,9 @@ async def test_verify_image_shortcut_answers_privately(
     slack: Harness,  # noqa: F811
     same_keys: None,
 ) -> None:
-    generation_id, _ = await slack.finished("a red circle")
+    # 64 px pictures are at the watermark's lower limit (docs/provenance.md); with this seed's
+    # picture a random image id reads back 100 times in 100 (measured), so the test is stable
+    generation_id, _ = await slack.finished("a red circle --seed 5")
     [row] = await slack.sql(
         "SELECT storage_key FROM images WHERE generation_id = :g AND index = 1", g=generation_id
     )
@@ -108,7 +110,7 @@ async def test_verify_image_context_menu_on_discord(
         setup.configure(made)
         try:
             h.bot.verifier = lambda data, viewer: verify_for_chat(db, made, data, viewer)
-            _, generation_id = await h.imagine("a red circle")
+            _, generation_id = await h.imagine("a red circle --seed 5")  # see the Slack test
             await h.result(generation_id)
             async with db.engine.connect() as conn:
                 key = await conn.scalar(
