@@ -129,7 +129,14 @@ def sign(png: bytes, facts: Facts, keys: SigningKeys) -> bytes:
                 ta_url=keys.tsa_url.encode() if keys.tsa_url else None,
             )
         )
-        with signer, c2pa.Builder(json.dumps(manifest(facts))) as builder:
+        # No thumbnails in the manifest: making one took ~90 % of the signing time and made a
+        # 128 px original 8× larger (33 kB instead of 4 kB); verifiers show the image itself.
+        settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+        with (
+            signer,
+            c2pa.Context(settings=settings) as context,
+            c2pa.Builder(json.dumps(manifest(facts)), context=context) as builder,
+        ):
             if facts.parent is not None and action_for(facts.kind, True).has_parent:
                 ingredient = {
                     "title": facts.parent_title or "parent",
