@@ -8,12 +8,16 @@ default is made on first use and always works.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from core.errors import ConfigError
 from core.provenance.keys import SigningKeys, embedded_keys, local_watermark_secret
 from core.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 
 class ProvenanceError(ConfigError):
@@ -64,7 +68,7 @@ def from_settings(settings: Settings) -> Provenance:
             )
         keys = SigningKeys(chain, key, settings.c2pa_alg, settings.c2pa_tsa_url)
     else:
-        keys = embedded_keys(settings.data_dir, settings.c2pa_tsa_url)
+        keys = _local(lambda: embedded_keys(settings.data_dir, settings.c2pa_tsa_url), settings)
         if keys.trust_anchor is not None:
             anchors.append(keys.trust_anchor)
     if settings.c2pa_trust is not None:
@@ -74,8 +78,18 @@ def from_settings(settings: Settings) -> Provenance:
         if len(secret) < 16:
             raise ProvenanceError("ONBRAND_WATERMARK_SECRET must be at least 16 characters.")
     else:
-        secret = local_watermark_secret(settings.data_dir)
+        secret = _local(lambda: local_watermark_secret(settings.data_dir), settings)
     return Provenance(keys, secret, tuple(anchors))
+
+
+def _local(make: Callable[[], T], settings: Settings) -> T:
+    try:
+        return make()
+    except OSError as exc:
+        raise ProvenanceError(
+            f"The local signing keys in {settings.data_dir / 'provenance'} can't be made or read "
+            f"({exc.strerror or exc}); make the data directory writable or configure a signer."
+        ) from exc
 
 
 _current: Provenance | None = None
