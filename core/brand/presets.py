@@ -127,6 +127,13 @@ class Watermark(_Strict):
     scale: float = Field(default=0.12, gt=0.0, le=1.0)
 
 
+class AiBadge(_Strict):
+    """A visible "AI" label on every image, for placements that need one."""
+
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "top-left"
+    size: float = Field(default=0.08, gt=0.0, le=0.5)  # badge height ÷ the image's shorter side
+
+
 class Limits(_Strict):
     images_per_user_per_day: int = Field(default=200, ge=1)
     queued_per_user: int = Field(default=3, ge=1)
@@ -147,6 +154,7 @@ class PresetSpec(_Strict):
     locked: tuple[LockKey, ...] = ()
     palette: tuple[str, ...] = ()
     watermark: Watermark | None = None
+    ai_badge: AiBadge | None = None
     limits: Limits = Limits()
 
     @field_validator("name")

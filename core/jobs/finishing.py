@@ -1,7 +1,8 @@
 """Finishing: an engine's pixels → the stored original.
 
 The order, for every file written: pixels → the preset's visible logo (when it has one: checked
-on every use, decoded once per process, see ``watermark_logo``) → the invisible watermark
+on every use, decoded once per process, see ``watermark_logo``) and "AI" badge (when it asks for
+one) → the invisible watermark
 (``core.provenance.watermark``: the image's watermark id and its MAC) → PNG with A1111
 ``parameters`` and XMP/IPTC AI fields (``core.imaging.metadata``) → the C2PA signature
 (``core.provenance.sign``; a variation's or upscale's parent image is its ingredient) last.
@@ -36,6 +37,7 @@ from core.brand.presets import Preset
 from core.db.jobs import StartedJob, StoredImage
 from core.domain import GenerationKind
 from core.errors import PresetError
+from core.imaging.badge import apply_ai_badge
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
@@ -114,6 +116,9 @@ def finish_image(
             opacity=mark.opacity,
             scale=mark.scale,
         )
+    if preset is not None and preset.ai_badge is not None:
+        badge = preset.ai_badge
+        image = apply_ai_badge(image, position=badge.position, size=badge.size)
     score = palette_score(image, preset.palette) if preset and preset.palette else None
     watermark_id = image_id_of(str(job.id), index)
     image = embed(image, credentials.watermark_secret, watermark_id)

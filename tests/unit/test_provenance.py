@@ -278,3 +278,31 @@ def test_an_operator_signer_from_pem_in_the_environment(folder: Path, tmp_path: 
     data = signed(photo(64), "imagine", made.keys)
     anchors = [p.read_bytes() for p in made.trust_anchors]
     assert inspect(data, made.watermark_secret, anchors).credentials.state == "trusted"
+
+
+def test_a_preset_can_ask_for_a_visible_ai_badge(tmp_path: Path) -> None:
+    import uuid
+
+    from core.brand.preset_files import load_preset
+    from core.db.jobs import StartedJob
+    from core.domain import GenerationKind, Params
+    from core.errors import PresetError
+    from core.jobs.finishing import finish_image
+
+    body = (
+        "name: badged\nbrand: B\nprompt: '{prompt}'\naspect_ratios: {'1:1': [128, 128]}\n"
+        "default_aspect: '1:1'\nengine: {kind: fake, model: m, steps: 2, guidance: 5.0}\n"
+    )
+    (tmp_path / "badged.yaml").write_text(body + "ai_badge: {position: bottom-right, size: 0.2}\n")
+    (tmp_path / "bad.yaml").write_text(body.replace("badged", "bad") + "ai_badge: {size: 2}\n")
+    preset = load_preset(tmp_path / "badged.yaml")
+    params = Params("a cat", "", 128, 128, 8, 5.0, 1, 1, "fake", "m", "badged", "v")
+    job = StartedJob(uuid.uuid4(), GenerationKind.IMAGINE, "cli", params, 1, None, None)
+    white = Image.new("RGB", (128, 128), (255, 255, 255))
+    data, _ = finish_image(job, preset, 1, white)
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+    assert out[100:120, 90:120].mean() < 150  # a dark label in the bottom-right corner
+    assert out[5:30, 5:40].mean() > 240  # and nothing in the top-left
+    Image.open(io.BytesIO(data)).save(tmp_path / "badged.png")
+    with pytest.raises(PresetError):
+        load_preset(tmp_path / "bad.yaml")
