@@ -113,6 +113,9 @@ def campaign_create(
         float | None, typer.Option(help="GPU seconds the campaign may use.")
     ] = None,
     rush: Annotated[bool, typer.Option(help="Serve this campaign's jobs first.")] = False,
+    share_prompt: Annotated[
+        bool, typer.Option(help="Write the prompt into the images' IPTC metadata.")
+    ] = False,
 ) -> None:
     """Create a campaign."""
 
@@ -125,6 +128,7 @@ def campaign_create(
             ends_on=parse_day(ends, "--ends"),
             gpu_budget_seconds=budget_gpu_seconds,
             rush=rush,
+            share_prompt=share_prompt,
         )
 
     created = with_app(go)

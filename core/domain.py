@@ -120,6 +120,9 @@ class Params:
     # Edits (core.service.edits): the region generated again (vary region); for zoom-out and
     # pan ``product_box`` is the box of the original kept bit-identical.
     edit_region: tuple[int, int, int, int] | None = None
+    # IPTC AIPromptInformation: set only when the campaign lets the prompt travel; the writer is
+    # a pseudonym (the reports' formula)
+    prompt_writer: str | None = None
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""
@@ -274,6 +277,7 @@ class Campaign:
     gpu_budget_seconds: float | None = None
     rush: bool = False
     id: int | None = None
+    share_prompt: bool = False  # the prompt may travel in the files (IPTC AIPromptInformation)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,36 @@ def check_data_dir(settings: Settings) -> list[Check]:
     return [Check("data dir", writable, f"{settings.data_dir.resolve()}")]
 
 
+def check_provenance(settings: Settings) -> list[Check]:
+    """The C2PA signer signs a test image that reads back intact (the embedded default is made
+    on first use)."""
+    import io
+
+    from PIL import Image
+
+    from core.provenance.inspect import inspect
+    from core.provenance.setup import ProvenanceError, from_settings
+    from core.provenance.sign import Facts, sign
+
+    try:
+        made = from_settings(settings)
+        picture = io.BytesIO()
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(picture, "PNG")
+        facts = Facts("onbrand doctor", "imagine", "doctor", 1, 0, "doctor", "doctor")
+        signed = sign(picture.getvalue(), facts, made.keys)
+        state = inspect(signed, made.watermark_secret).credentials.state
+    except (ProvenanceError, OSError) as exc:
+        return [Check("provenance", False, str(exc))]
+    if state not in ("valid", "trusted"):
+        return [Check("provenance", False, f"a test signature reads back {state}")]
+    who = (
+        f"local CA, not publicly trusted (verifiers: --trust {made.keys.trust_anchor})"
+        if made.keys.embedded
+        else "the operator's certificate"
+    )
+    return [Check("provenance", True, f"C2PA signing works: {who}")]
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     db_checks, db = await check_database(settings)
@@ -170,4 +200,5 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks += check_adapters(settings)
     checks += check_engines(settings)
     checks += check_data_dir(settings)
+    checks += check_provenance(settings)
     return checks

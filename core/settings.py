@@ -80,6 +80,22 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", alias="ONBRAND_HTTP_HOST")
     http_port: int = Field(default=3000, alias="ONBRAND_HTTP_PORT")
 
+    # --- provenance (docs/provenance.md) ------------------------------------------------------
+    # The C2PA signer: the operator's certificate chain (leaf first) and key, as files or PEM
+    # text. Unset: a local CA and signer made once in $ONBRAND_DATA_DIR/provenance.
+    c2pa_cert: Path | None = Field(default=None, alias="ONBRAND_C2PA_CERT")
+    c2pa_key: Path | None = Field(default=None, alias="ONBRAND_C2PA_KEY")
+    c2pa_cert_pem: str | None = Field(default=None, alias="ONBRAND_C2PA_CERT_PEM")
+    c2pa_key_pem: SecretStr | None = Field(default=None, alias="ONBRAND_C2PA_KEY_PEM")
+    c2pa_alg: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = Field(
+        default="es256", alias="ONBRAND_C2PA_ALG"
+    )
+    c2pa_tsa_url: str | None = Field(default=None, alias="ONBRAND_C2PA_TSA_URL")
+    c2pa_trust: Path | None = Field(default=None, alias="ONBRAND_C2PA_TRUST")
+    # The watermark's MAC key (at least 16 characters); unset: made once in the data directory.
+    # Workers on other machines must share it (set it everywhere) or their marks won't verify.
+    watermark_secret: SecretStr | None = Field(default=None, alias="ONBRAND_WATERMARK_SECRET")
+
     # --- engines -----------------------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")

@@ -18,6 +18,7 @@ import yarl
 
 from bots.discord.bot import OnbrandBot
 from bots.discord.sink import DiscordSink
+from bots.discord.verify import verifier_for
 from core.bootstrap import App
 from core.errors import ConfigError
 
@@ -55,6 +56,7 @@ async def serve_discord(
         raise ConfigError("DISCORD_TOKEN is not set; the Discord adapter needs the bot's token")
     with discord_endpoints(settings.discord_api_base, settings.discord_gateway_url):
         bot = bot or OnbrandBot(app.service, guild_ids=settings.discord_guild_ids)
+        bot.verifier = bot.verifier or verifier_for(app)
         delivery = app.delivery(bot.sink, sweep_interval_s=sweep_interval_s)
         tasks: list[asyncio.Task[None]] = []
         try:

@@ -32,6 +32,7 @@ from bots.discord.commands import install_commands
 from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
+from bots.discord.verify import Verifier
 from core import replies
 from core.delivery import announce
 from core.domain import Actor, MessageRef, Platform, ReplyTarget, RequestKey, ResultCard
@@ -169,6 +170,7 @@ class OnbrandBot(discord.Client):
         )
         self.tree = OnbrandTree(self)
         _guard_interaction_parser(self)
+        self.verifier: Verifier | None = None  # "Verify image" (bots.discord.verify)
         self.reactions_handled = 0  # reactions that reached the service (for tests and metrics)
         # Manage Server, as last seen per (guild, user): a reaction removal carries no member.
         self._managers: OrderedDict[tuple[int, int], bool] = OrderedDict()

@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 
 from bots.discord.images_in import MODES, ModeName, imagine_with_attachment, install_images_in
+from bots.discord.verify import verify_menu
 from core import replies
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def install_commands(bot: OnbrandBot) -> None:
     bot.tree.add_command(report_command(bot))
     bot.tree.add_command(AdminCommands(bot))
     install_images_in(bot)
+    bot.tree.add_command(verify_menu(bot))  # "Verify image" on a message (bots.discord.verify)
 
 
 def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:

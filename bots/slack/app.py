@@ -40,7 +40,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import http, render
+from bots.slack import http, render, verify
 from bots.slack.images_in import register_images_in
 from bots.slack.payloads import (
     MalformedPayload,
@@ -127,6 +127,7 @@ class SlackBot:
         self._people: dict[str, tuple[float, bool, str]] = {}  # user → (until, admin, name)
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.reactions = ReactionOrder()
+        self.app = app  # the "Verify image" shortcut reads the records (bots.slack.verify)
         self._register()
 
     # --- wiring ----------------------------------------------------------------------------
@@ -141,6 +142,7 @@ class SlackBot:
         bolt.event("reaction_removed")(self.on_reaction_removed)
         register_images_in(self)  # the "Imagine from this image" shortcut (bots/slack/images_in)
         bolt.error(self.on_error)
+        verify.register(self)
 
     @contextlib.asynccontextmanager
     async def _handling(

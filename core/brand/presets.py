@@ -179,6 +179,13 @@ class ImagePromptSpec(_Strict):
         return self
 
 
+class AiBadge(_Strict):
+    """A visible "AI" label on every image, for placements that need one."""
+
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "top-left"
+    size: float = Field(default=0.08, gt=0.0, le=0.5)  # badge height ÷ the image's shorter side
+
+
 class Limits(_Strict):
     images_per_user_per_day: int = Field(default=200, ge=1)
     queued_per_user: int = Field(default=3, ge=1)
@@ -199,6 +206,7 @@ class PresetSpec(_Strict):
     locked: tuple[LockKey, ...] = ()
     palette: tuple[str, ...] = ()
     watermark: Watermark | None = None
+    ai_badge: AiBadge | None = None
     limits: Limits = Limits()
     image_prompt: ImagePromptSpec = ImagePromptSpec()
     product: ProductSpec = ProductSpec()

@@ -58,6 +58,7 @@ def campaign_from_row(row: m.Campaign) -> Campaign:
         gpu_budget_seconds=row.gpu_budget_seconds,
         rush=row.rush,
         id=row.id,
+        share_prompt=row.share_prompt,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     Date,
     DateTime,
     Enum,
@@ -39,6 +40,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+WATERMARK_ID_SQL = (
+    "('x' || substr(md5(generation_id::text || ':' || \"index\"::text), 1, 10))::bit(40)::bigint"
+)
 
 
 def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
@@ -114,6 +120,7 @@ class Campaign(Base):
     ends_on: Mapped[date | None] = mapped_column(Date)
     gpu_budget_seconds: Mapped[float | None] = mapped_column(Float)
     rush: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    share_prompt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _now()
 
@@ -278,6 +285,11 @@ class Image(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     palette_score: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _now()
+    # The 40-bit id the invisible watermark carries (core.provenance.watermark.image_id_of
+    # computes the same), so verify finds an image from its mark alone.
+    watermark_id: Mapped[int] = mapped_column(
+        BigInteger, Computed(WATERMARK_ID_SQL, persisted=True), index=True
+    )
 
 
 class Feedback(Base):

@@ -208,6 +208,7 @@ class SqlRepository:
                 ends_on=campaign.ends_on,
                 gpu_budget_seconds=campaign.gpu_budget_seconds,
                 rush=campaign.rush,
+                share_prompt=campaign.share_prompt,
                 owner_id=owner_id,
             )
             .on_conflict_do_nothing(index_elements=[m.Campaign.name])

@@ -59,7 +59,11 @@ class ImageMetadata:
     model_hash: str | None = None  # A1111's short hash: 10 hex digits of the weights' sha256
     denoising_strength: float | None = None  # image-to-image strength (variations)
     resampled: str | None = None  # e.g. "lanczos x2" when upscaled by resampling, not a model
-    digital_source_type: str = DIGITAL_SOURCE_TYPE  # IPTC; core.jobs.images_in picks it
+    # IPTC Photo Metadata 2025.1: the source type, the AI system, and the prompt only when the
+    # campaign lets it travel (``prompt_information``; its writer already pseudonymised)
+    digital_source_type: str = DIGITAL_SOURCE_TYPE
+    prompt_information: str | None = None
+    prompt_writer: str | None = None
 
 
 def _a1111_quote(value: str) -> str:
@@ -124,10 +128,24 @@ def parameter_settings(parameters: str) -> dict[str, str]:
 
 
 def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
-    """An XMP packet that marks the image as AI-generated (IPTC ``trainedAlgorithmicMedia``)."""
+    """An XMP packet that marks the image as AI-generated (IPTC ``DigitalSourceType``) and, for
+    an original, names the AI system (IPTC 2025.1 ``AISystemUsed``, ``AISystemVersionUsed``)
+    and, when allowed, the prompt (``AIPromptInformation``, ``AIPromptWriterName``)."""
     description = "AI-generated image, made with onbrand"
+    source = DIGITAL_SOURCE_TYPE
+    ai = ""
     if meta is not None:
         description += f" (model {meta.model}, preset {meta.preset} {meta.preset_version})"
+        source = meta.digital_source_type
+        ai += f'    Iptc4xmpExt:AISystemUsed="{escape(meta.model, _ATTR)}"\n'
+        version = meta.model_hash or meta.preset_version
+        ai += f'    Iptc4xmpExt:AISystemVersionUsed="{escape(version, _ATTR)}"\n'
+        if meta.prompt_information is not None:
+            ai += (
+                f'    Iptc4xmpExt:AIPromptInformation="{escape(meta.prompt_information, _ATTR)}"\n'
+            )
+            if meta.prompt_writer:
+                ai += f'    Iptc4xmpExt:AIPromptWriterName="{escape(meta.prompt_writer, _ATTR)}"\n'
     description += "."
     source = meta.digital_source_type if meta is not None else DIGITAL_SOURCE_TYPE
     return (
@@ -139,7 +157,8 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
         '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
-        f'    Iptc4xmpExt:DigitalSourceType="{source}"\n'
+        f'    Iptc4xmpExt:DigitalSourceType="{escape(source, _ATTR)}"\n'
+        f"{ai}"
         '    photoshop:Credit="Made with AI (onbrand)"\n'
         f'    xmp:CreatorTool="{CREATOR}">\n'
         "   <dc:creator><rdf:Seq><rdf:li>onbrand</rdf:li></rdf:Seq></dc:creator>\n"
@@ -151,6 +170,21 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
         "</x:xmpmeta>\n"
         '<?xpacket end="w"?>'
     )
+
+
+_ATTR: Final = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+
+
+_XMP_FIELD = re.compile(r'Iptc4xmpExt:(\w+)="([^"]*)"')
+
+
+def iptc_fields(xmp: str) -> dict[str, str]:
+    """The ``Iptc4xmpExt`` attributes of an XMP packet we wrote (``DigitalSourceType``,
+    ``AISystemUsed``, ...), unescaped."""
+    from xml.sax.saxutils import unescape
+
+    inverse = {v: k for k, v in _ATTR.items()}
+    return {k: unescape(v, inverse) for k, v in _XMP_FIELD.findall(xmp)}
 
 
 def encode_png(image: Image.Image, metadata: ImageMetadata) -> bytes:

@@ -1,9 +1,16 @@
 """Finishing: an engine's pixels → the stored original.
 
-Every image is watermarked with the preset's logo (when it has one: checked on every use, decoded
-once per process, see ``watermark_logo``), encoded as PNG with A1111 ``parameters`` and an XMP AI
-disclosure (``core.imaging.metadata``), scored against the preset's palette, and durably stored by
-content hash; the work runs in threads, the images of a job concurrently.
+The order, for every file written: pixels → the preset's visible logo (when it has one: checked
+on every use, decoded once per process, see ``watermark_logo``) and "AI" badge (when it asks for
+one) → the invisible watermark
+(``core.provenance.watermark``: the image's watermark id and its MAC) → PNG with A1111
+``parameters`` and XMP/IPTC AI fields (``core.imaging.metadata``) → the C2PA signature
+(``core.provenance.sign``; a variation's or upscale's parent image is its ingredient) last.
+Nothing writes after signing. The image is scored against the preset's palette and durably
+stored by content hash; the work runs in threads, the images of a job concurrently.
+
+A configured signer that fails fails the job (with the reason in the log): an unsigned file is
+never stored in its place. The embedded default signer always works.
 
 The parameters are A1111's (``core.imaging.metadata.format_parameters``). Sampler, schedule type and
 model hash are what the engine reported for the call (``JobResult.sampling``); an engine that
@@ -30,11 +37,15 @@ from core.brand.presets import Preset
 from core.db.jobs import StartedJob, StoredImage
 from core.domain import GenerationKind
 from core.errors import PresetError
+from core.imaging.badge import apply_ai_badge
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
-from core.jobs.images_in import source_type, watermark_position
+from core.jobs.images_in import watermark_position
 from core.ports import ImageStore, Sampling
+from core.provenance import setup as provenance
+from core.provenance.sign import Facts, action_for, sign
+from core.provenance.watermark import embed, image_id_of
 from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
@@ -47,12 +58,16 @@ async def store_images(
     preset: Preset | None,
     images: Sequence[Image.Image],
     sampling: Sampling | None = None,
+    parent: bytes | None = None,
 ) -> list[StoredImage]:
-    """Watermark, tag, encode (in threads) and durably store every image, concurrently."""
+    """Watermark, tag, encode, sign (in threads) and durably store every image, concurrently.
+
+    ``parent`` is the file of the image a variation or upscale was made from: it becomes the
+    ingredient of each new image's C2PA manifest."""
     blocking = store if isinstance(store, BlockingPut) else None
 
     def finish(index: int, image: Image.Image) -> tuple[bytes, float | None]:
-        return finish_image(job, preset, index, image, sampling)
+        return finish_image(job, preset, index, image, sampling, parent)
 
     def encode_and_put(
         local: BlockingPut, index: int, image: Image.Image
@@ -87,9 +102,12 @@ def finish_image(
     index: int,
     image: Image.Image,
     sampling: Sampling | None = None,
+    parent: bytes | None = None,
 ) -> tuple[bytes, float | None]:
-    """The stored original: watermark, then PNG with A1111 ``parameters`` and XMP."""
+    """The stored original: logo, invisible watermark, PNG with A1111 ``parameters`` and XMP,
+    then the C2PA signature."""
     params = job.params
+    credentials = provenance.current()
     logo = watermark_logo(preset) if preset is not None else None
     if (
         preset is not None
@@ -105,6 +123,13 @@ def finish_image(
             opacity=mark.opacity,
             scale=mark.scale,
         )
+    if preset is not None and preset.ai_badge is not None:
+        badge = preset.ai_badge
+        image = apply_ai_badge(image, position=badge.position, size=badge.size)
+    score = palette_score(image, preset.palette) if preset and preset.palette else None
+    watermark_id = image_id_of(str(job.id), index)
+    image = embed(image, credentials.watermark_secret, watermark_id)
+    step = action_for(job.kind.value, parent is not None)
     if job.kind is GenerationKind.UPSCALE and job.source_index:
         # an upscale keeps its source's params: the source image's seed is its index's
         seed = dataclasses.replace(params, n=job.source_index).seeds()[-1]
@@ -132,10 +157,23 @@ def finish_image(
         resampled="lanczos x2"
         if job.kind is GenerationKind.UPSCALE and not params.upscaler
         else None,
-        digital_source_type=source_type(job.kind),
+        digital_source_type=step.source_type,
+        # the prompt travels only when its campaign allows it (the service then names a writer)
+        prompt_information=params.prompt if params.prompt_writer else None,
+        prompt_writer=params.prompt_writer,
     )
-    score = palette_score(image, preset.palette) if preset and preset.palette else None
-    return encode_png(image, meta), score
+    facts = Facts(
+        title=f"onbrand {job.id}#{index}",
+        kind=job.kind.value,
+        generation_id=str(job.id),
+        index=index,
+        watermark_id=watermark_id,
+        model=params.model,
+        engine=params.engine,
+        parent=parent if step.has_parent else None,
+        parent_title=f"onbrand {job.parent_id}#{job.source_index}" if job.parent_id else None,
+    )
+    return sign(encode_png(image, meta), facts, credentials.keys), score
 
 
 _LOGOS_KEPT = 8

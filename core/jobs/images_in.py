@@ -27,7 +27,6 @@ from core.domain import GenerationKind, Params
 from core.errors import UserError
 from core.imaging.brand import Position
 from core.imaging.canvas import cover
-from core.imaging.metadata import COMPOSITE_SOURCE_TYPE, DIGITAL_SOURCE_TYPE
 from core.imaging.product import (
     clear_corner,
     finish_product_shot,
@@ -48,7 +47,7 @@ from core.ports import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EDIT_KINDS", "IMAGE_KINDS", "run_with_upload", "source_type", "watermark_position"]
+__all__ = ["EDIT_KINDS", "IMAGE_KINDS", "run_with_upload", "watermark_position"]
 
 EDIT_KINDS = (GenerationKind.ZOOM_OUT, GenerationKind.PAN, GenerationKind.VARY_REGION)
 IMAGE_KINDS = (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT, *EDIT_KINDS)
@@ -108,12 +107,6 @@ async def run_with_upload(
         finish_product_shot(scene, source, box, shadow=shadow, ring=ring) for scene in result.images
     )
     return JobResult(result.job_id, shots, sampling=result.sampling)
-
-
-def source_type(kind: GenerationKind) -> str:
-    """IPTC DigitalSourceType by kind: a product shot composites a real photo
-    (``compositeWithTrainedAlgorithmicMedia``), everything else is ``trainedAlgorithmicMedia``."""
-    return COMPOSITE_SOURCE_TYPE if kind is GenerationKind.PRODUCT else DIGITAL_SOURCE_TYPE
 
 
 def watermark_position(

@@ -441,7 +441,11 @@ class Worker:
         self, job: StartedJob, images: Sequence[Image.Image], sampling: Sampling | None = None
     ) -> list[StoredImage]:
         preset = self.presets.get(job.params.preset)
-        return await store_images(self.store, job, preset, images, sampling)
+        parent = None  # a variation's or upscale's source file: its C2PA ingredient
+        if job.parent_id is not None and job.source_index is not None:
+            key = await jobs.source_image_key(self._connected(), job.parent_id, job.source_index)
+            parent = None if key is None else await self.store.get(key)
+        return await store_images(self.store, job, preset, images, sampling, parent)
 
 
 async def _keep_session(connection: Any) -> None:

@@ -29,6 +29,7 @@ class Campaigns(UseCase):
         ends_on: date | None = None,
         gpu_budget_seconds: float | None = None,
         rush: bool = False,
+        share_prompt: bool = False,
     ) -> Campaign:
         self._require(actor, Role.ADMIN, "create campaigns")
         self._check_ids(actor)
@@ -40,7 +41,10 @@ class Campaigns(UseCase):
         async with self._uow() as uow:
             owner = await uow.repo.ensure_user(actor)
             created = await uow.repo.add_campaign(
-                Campaign(name, preset, starts_on, ends_on, gpu_budget_seconds, rush), owner
+                Campaign(
+                    name, preset, starts_on, ends_on, gpu_budget_seconds, rush, None, share_prompt
+                ),
+                owner,
             )
             await uow.repo.audit(
                 actor_key(actor), "campaign.created", name, {"preset": preset}, created.id

@@ -3,6 +3,8 @@ then record and enqueue every request in one unit of work (or nothing)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import uuid
 
@@ -52,6 +54,8 @@ class Imagine(UseCase):
                         global_banned=self.config.global_banned,
                         seed_source=self._seed,
                     )
+                    if campaign is not None and campaign.share_prompt:
+                        params = dataclasses.replace(params, prompt_writer=pseudonym(actor))
                     planned.append((params, preset, campaign, request.prompt))
 
                 _, first_preset, first_campaign, _ = planned[0]
@@ -138,3 +142,10 @@ class Imagine(UseCase):
             )
             await uow.commit()
         log.info("blocked prompt from %s: term %r", actor_key(actor), blocked.term)
+
+
+def pseudonym(actor: Actor) -> str:
+    """The stable stand-in for a prompt's writer: the reports' formula
+    (``core.reports.queries.pseudonym``; a test checks that the two agree)."""
+    key = f"{actor.platform.value}:{actor.workspace_id}:{actor.user_id}"
+    return "user-" + hashlib.sha256(key.encode()).hexdigest()[:10]

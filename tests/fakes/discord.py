@@ -736,13 +736,15 @@ class FakeDiscord:
         *,
         components: list[dict[str, Any]] | None = None,
         author: FakeUser | None = None,
+        files: Sequence[UploadedFile] = (),
     ) -> StoredMessage:
-        """Put a message in a channel without telling the bot (as if sent before a restart)."""
+        """Put a message in a channel without telling the bot (as if sent before a restart);
+        ``files`` become its attachments, served by the fake CDN."""
         payload = self._message_payload(
             snowflake(),
             channel_id,
             {"content": content, "components": components or []},
-            [],
+            self._attachments(channel_id, files, []),
             author=author or self.bot,
         )
         message = StoredMessage(int(payload["id"]), channel_id, payload, source="seeded")
@@ -1126,25 +1128,6 @@ class FakeDiscord:
         )  # fmt: skip
         return await self._dispatch_interaction(payload)
 
-    async def dispatch_message_command(
-        self, name: str, message_id: int, *, user: FakeUser | None = None
-    ) -> InteractionRecord:
-        """A message context-menu command (type 3) on a stored message."""
-        message = self.messages[message_id]
-        command = self.command(name)
-        data = {
-            "id": command["id"],
-            "name": name,
-            "type": 3,
-            "target_id": str(message_id),
-            "resolved": {"messages": {str(message_id): message.payload}},
-        }
-        payload = self._interaction_base(
-            APPLICATION_COMMAND, data, user=user, channel_id=message.channel_id, guild_id=None,
-            locale="en-US",
-        )  # fmt: skip
-        return await self._dispatch_interaction(payload)
-
     async def dispatch_modal_submit(
         self,
         custom_id: str,
@@ -1162,6 +1145,36 @@ class FakeDiscord:
             MODAL_SUBMIT, {"custom_id": custom_id, "components": rows}, user=user,
             channel_id=channel_id, guild_id=None, locale="en-US",
         )  # fmt: skip
+        return await self._dispatch_interaction(payload)
+
+    async def dispatch_message_command(
+        self,
+        name: str,
+        message: StoredMessage,
+        *,
+        user: FakeUser | None = None,
+        guild_id: int | None = None,
+    ) -> InteractionRecord:
+        """INTERACTION_CREATE type 2 for a message context-menu command (type 3) on ``message``,
+        resolved as Discord sends it."""
+        command = self.command(name, guild_id)
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): message.payload}},
+        }
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        payload = self._interaction_base(
+            APPLICATION_COMMAND,
+            data,
+            user=user,
+            channel_id=message.channel_id,
+            guild_id=guild_id,
+            locale="en-US",
+        )
         return await self._dispatch_interaction(payload)
 
     async def dispatch_autocomplete(

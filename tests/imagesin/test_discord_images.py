@@ -106,7 +106,7 @@ async def test_the_message_command_opens_a_modal_and_imagines_from_the_image(
     attachment = h.fake.cdn_attachment(h.channel_id, "mood.jpg", _jpeg(), "image/jpeg")
     message = h.fake.seed_message(h.channel_id, "our mood board", author=h.user("ava"))
     message.payload["attachments"] = [attachment]
-    record = await h.fake.dispatch_message_command(MENU_NAME, message.id)
+    record = await h.fake.dispatch_message_command(MENU_NAME, message)
     await h.fake.wait_for(lambda _: record.callback is not None)
     assert record.callback is not None
     assert record.callback.type == CB_MODAL
@@ -126,7 +126,7 @@ async def test_the_message_command_opens_a_modal_and_imagines_from_the_image(
 
 async def test_a_message_without_an_image_gets_a_private_answer(h: Harness, db: Database) -> None:
     message = h.fake.seed_message(h.channel_id, "just words", author=h.user("ava"))
-    record = await h.fake.dispatch_message_command(MENU_NAME, message.id)
+    record = await h.fake.dispatch_message_command(MENU_NAME, message)
     await h.fake.wait_for(lambda _: record.callback is not None)
     assert record.callback is not None
     assert "has no image" in record.callback.data["content"]

@@ -80,3 +80,13 @@ def test_pipeline_bench(results_in_tmp: Path) -> None:
         assert row["value"] > 0
         assert 0 < float(row["extra"]["ratio"]) <= 1.05  # the bound is a bound (timer noise aside)
         assert row["extra"]["images"] == 12
+
+
+def test_provenance_bench(results_in_tmp: Path) -> None:
+    from bench import provenance
+
+    assert provenance.main(["--no-model", "--trials", "1", "--sizes", "128"]) == 0
+    record = recorded(results_in_tmp, "provenance")
+    names = [row["name"] for row in record["rows"]]  # type: ignore[attr-defined]
+    assert "C2PA sign 128px" in names
+    assert "photo 128px PSNR" in names
