@@ -41,7 +41,7 @@ from core.imaging.badge import apply_ai_badge
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
-from core.jobs.images_in import watermark_position
+from core.jobs.images_in import kept_pixels, watermark_position
 from core.ports import ImageStore, Sampling
 from core.provenance import setup as provenance
 from core.provenance.sign import Facts, action_for, sign
@@ -128,7 +128,8 @@ def finish_image(
         image = apply_ai_badge(image, position=badge.position, size=badge.size)
     score = palette_score(image, preset.palette) if preset and preset.palette else None
     watermark_id = image_id_of(str(job.id), index)
-    image = embed(image, credentials.watermark_secret, watermark_id)
+    keep = kept_pixels(job.kind, params, image.size)  # a product, an edit's original: untouched
+    image = embed(image, credentials.watermark_secret, watermark_id, keep=keep)
     step = action_for(job.kind.value, parent is not None)
     if job.kind is GenerationKind.UPSCALE and job.source_index:
         # an upscale keeps its source's params: the source image's seed is its index's

@@ -19,6 +19,8 @@ from __future__ import annotations
 import io
 import logging
 
+import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from core.brand.presets import Preset
@@ -47,10 +49,18 @@ from core.ports import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EDIT_KINDS", "IMAGE_KINDS", "run_with_upload", "watermark_position"]
+__all__ = [
+    "EDIT_KINDS",
+    "IMAGE_KINDS",
+    "kept_pixels",
+    "run_with_upload",
+    "watermark_position",
+]
 
 EDIT_KINDS = (GenerationKind.ZOOM_OUT, GenerationKind.PAN, GenerationKind.VARY_REGION)
 IMAGE_KINDS = (GenerationKind.IMAGE_PROMPT, GenerationKind.PRODUCT, *EDIT_KINDS)
+KEEPS_BOX = (GenerationKind.PRODUCT, GenerationKind.ZOOM_OUT, GenerationKind.PAN)  # product_box
+Kept = npt.NDArray[np.bool_]
 
 
 async def run_with_upload(
@@ -107,6 +117,24 @@ async def run_with_upload(
         finish_product_shot(scene, source, box, shadow=shadow, ring=ring) for scene in result.images
     )
     return JobResult(result.job_id, shots, sampling=result.sampling)
+
+
+def kept_pixels(kind: GenerationKind, params: Params, size: tuple[int, int]) -> Kept | None:
+    """The pixels a product shot or an edit keeps bit for bit (True), for the finishing steps
+    that touch every pixel (the invisible watermark): the product's box, the original a zoom-out
+    or pan keeps, everything outside a varied region. ``None`` for other kinds."""
+    width, height = size
+    if kind is GenerationKind.VARY_REGION and params.edit_region is not None:
+        x, y, w, h = params.edit_region
+        keep = np.ones((height, width), dtype=bool)
+        keep[y : y + h, x : x + w] = False
+        return keep
+    if kind in KEEPS_BOX and params.product_box is not None:
+        x, y, w, h = params.product_box
+        keep = np.zeros((height, width), dtype=bool)
+        keep[y : y + h, x : x + w] = True
+        return keep
+    return None
 
 
 def watermark_position(

@@ -123,9 +123,18 @@ def _luma(rgb: F32) -> F32:
 
 
 def embed(
-    image: Image.Image, secret: bytes, image_id: int, strength: float = STRENGTH
+    image: Image.Image,
+    secret: bytes,
+    image_id: int,
+    strength: float = STRENGTH,
+    *,
+    keep: npt.NDArray[np.bool_] | None = None,
 ) -> Image.Image:
     """``image`` with the watermark of ``image_id`` added (RGB or RGBA; alpha is kept).
+
+    ``keep`` (height × width, True where a pixel must stay exactly as it is: a product shot's
+    product, the original a zoom-out or pan keeps) leaves those pixels untouched; the mark lives
+    in the rest of the image.
 
     Embedding checks itself: it reads the marked pixels back as the reader would and gives
     bits that came out weak (strong edges or saturated colours under their cells) more strength,
@@ -142,6 +151,8 @@ def embed(
     y = _luma(rgb)
     activity = _box(np.abs(y - _box(y, 2)), 3)
     mask = strength * np.clip(0.67 + activity / 6.0, 0.67, 2.0)
+    if keep is not None:
+        mask = np.where(keep, 0.0, mask).astype(np.float32)
     gains = np.ones(PAYLOAD_BITS)
     marked = rgb
     for _ in range(_ROUNDS):
