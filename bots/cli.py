@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from bots import cli_memory
 from bots.cli_admin import campaign_app, presets_app
 from bots.cli_common import (
     check_arguments,
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
+app.command("search")(cli_memory.search)
 
 
 @app.callback()

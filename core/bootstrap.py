@@ -111,8 +111,16 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     presets = load_brand_presets(settings)
     store = build_store(settings)
     db = await open_database(settings, migrate=migrate)
+    from core.memory.store import MemoryStore
+
     reports = report_source(db, store)
-    service = Service(sql_uow_factory(db), presets, service_config(settings), reports=reports)
+    service = Service(
+        sql_uow_factory(db),
+        presets,
+        service_config(settings),
+        reports=reports,
+        memory=MemoryStore(db),
+    )
     return App(settings, db, service, store)
 
 

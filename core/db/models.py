@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     Date,
     DateTime,
     Enum,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.domain import FeedbackKind, GenerationKind, GenerationStatus
@@ -60,6 +61,13 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSONB,
         datetime: DateTime(timezone=True),
     }
+
+
+SEARCH_DOC = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(raw_prompt, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(final_prompt, '')), 'B') || "
+    "setweight(to_tsvector('simple'::regconfig, coalesce(preset_name, '')), 'C')"
+)
 
 
 def _now() -> Mapped[datetime]:
@@ -167,6 +175,14 @@ class Generation(Base):
             "finished_at",
             postgresql_where=text("delivered_at IS NULL AND undeliverable IS NULL"),
         ),
+        # Search (core.memory): the weighted document and trigrams of the prompt for typos.
+        Index("ix_generations_search_doc", "search_doc", postgresql_using="gin"),
+        Index(
+            "ix_generations_raw_prompt_trgm",
+            "raw_prompt",
+            postgresql_using="gin",
+            postgresql_ops={"raw_prompt": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -202,6 +218,8 @@ class Generation(Base):
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     delivery_retry_at: Mapped[datetime | None]
     undeliverable: Mapped[str | None] = mapped_column(Text)
+    # What keyword search reads: prompt (A), final prompt (B), preset (C); PostgreSQL keeps it.
+    search_doc: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOC, persisted=True))
 
 
 class Message(Base):
@@ -227,6 +245,7 @@ class Image(Base):
         UniqueConstraint("generation_id", "index"),
         # Deduplicated (one entry per generation): campaign reports count images through it.
         Index("ix_images_generation_id", "generation_id"),
+        Index("ix_images_unhashed", "id", postgresql_where=text("phash IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -240,6 +259,8 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     palette_score: Mapped[float | None] = mapped_column(Float)
+    # 64-bit perceptual hash of the original (core.memory.phash); NULL until indexed.
+    phash: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _now()
 
 

@@ -1,0 +1,201 @@
+"""Keyword search and "more like this" in SQL, scoped to a workspace.
+
+Keyword: ``generations.search_doc`` (a generated, weighted tsvector: prompt A, final prompt B,
+preset C) matched with ``websearch_to_tsquery`` through its GIN index, OR'd with pg_trgm word
+similarity of the raw prompt (typos: "blu sqare"), OR a campaign whose name matches. The score
+adds the cover-density rank, a bonus when the words appear as a phrase, and the trigram word
+similarity, so "blue square" puts "a blue square on red" above "a red square on blue".
+
+More like this (``--like GEN:INDEX``): images ordered by the Hamming distance between their
+64-bit perceptual hashes and the given image's (``bit_count(a # b)``); the image itself is at
+distance 0, so it comes first. With no embedding model configured this is what "similar"
+means: the same picture or a close edit of it (crops, colour shifts, recompression), not "the
+same subject".
+
+Every fragment below is a fixed string chosen by which filters are set; user text is only ever
+a bound parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.database import Database
+from core.errors import NotFound
+from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
+
+__all__ = ["PSEUDONYM_SQL", "search"]
+
+# The reports' pseudonym (core.reports.queries.pseudonym), for users u in workspaces w.
+PSEUDONYM_SQL = (
+    "'user-' || left(encode(sha256(convert_to("
+    "u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')), 'hex'), 10)"
+)
+
+_MATCH = """(g.search_doc @@ q.tq OR :q <% g.raw_prompt
+             OR g.campaign_id = ANY (ARRAY(SELECT id FROM campaigns
+                                           WHERE to_tsvector('simple', name) @@ q.sq)))"""
+_SCORE = """(ts_rank_cd(g.search_doc, q.tq, 1)
+            + CASE WHEN numnode(q.pq) > 0 AND g.search_doc @@ q.pq THEN 1.0 ELSE 0.0 END
+            + word_similarity(:q, g.raw_prompt))"""
+
+_FILTERS = {
+    "scope": "w.platform = :platform AND w.external_id = :workspace",
+    "campaign": "g.campaign_id = :campaign_id",
+    "since": "g.queued_at >= :since",
+    "user": f"(u.external_id = :user OR lower(u.display_name) = lower(:user) "
+    f"OR {PSEUDONYM_SQL} = :user)",
+    "approved": """EXISTS (SELECT 1 FROM feedback f WHERE f.generation_id = im.generation_id
+                   AND f.kind = 'approve' AND (f.image_id = im.id OR f.image_id IS NULL))""",
+    "favourites": """EXISTS (SELECT 1 FROM feedback f WHERE f.generation_id = im.generation_id
+                     AND f.kind = 'favourite' AND (f.image_id = im.id OR f.image_id IS NULL))""",
+    "hashed": "im.phash IS NOT NULL",
+}
+
+_SEARCH = """
+WITH q AS (
+    SELECT websearch_to_tsquery('english', :q) AS tq, phraseto_tsquery('english', :q) AS pq,
+           websearch_to_tsquery('simple', :q) AS sq
+)
+SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
+       {pseudonym} AS "user", g.queued_at AS created_at, g.status, g.kind,
+       im.storage_key,
+       EXISTS (SELECT 1 FROM feedback f WHERE f.generation_id = im.generation_id
+               AND f.kind = 'approve' AND (f.image_id = im.id OR f.image_id IS NULL))
+           AS approved,
+       (SELECT count(*) FROM feedback f WHERE f.generation_id = im.generation_id
+               AND f.kind = 'favourite' AND f.image_id = im.id) AS favourites,
+       {score} AS score,
+       {distance} AS distance
+FROM q, generations g
+JOIN images im ON im.generation_id = g.id
+JOIN users u ON u.id = g.user_id
+JOIN workspaces w ON w.id = u.workspace_id
+LEFT JOIN campaigns c ON c.id = g.campaign_id
+WHERE {where}
+ORDER BY {order}
+LIMIT :limit
+"""
+
+_DISTANCE = "bit_count((im.phash # :phash)::bit(64))"
+
+
+async def search(
+    db: Database | AsyncSession, query: str, filters: SearchFilters, scope: Scope
+) -> SearchResult:
+    """The images that match ``query`` (and ``filters``) in ``scope``, best first.
+
+    An empty query with no ``like`` lists the newest matches of the filters. Raises
+    ``NotFound`` for an unknown campaign or a ``like`` image that doesn't exist in scope.
+    """
+    filters = filters.check()
+    query = query.strip()
+    if isinstance(db, Database):
+        async with db.sessions() as session:
+            return await _search(session, query, filters, scope)
+    return await _search(db, query, filters, scope)
+
+
+async def _search(
+    session: AsyncSession, query: str, filters: SearchFilters, scope: Scope
+) -> SearchResult:
+    params: dict[str, Any] = {"q": query, "limit": filters.limit}
+    where: list[str] = []
+    notes: list[str] = []
+    if not scope.everywhere:
+        where.append(_FILTERS["scope"])
+        params |= {"platform": scope.platform, "workspace": scope.workspace}
+    if filters.campaign is not None:
+        campaign_id = await session.scalar(
+            text("SELECT id FROM campaigns WHERE name = :name"), {"name": filters.campaign}
+        )
+        if campaign_id is None:
+            raise NotFound(f"There is no campaign called {filters.campaign}.")
+        where.append(_FILTERS["campaign"])
+        params["campaign_id"] = campaign_id
+    if filters.since is not None:
+        where.append(_FILTERS["since"])
+        params["since"] = filters.since
+    if filters.user is not None:
+        where.append(_FILTERS["user"])
+        params["user"] = filters.user
+    for flag in ("approved", "favourites"):
+        if getattr(filters, flag):
+            where.append(_FILTERS[flag])
+    if query:
+        where.append(_MATCH)
+        score = _SCORE
+    else:
+        score = "0.0"
+    distance = "NULL::int"
+    order = "score DESC, g.queued_at DESC, im.generation_id, im.index"
+    if filters.like is not None:
+        phash = await _phash_of(session, filters.like, scope)
+        where.append(_FILTERS["hashed"])
+        params["phash"] = phash
+        distance = _DISTANCE
+        params |= {"like_gen": filters.like.generation_id, "like_index": filters.like.index}
+        order = (  # the image itself first, also when a copy of it is just as close
+            f"{_DISTANCE}, (im.generation_id = :like_gen AND im.index = :like_index) DESC, "
+            "score DESC, g.queued_at DESC, im.generation_id, im.index"
+        )
+        notes.append("more like this: by perceptual hash (the same picture or a close edit)")
+    sql = _SEARCH.format(
+        pseudonym=PSEUDONYM_SQL,
+        score=score,
+        distance=distance,
+        where=" AND ".join(where) or "true",
+        order=order,
+    )
+    rows = (await session.execute(text(sql), params)).mappings().all()
+    hits = tuple(
+        Hit(
+            generation_id=r["generation_id"],
+            index=r["index"],
+            prompt=r["prompt"],
+            campaign=r["campaign"],
+            user=r["user"],
+            created_at=r["created_at"],
+            status=r["status"],
+            kind=r["kind"],
+            approved=r["approved"],
+            favourites=r["favourites"],
+            storage_key=r["storage_key"],
+            score=float(r["score"]),
+            distance=r["distance"],
+        )
+        for r in rows
+    )
+    return SearchResult(query, filters, hits, tuple(notes))
+
+
+async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:
+    """The perceptual hash of ``ref``, hashing it now if the indexer hasn't yet."""
+    where = "" if scope.everywhere else f"AND {_FILTERS['scope']}"
+    row = (
+        await session.execute(
+            text(
+                f"""SELECT im.id, im.phash, im.storage_key FROM images im
+                JOIN generations g ON g.id = im.generation_id
+                JOIN users u ON u.id = g.user_id JOIN workspaces w ON w.id = u.workspace_id
+                WHERE im.generation_id = :gen AND im.index = :index {where}"""
+            ),
+            {
+                "gen": ref.generation_id,
+                "index": ref.index,
+                "platform": scope.platform,
+                "workspace": scope.workspace,
+            },
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"There is no image {ref} here; check the id and the image number.")
+    if row.phash is None:
+        raise NotFound(
+            f"Image {ref} has not been indexed yet; try again in a minute, or run "
+            "`onbrand search reindex`."
+        )
+    return int(row.phash)

@@ -1,0 +1,79 @@
+"""memory: keyword search over generations, perceptual hashes of images
+
+Revision ID: a7d3e91f4c20
+Revises: 5b1e0c2d7a90
+Create Date: 2026-12-06 14:20:00.000000
+
+Search reads PostgreSQL full-text and trigram indexes (``core.memory``):
+
+- ``pg_trgm`` (a contrib extension: on PostgreSQL 15 from the distribution and on the embedded
+  server) for typo-tolerant matching of prompts;
+- ``generations.search_doc``: a generated, weighted ``tsvector`` (raw prompt A, final prompt B,
+  preset name C) kept current by PostgreSQL itself, with a GIN index;
+- a trigram GIN index on ``raw_prompt``;
+- ``images.phash``: the 64-bit perceptual hash of each original (NULL until the indexer has
+  hashed it), with a partial index that finds the ones still to hash.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "a7d3e91f4c20"
+down_revision: str | Sequence[str] | None = "5b1e0c2d7a90"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SEARCH_DOC = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(raw_prompt, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(final_prompt, '')), 'B') || "
+    "setweight(to_tsvector('simple'::regconfig, coalesce(preset_name, '')), 'C')"
+)
+
+
+def upgrade() -> None:
+    """pg_trgm, the search document and its index, the trigram index, the phash column."""
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.add_column(
+        "generations",
+        sa.Column(
+            "search_doc",
+            postgresql.TSVECTOR(),
+            sa.Computed(SEARCH_DOC, persisted=True),
+            nullable=True,
+        ),
+    )
+    op.create_index(
+        "ix_generations_search_doc",
+        "generations",
+        ["search_doc"],
+        unique=False,
+        postgresql_using="gin",
+    )
+    op.create_index(
+        "ix_generations_raw_prompt_trgm",
+        "generations",
+        ["raw_prompt"],
+        unique=False,
+        postgresql_using="gin",
+        postgresql_ops={"raw_prompt": "gin_trgm_ops"},
+    )
+    op.add_column("images", sa.Column("phash", sa.BigInteger(), nullable=True))
+    op.create_index(
+        "ix_images_unhashed",
+        "images",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("phash IS NULL"),
+    )
+
+
+def downgrade() -> None:
+    """Drop what upgrade made (the extension stays: other databases objects may use it)."""
+    op.drop_index("ix_images_unhashed", table_name="images")
+    op.drop_column("images", "phash")
+    op.drop_index("ix_generations_raw_prompt_trgm", table_name="generations")
+    op.drop_index("ix_generations_search_doc", table_name="generations")
+    op.drop_column("generations", "search_doc")
