@@ -181,6 +181,7 @@ def imagine(
             ) from None
         for path in paths:
             out.print(str(path), highlight=False)
+        await cli_memory.index_new(app, [g.id for g in generations])
         failed = [g for g in generations if g.status is not GenerationStatus.DONE]
         for g in failed:
             err.print(f"[red]{g.status.value}:[/red] {g.error or g.id}", highlight=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,6 +15,17 @@ from core.memory.model import MAX_RESULTS, Hit, ImageRef, SearchFilters, SearchR
 
 if TYPE_CHECKING:
     from core.bootstrap import App
+
+
+async def index_new(app: App, generation_ids: list[uuid.UUID]) -> None:
+    """Hash the images just made (so ``--like`` finds them at once); quietly nothing without
+    the memory extra: ``onbrand search reindex`` catches up later."""
+    import importlib.util
+
+    from core.memory.indexer import hash_pending
+
+    if importlib.util.find_spec("imagehash") is not None:
+        await hash_pending(app.db, app.store, only=generation_ids)
 
 
 def _path(app: App, key: str) -> str:

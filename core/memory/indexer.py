@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import text
 
@@ -27,10 +30,11 @@ BATCH = 64
 
 _CLAIM = """
 SELECT id, storage_key FROM images
-WHERE phash IS NULL AND NOT (id = ANY (:skip))
+WHERE phash IS NULL AND NOT (id = ANY (:skip)) {only}
 ORDER BY id LIMIT :batch
 FOR UPDATE SKIP LOCKED
 """
+_ONLY = "AND generation_id = ANY (CAST(:only AS uuid[]))"
 _SAVE = """
 UPDATE images SET phash = v.phash
 FROM unnest(CAST(:ids AS bigint[]), CAST(:hashes AS bigint[])) AS v(id, phash)
@@ -44,13 +48,23 @@ async def unhashed(db: Database) -> int:
 
 
 async def hash_pending(
-    db: Database, store: ImageStore, *, batch: int = BATCH, skip: set[int] | None = None
+    db: Database,
+    store: ImageStore,
+    *,
+    batch: int = BATCH,
+    skip: set[int] | None = None,
+    only: Sequence[uuid.UUID] | None = None,
 ) -> int:
-    """Hash one batch of unhashed images; the number claimed (0: none left). Images missing
-    from the store are added to ``skip`` (and logged) so a later batch doesn't claim them."""
+    """Hash one batch of unhashed images (of the generations ``only``, if given); the number
+    claimed (0: none left). Images missing from the store are added to ``skip`` (and logged) so
+    a later batch doesn't claim them."""
     skip = skip if skip is not None else set()
+    params: dict[str, Any] = {"skip": sorted(skip), "batch": batch}
+    if only is not None:
+        params["only"] = list(only)
+    claim = _CLAIM.format(only=_ONLY if only is not None else "")
     async with db.transaction() as session:
-        rows = (await session.execute(text(_CLAIM), {"skip": sorted(skip), "batch": batch})).all()
+        rows = (await session.execute(text(claim), params)).all()
         ids: list[int] = []
         hashes: list[int] = []
         for image_id, key in rows:
@@ -137,3 +151,28 @@ class Indexer:
             log.warning(
                 "indexer can't listen for events (%s); hashing every %g s", exc, self.interval_s
             )
+
+
+@contextlib.asynccontextmanager
+async def indexing(db: Database, store: ImageStore, *, enabled: bool = True) -> AsyncIterator[None]:
+    """An ``Indexer`` running for as long as the block (a worker's life) lasts. Without
+    imagehash installed (the memory extra) it says so once and hashes nothing."""
+    if not enabled:
+        yield
+        return
+    if importlib.util.find_spec("imagehash") is None:
+        log.warning(
+            "perceptual hashes are off: install onbrand[memory] (imagehash) for more-like-this "
+            "and near-duplicate warnings, then run `onbrand search reindex`"
+        )
+        yield
+        return
+    indexer = Indexer(db, store)
+    task = asyncio.create_task(indexer.run(), name="indexer")
+    try:
+        yield
+    finally:
+        indexer.stop()
+        await asyncio.wait([task], timeout=5)
+        if not task.done():
+            task.cancel()

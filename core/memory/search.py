@@ -1,8 +1,9 @@
 """Keyword search and "more like this" in SQL, scoped to a workspace.
 
 Keyword: ``generations.search_doc`` (a generated, weighted tsvector: prompt A, final prompt B,
-preset C) matched with ``websearch_to_tsquery`` through its GIN index, OR'd with pg_trgm word
-similarity of the raw prompt (typos: "blu sqare"), OR a campaign whose name matches. The score
+preset C) matched with ``websearch_to_tsquery`` through its GIN index, OR every query word
+trigram-similar to a word of the raw prompt (pg_trgm, typos: "blu sqare"), OR a campaign whose
+name matches. The score
 adds the cover-density rank, a bonus when the words appear as a phrase, and the trigram word
 similarity, so "blue square" puts "a blue square on red" above "a red square on blue".
 
@@ -18,6 +19,7 @@ a bound parameter.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import text
@@ -35,9 +37,11 @@ PSEUDONYM_SQL = (
     "u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')), 'hex'), 10)"
 )
 
-_MATCH = """(g.search_doc @@ q.tq OR :q <% g.raw_prompt
+_MATCH = """(g.search_doc @@ q.tq OR {fuzzy}
              OR g.campaign_id = ANY (ARRAY(SELECT id FROM campaigns
                                            WHERE to_tsvector('simple', name) @@ q.sq)))"""
+FUZZY_WORDS = 8  # the most query words matched one by one with trigrams
+FUZZY_THRESHOLD = 0.4  # pg_trgm word similarity that counts as "the same word, mistyped"
 _SCORE = """(ts_rank_cd(g.search_doc, q.tq, 1)
             + CASE WHEN numnode(q.pq) > 0 AND g.search_doc @@ q.pq THEN 1.0 ELSE 0.0 END
             + word_similarity(:q, g.raw_prompt))"""
@@ -126,8 +130,18 @@ async def _search(
         if getattr(filters, flag):
             where.append(_FILTERS[flag])
     if query:
-        where.append(_MATCH)
+        # Typos: every query word of 3+ letters must be like some word of the prompt (trigram
+        # word similarity through the GIN index; one condition per word, ANDed).
+        words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w{3,}", query)))
+        words = words[:FUZZY_WORDS]
+        params |= {f"w{i}": w for i, w in enumerate(words)}
+        fuzzy = " AND ".join(f":w{i} <% g.raw_prompt" for i in range(len(words))) or "false"
+        where.append(_MATCH.format(fuzzy=f"({fuzzy})"))
         score = _SCORE
+        await session.execute(
+            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
+            {"t": str(FUZZY_THRESHOLD)},
+        )
     else:
         score = "0.0"
     distance = "NULL::int"

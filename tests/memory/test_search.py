@@ -49,6 +49,9 @@ async def test_blue_square_comes_first_and_red_square_after(team: Database) -> N
 
 
 async def test_typos_still_find_it(team: Database) -> None:
+    found = await search(team, "blu sqare", SearchFilters(limit=50), T1)
+    assert found.hits[0].prompt == "a blue square on a red background"
+    assert {h.generation_id for h in found.hits} == {B1, V1, U1, B2}
     found = await search(team, "yelow circel", SearchFilters(), T1)
     assert found.hits
     assert {h.generation_id for h in found.hits} == {B3}
