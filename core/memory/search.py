@@ -29,7 +29,7 @@ from core.db.database import Database
 from core.errors import NotFound
 from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
 
-__all__ = ["PSEUDONYM_SQL", "search"]
+__all__ = ["PSEUDONYM_SQL", "has_trigrams", "search"]
 
 # The reports' pseudonym (core.reports.queries.pseudonym), for users u in workspaces w.
 PSEUDONYM_SQL = (
@@ -44,7 +44,10 @@ FUZZY_WORDS = 8  # the most query words matched one by one with trigrams
 FUZZY_THRESHOLD = 0.4  # pg_trgm word similarity that counts as "the same word, mistyped"
 _SCORE = """(ts_rank_cd(g.search_doc, q.tq, 1)
             + CASE WHEN numnode(q.pq) > 0 AND g.search_doc @@ q.pq THEN 1.0 ELSE 0.0 END
-            + word_similarity(:q, g.raw_prompt))"""
+            + {similarity})"""
+_SIMILARITY = "word_similarity(:q, g.raw_prompt)"
+# Without pg_trgm (the embedded server): every query word as a prefix ("blu" finds "blue").
+_PREFIXES = "g.search_doc @@ to_tsquery('simple', :prefixes)"
 
 _FILTERS = {
     "scope": "w.platform = :platform AND w.external_id = :workspace",
@@ -87,24 +90,42 @@ LIMIT :limit
 _DISTANCE = "bit_count((im.phash # :phash)::bit(64))"
 
 
+async def has_trigrams(session: AsyncSession) -> bool:
+    """Whether pg_trgm is installed in this database (the migration adds it where it can)."""
+    found = await session.scalar(
+        text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")
+    )
+    return bool(found)
+
+
 async def search(
-    db: Database | AsyncSession, query: str, filters: SearchFilters, scope: Scope
+    db: Database | AsyncSession,
+    query: str,
+    filters: SearchFilters,
+    scope: Scope,
+    *,
+    trigrams: bool | None = None,
 ) -> SearchResult:
     """The images that match ``query`` (and ``filters``) in ``scope``, best first.
 
     An empty query with no ``like`` lists the newest matches of the filters. Raises
     ``NotFound`` for an unknown campaign or a ``like`` image that doesn't exist in scope.
+    ``trigrams``: whether pg_trgm is there (None: ask the server).
     """
     filters = filters.check()
     query = query.strip()
     if isinstance(db, Database):
         async with db.sessions() as session:
-            return await _search(session, query, filters, scope)
-    return await _search(db, query, filters, scope)
+            return await _search(session, query, filters, scope, trigrams)
+    return await _search(db, query, filters, scope, trigrams)
 
 
 async def _search(
-    session: AsyncSession, query: str, filters: SearchFilters, scope: Scope
+    session: AsyncSession,
+    query: str,
+    filters: SearchFilters,
+    scope: Scope,
+    trigrams: bool | None,
 ) -> SearchResult:
     params: dict[str, Any] = {"q": query, "limit": filters.limit}
     where: list[str] = []
@@ -130,18 +151,28 @@ async def _search(
         if getattr(filters, flag):
             where.append(_FILTERS[flag])
     if query:
-        # Typos: every query word of 3+ letters must be like some word of the prompt (trigram
-        # word similarity through the GIN index; one condition per word, ANDed).
         words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w{3,}", query)))
         words = words[:FUZZY_WORDS]
-        params |= {f"w{i}": w for i, w in enumerate(words)}
-        fuzzy = " AND ".join(f":w{i} <% g.raw_prompt" for i in range(len(words))) or "false"
+        if trigrams is None:
+            trigrams = await has_trigrams(session)
+        if trigrams:
+            # Typos: every query word of 3+ letters must be like some word of the prompt
+            # (trigram word similarity through the GIN index; one condition per word, ANDed).
+            params |= {f"w{i}": w for i, w in enumerate(words)}
+            fuzzy = " AND ".join(f":w{i} <% g.raw_prompt" for i in range(len(words))) or "false"
+            score = _SCORE.format(similarity=_SIMILARITY)
+            await session.execute(
+                text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
+                {"t": str(FUZZY_THRESHOLD)},
+            )
+        else:
+            plain = [w for w in words if re.fullmatch(r"[^\W_]+", w)]
+            params["prefixes"] = " & ".join(f"{w}:*" for w in plain)
+            fuzzy = _PREFIXES if plain else "false"
+            closeness = "ts_rank_cd(g.search_doc, to_tsquery('simple', :prefixes), 1)"
+            score = _SCORE.format(similarity=closeness if plain else "0.0")
+            notes.append("typo tolerance is off: this server has no pg_trgm (prefixes only)")
         where.append(_MATCH.format(fuzzy=f"({fuzzy})"))
-        score = _SCORE
-        await session.execute(
-            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
-            {"t": str(FUZZY_THRESHOLD)},
-        )
     else:
         score = "0.0"
     distance = "NULL::int"

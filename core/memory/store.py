@@ -9,9 +9,42 @@ from core.memory import search as _search
 from core.memory.model import Scope, SearchFilters, SearchResult
 
 
-@dataclass(frozen=True)
+@dataclass
 class MemoryStore:
     db: Database
+    trigrams: bool | None = None  # pg_trgm installed? (asked once, on the first search)
 
     async def search(self, query: str, filters: SearchFilters, scope: Scope) -> SearchResult:
-        return await _search.search(self.db, query, filters, scope)
+        if self.trigrams is None:
+            async with self.db.sessions() as session:
+                self.trigrams = await _search.has_trigrams(session)
+        return await _search.search(self.db, query, filters, scope, trigrams=self.trigrams)
+
+
+async def search_features(db: Database) -> tuple[bool, str]:
+    """What search can do on this server, in words for ``onbrand doctor``: (ok, detail)."""
+    import importlib.util
+
+    from sqlalchemy import text
+
+    async with db.sessions() as session:
+        installed = set((await session.execute(text("SELECT extname FROM pg_extension"))).scalars())
+        available = set(
+            (
+                await session.execute(
+                    text("SELECT name FROM pg_available_extensions WHERE name = 'vector'")
+                )
+            ).scalars()
+        )
+    parts = [
+        "keyword search with typo tolerance (pg_trgm)"
+        if "pg_trgm" in installed
+        else "keyword search without typo tolerance: this server has no pg_trgm (prefixes only)",
+        "vectors: pgvector available, no embedding model configured (keyword-only)"
+        if "vector" in available
+        else "vectors: no pgvector on this server (keyword-only)",
+        "more like this by perceptual hash"
+        if importlib.util.find_spec("imagehash") is not None
+        else "no perceptual hashes: install onbrand[memory] (imagehash)",
+    ]
+    return True, "; ".join(parts)

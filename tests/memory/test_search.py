@@ -57,6 +57,14 @@ async def test_typos_still_find_it(team: Database) -> None:
     assert {h.generation_id for h in found.hits} == {B3}
 
 
+async def test_without_pg_trgm_words_match_as_prefixes(team: Database) -> None:
+    # the embedded server has no pg_trgm: there a cut-short word still finds, a typo doesn't
+    found = await search(team, "yell circ", SearchFilters(), T1, trigrams=False)
+    assert {h.generation_id for h in found.hits} == {B3}
+    assert any("pg_trgm" in note for note in found.notes)
+    assert (await search(team, "yelow circel", SearchFilters(), T1, trigrams=False)).hits == ()
+
+
 async def test_another_workspace_is_never_seen(team: Database) -> None:
     everything = await ids(team, "blue square", limit=50)
     assert not any(i.startswith(str(E1)) for i in everything)
