@@ -119,7 +119,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         presets,
         service_config(settings),
         reports=reports,
-        memory=MemoryStore(db),
+        memory=MemoryStore(db, store),
     )
     return App(settings, db, service, store)
 

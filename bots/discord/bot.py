@@ -26,6 +26,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bots.discord import search
 from bots.discord.buttons import ActionButton
 from bots.discord.commands import install_commands
 from bots.discord.render import COLOUR, clip, reply_content
@@ -262,7 +263,8 @@ class OnbrandBot(discord.Client):
         try:
             actor = await self._reaction_actor(payload)
             ref = MessageRef(Platform.DISCORD, str(payload.channel_id), str(payload.message_id))
-            await self.service.react(ref, str(payload.emoji), actor, added=added)
+            warning = await self.service.react_reply(ref, str(payload.emoji), actor, added=added)
+            await search.warn_privately(self, payload.user_id, warning)
         except Exception:  # a task boundary: nobody to answer, so the log says it all
             log.exception(
                 "reaction %s on message %s failed [reference %s]",

@@ -40,7 +40,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import http, render
+from bots.slack import http, render, search
 from bots.slack.payloads import MalformedPayload, field, listener, part, required, sender, who
 from bots.slack.reactions import ReactionOrder
 from bots.slack.sink import SlackSink
@@ -314,7 +314,8 @@ class SlackBot:
             team = field(body, "team_id") or context.team_id or ""
             actor = await self.actor(team, user_id)
             message = MessageRef(Platform.SLACK, channel, ts)
-            await self.service.react(message, emoji, actor, added=added)
+            warning = await self.service.react_reply(message, emoji, actor, added=added)
+            await search.warn_privately(self.client, channel, user_id, warning)
 
     # --- /imagine-report -------------------------------------------------------------------
 

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import uuid
 from dataclasses import dataclass
 
 from core.db.database import Database
+from core.memory import duplicates
 from core.memory import search as _search
+from core.memory.indexer import hash_pending
 from core.memory.model import Scope, SearchFilters, SearchResult
+from core.ports import ImageStore
 
 
 @dataclass
 class MemoryStore:
     db: Database
+    store: ImageStore | None = None  # to hash an image the indexer hasn't reached yet
     trigrams: bool | None = None  # pg_trgm installed? (asked once, on the first search)
+
+    async def approved_elsewhere(
+        self, generation_id: uuid.UUID, index: int | None, scope: Scope
+    ) -> list[duplicates.Duplicate]:
+        """Near-duplicates of the generation's image(s) approved in another campaign."""
+        if self.store is not None and importlib.util.find_spec("imagehash") is not None:
+            await hash_pending(self.db, self.store, only=[generation_id])
+        async with self.db.sessions() as session:
+            return await duplicates.approved_elsewhere(session, generation_id, index, scope)
 
     async def search(self, query: str, filters: SearchFilters, scope: Scope) -> SearchResult:
         if self.trigrams is None:
@@ -23,8 +38,6 @@ class MemoryStore:
 
 async def search_features(db: Database) -> tuple[bool, str]:
     """What search can do on this server, in words for ``onbrand doctor``: (ok, detail)."""
-    import importlib.util
-
     from sqlalchemy import text
 
     async with db.sessions() as session:

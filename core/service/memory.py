@@ -5,11 +5,15 @@ the machine that holds the database)."""
 
 from __future__ import annotations
 
-from core.domain import Actor, Platform
+from typing import TYPE_CHECKING
+
+from core.domain import Actor, FeedbackKind, MessageRef, Platform, ResultCard
 from core.errors import UserError
 from core.memory.model import Scope, SearchFilters, SearchResult
 from core.memory.store import MemoryStore
+from core.replies import private
 from core.service.base import NAME_MAX, UseCase, check_text
+from core.service.feedback import feedback_for
 
 QUERY_MAX = 500
 
@@ -22,6 +26,43 @@ def scope_of(actor: Actor) -> Scope:
 
 
 class Recall(UseCase):
+    if TYPE_CHECKING:  # core.service.feedback.Feedback.react, composed beside this in Service
+
+        async def react(
+            self, message: MessageRef, emoji: str, actor: Actor, *, added: bool
+        ) -> bool: ...
+
+    async def react_reply(
+        self, message: MessageRef, emoji: str, actor: Actor, *, added: bool
+    ) -> ResultCard | None:
+        """``react``, then what the reactor should be told privately: for a ✅ approval of an
+        image that is a near-duplicate of one approved in another campaign, a warning naming
+        it; otherwise None."""
+        recorded = await self.react(message, emoji, actor, added=added)
+        meaning = feedback_for(emoji)
+        if not recorded or not added or meaning is None or meaning[0] is not FeedbackKind.APPROVE:
+            return None
+        if self._memory is None:
+            return None
+        async with self._uow() as uow:
+            generation_id = await uow.repo.generation_for_message(message)
+            images = await uow.repo.image_ids(generation_id) if generation_id else {}
+        if generation_id is None:
+            return None
+        index = meaning[1] if meaning[1] is not None or len(images) != 1 else next(iter(images))
+        found = await self._memory.approved_elsewhere(generation_id, index, scope_of(actor))
+        if not found:
+            return None
+        lines = [
+            f"• image {d.index} looks like `{d.other}` in campaign **{d.campaign}**, approved "
+            f"{d.approved_at:%Y-%m-%d} by {d.approver} ({d.distance} of 64 bits differ)"
+            for d in found
+        ]
+        return private(
+            "⚠️ Approved, but this is a near-duplicate of an image already approved in another "
+            "campaign:\n" + "\n".join(lines)
+        )
+
     _memory: MemoryStore | None = None
 
     def _memory_store(self) -> MemoryStore:
