@@ -278,6 +278,13 @@ class Feedback(Base):
             postgresql_include=["image_id", "user_id", "kind", "created_at"],
         ),
         Index("ix_feedback_image_id_kind", "image_id", "kind"),
+        # near-duplicate checks (core.memory.duplicates) start from the approvals
+        Index(
+            "ix_feedback_approvals",
+            "generation_id",
+            "image_id",
+            postgresql_where=text("kind = 'approve'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

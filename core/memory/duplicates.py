@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.memory.model import NEAR_DUPLICATE_BITS, ImageRef, Scope
 from core.memory.search import PSEUDONYM_SQL
@@ -24,19 +24,26 @@ __all__ = ["Duplicate", "approved_elsewhere", "clusters"]
 # Approved images (an approval on a grid approves each of its images), with their campaign.
 _APPROVED = """
 approved AS MATERIALIZED (
-    SELECT DISTINCT ON (im.id) im.id, im.generation_id, im.index, im.phash,
-           g.campaign_id, f.created_at AS approved_at, f.user_id AS approver
-    FROM feedback f
-    JOIN images im ON im.id = f.image_id
-                   OR (f.image_id IS NULL AND im.generation_id = f.generation_id)
-    JOIN generations g ON g.id = im.generation_id
-    WHERE f.kind = 'approve' AND im.phash IS NOT NULL {campaign}
-    ORDER BY im.id, f.created_at
+    SELECT DISTINCT ON (x.id) x.id, x.generation_id, x.index, x.phash, g.campaign_id,
+           x.approved_at, x.approver
+    FROM (
+        SELECT im.id, im.generation_id, im.index, im.phash, f.created_at AS approved_at,
+               f.user_id AS approver
+        FROM feedback f JOIN images im ON im.id = f.image_id
+        WHERE f.kind = 'approve' AND f.image_id IS NOT NULL
+        UNION ALL
+        SELECT im.id, im.generation_id, im.index, im.phash, f.created_at, f.user_id
+        FROM feedback f JOIN images im ON im.generation_id = f.generation_id
+        WHERE f.kind = 'approve' AND f.image_id IS NULL
+    ) x
+    JOIN generations g ON g.id = x.generation_id
+    WHERE x.phash IS NOT NULL
+    ORDER BY x.id, x.approved_at
 )"""
 
 _ELSEWHERE = (
     "WITH "
-    + _APPROVED.format(campaign="")
+    + _APPROVED
     + """
 SELECT mine.index AS mine, a.generation_id, a.index, c.name AS campaign, a.approved_at,
        {pseudonym} AS approver,
@@ -102,7 +109,7 @@ async def approved_elsewhere(
 
 _CLUSTERS = (
     "WITH "
-    + _APPROVED.format(campaign="")
+    + _APPROVED
     + """,
 ours AS (SELECT * FROM approved WHERE campaign_id = :cid)
 SELECT o.generation_id::text AS generation_id, o.index,
@@ -128,7 +135,7 @@ class Cluster:
     near: tuple[tuple[ImageRef, str | None, int], ...]  # (image, campaign, distance)
 
 
-async def clusters(session: AsyncSession, campaign_id: int) -> list[Cluster]:
+async def clusters(session: AsyncSession | AsyncConnection, campaign_id: int) -> list[Cluster]:
     """The campaign's approved images that have approved near-duplicates, each with them."""
     rows = (
         await session.execute(text(_CLUSTERS), {"cid": campaign_id, "bits": NEAR_DUPLICATE_BITS})

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db.database import Database
 from core.errors import NotFound, UserError
+from core.memory.duplicates import clusters
 from core.reports.model import (
     CampaignInfo,
     CampaignReport,
@@ -172,6 +173,7 @@ async def _build(
     favourited = int(t["favourited_images"])
     gpu = float(t["gpu_seconds"])
 
+    near = tuple(await clusters(conn, found.id)) if approved else ()
     rows: tuple[ImageRow, ...] | None = None
     if include_images:
         result = await conn.execute(text(sql.images), params)
@@ -227,6 +229,7 @@ async def _build(
         lineage=picks.lineage,
         recent_images=picks.recent_images,
         images=rows,
+        near_duplicates=near,
     )
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.memory.duplicates import Cluster
 
 __all__ = [
     "CampaignInfo",
@@ -162,3 +166,5 @@ class CampaignReport:
     # first, each generation's images in index order (``totals.images`` − this = how many more)
     recent_images: tuple[ImageRow, ...]
     images: tuple[ImageRow, ...] | None  # every image; None when built without them
+    # approved images of the campaign with approved near-duplicates (any campaign), by pHash
+    near_duplicates: tuple[Cluster, ...] = ()

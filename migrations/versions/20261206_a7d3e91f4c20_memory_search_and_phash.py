@@ -13,7 +13,8 @@ Search reads PostgreSQL full-text and trigram indexes (``core.memory``):
 - ``generations.search_doc``: a generated, weighted ``tsvector`` (raw prompt A, final prompt B,
   preset name C) kept current by PostgreSQL itself, with a GIN index;
 - ``images.phash``: the 64-bit perceptual hash of each original (NULL until the indexer has
-  hashed it), with a partial index that finds the ones still to hash.
+  hashed it), with a partial index that finds the ones still to hash;
+- a partial index of approvals, from which near-duplicate checks start (approvals are few).
 """
 
 from collections.abc import Sequence
@@ -74,10 +75,18 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("phash IS NULL"),
     )
+    op.create_index(
+        "ix_feedback_approvals",
+        "feedback",
+        ["generation_id", "image_id"],
+        unique=False,
+        postgresql_where=sa.text("kind = 'approve'"),
+    )
 
 
 def downgrade() -> None:
     """Drop what upgrade made (the extension stays: other databases objects may use it)."""
+    op.drop_index("ix_feedback_approvals", table_name="feedback")
     op.drop_index("ix_images_unhashed", table_name="images")
     op.drop_column("images", "phash")
     op.execute("DROP INDEX IF EXISTS ix_generations_raw_prompt_trgm")

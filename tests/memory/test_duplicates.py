@@ -14,6 +14,8 @@ from core.domain import Actor, MessageRef, Platform, Role
 from core.memory.duplicates import clusters
 from core.memory.model import ImageRef
 from core.memory.store import MemoryStore
+from core.reports.build import build_report
+from core.reports.text import report_dict, to_markdown
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
@@ -63,6 +65,10 @@ async def test_approving_a_near_duplicate_warns_the_reviewer_privately(
         found = await clusters(session, 1)  # spring
     assert [c.image for c in found] == [ImageRef(B1, 3)]
     assert [(ref, campaign) for ref, campaign, _ in found[0].near] == [(ImageRef(D1, 1), "autumn")]
+    report = await build_report(db, "spring", include_images=False, sheet=0)
+    assert report.near_duplicates == tuple(found)
+    assert "## Near-duplicates of approved images" in to_markdown(report)
+    assert report_dict(report)["near_duplicates"][0]["near"][0]["image"] == f"{D1}:1"
 
 
 async def test_no_warning_without_a_near_duplicate_or_a_reviewer(service: Service) -> None:
