@@ -46,6 +46,7 @@ app = typer.Typer(
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
 app.command("search")(cli_memory.search)
+app.command("history")(cli_memory.history)
 
 
 @app.callback()
@@ -251,10 +252,18 @@ def export(
     pseudonymise: Annotated[
         bool, typer.Option(help="Replace user names by stable pseudonyms.")
     ] = False,
+    pairs: Annotated[
+        bool,
+        typer.Option("--pairs", help="Preference pairs as parquet (Pick-a-Pic / Diffusion-DPO)."),
+    ] = False,
 ) -> None:
-    """Full-resolution originals and a manifest.csv, for handing to designers."""
+    """Full-resolution originals and a manifest.csv, for handing to designers; or, with
+    --pairs, preference pairs from grid choices (docs/memory.md)."""
     from core.reports.export import export_zip
 
+    if pairs:
+        cli_memory.export_pairs(campaign, output, other_choice=approved or favourites)
+        return
     if approved == favourites:
         raise refuse("choose one of --approved or --favourites")
     which: Literal["approved", "favourites"] = "approved" if approved else "favourites"

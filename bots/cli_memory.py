@@ -5,16 +5,28 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from bots.cli_common import cli_actor, err, out, parse_day, refuse, with_app
+from bots.cli_common import (
+    cli_actor,
+    err,
+    out,
+    output_file,
+    parse_day,
+    refuse,
+    with_app,
+    written_atomically,
+)
 from core.errors import UserError
 from core.memory.model import MAX_RESULTS, Hit, ImageRef, SearchFilters, SearchResult
 
 if TYPE_CHECKING:
     from core.bootstrap import App
+    from core.memory.lineage import Node
 
 
 async def index_new(app: App, generation_ids: list[uuid.UUID]) -> None:
@@ -142,3 +154,55 @@ def _reindex() -> None:
     out.print(
         f"hashed {hashed} images" + (f"; {skipped} missing from the store" if skipped else "")
     )
+
+
+def history(
+    generation: Annotated[str, typer.Argument(help="A generation id (GEN or GEN:INDEX).")],
+) -> None:
+    """A generation's family tree: imagine → variation → upscale → …, with who, when, feedback."""
+    from rich.tree import Tree
+
+    try:
+        generation_id = ImageRef.parse(generation, "history").generation_id
+    except UserError as exc:
+        raise refuse(exc.user_message) from None
+
+    async def go(app: App) -> Node:
+        return await app.service.history(cli_actor(), generation_id)
+
+    root = with_app(go)
+
+    def label(node: Node) -> str:
+        made = f" from #{node.from_index}" if node.from_index is not None else ""
+        mark = " [bold]◀[/bold]" if node.generation_id == generation_id else ""
+        feedback = node.feedback_text()
+        return (
+            f"[bold]{node.kind}[/bold]{made} {node.generation_id} · {node.user} · "
+            f"{node.created_at:%Y-%m-%d %H:%M} · {node.status}, {node.images} image(s)"
+            + (f" · {feedback}" if feedback else "")
+            + f"{mark}\n[dim]{escape(node.prompt)}[/dim]"
+        )
+
+    def grow(tree: Tree, node: Node) -> None:
+        for child in node.children:
+            grow(tree.add(label(child)), child)
+
+    tree = Tree(label(root))
+    grow(tree, root)
+    out.print(tree, highlight=False)
+
+
+def export_pairs(campaign: str, output: Path, *, other_choice: bool) -> None:
+    """``onbrand export CAMPAIGN --pairs -o pairs.parquet``."""
+    from core.memory.pairs import export_pairs as write_pairs
+
+    if other_choice:
+        raise refuse("--pairs exports every grid choice: leave out --approved and --favourites")
+    target = output_file(output, "-o", f"{campaign}-pairs.parquet")
+    with written_atomically(target, "-o") as part:
+
+        async def go(app: App) -> int:
+            return await write_pairs(app.db, campaign, part, app.store.get)
+
+        count = with_app(go)
+    out.print(f"wrote {count} preference pairs to {output}", highlight=False)

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from core.db.database import Database
-from core.memory import duplicates
+from core.memory import duplicates, lineage
 from core.memory import search as _search
 from core.memory.indexer import hash_pending
 from core.memory.model import Scope, SearchFilters, SearchResult
@@ -19,6 +19,10 @@ class MemoryStore:
     db: Database
     store: ImageStore | None = None  # to hash an image the indexer hasn't reached yet
     trigrams: bool | None = None  # pg_trgm installed? (asked once, on the first search)
+
+    async def family(self, generation_id: uuid.UUID, scope: Scope) -> lineage.Node:
+        async with self.db.sessions() as session:
+            return await lineage.family(session, generation_id, scope)
 
     async def approved_elsewhere(
         self, generation_id: uuid.UUID, index: int | None, scope: Scope

@@ -5,10 +5,12 @@ the machine that holds the database)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from core.domain import Actor, FeedbackKind, MessageRef, Platform, ResultCard
 from core.errors import UserError
+from core.memory.lineage import Node
 from core.memory.model import Scope, SearchFilters, SearchResult
 from core.memory.store import MemoryStore
 from core.replies import private
@@ -69,6 +71,11 @@ class Recall(UseCase):
         if self._memory is None:
             raise UserError("Search is not available in this process.")
         return self._memory
+
+    async def history(self, actor: Actor, generation_id: uuid.UUID) -> Node:
+        """The family tree ``generation_id`` belongs to, from its first ``/imagine``."""
+        self._check_ids(actor)
+        return await self._memory_store().family(generation_id, scope_of(actor))
 
     async def search(self, actor: Actor, query: str, filters: SearchFilters) -> SearchResult:
         """Images matching ``query`` and ``filters`` that ``actor`` may see, best first."""
