@@ -117,6 +117,8 @@ class ActionKind(enum.StrEnum):
     VARY = "v"
     REROLL = "r"
     CANCEL = "x"
+    OPEN = "o"  # a search result: show the original (core.memory)
+    LIKE = "l"  # a search result: more like this image
 
 
 ACTION_PREFIX = "ob"
@@ -129,6 +131,7 @@ class Action:
     kind: ActionKind
     generation_id: uuid.UUID
     index: int = 0  # 1-4 for U/V, 0 for reroll and cancel
+    caption: str = field(default="", compare=False)  # a label other than the default one
 
     @property
     def custom_id(self) -> str:
@@ -136,6 +139,8 @@ class Action:
 
     @property
     def label(self) -> str:
+        if self.caption:
+            return self.caption
         match self.kind:
             case ActionKind.UPSCALE:
                 return f"U{self.index}"
@@ -145,6 +150,10 @@ class Action:
                 return "🔄"
             case ActionKind.CANCEL:
                 return "✖"
+            case ActionKind.OPEN:
+                return f"Open {self.index}"
+            case ActionKind.LIKE:
+                return f"Like {self.index}"
 
     @classmethod
     def parse(cls, custom_id: str) -> Action:

@@ -196,7 +196,32 @@ async def _search(
         order=order,
     )
     rows = (await session.execute(text(sql), params)).mappings().all()
-    hits = tuple(
+    return SearchResult(query, filters, _hits(rows), tuple(notes))
+
+
+async def image_hit(db: Database, ref: ImageRef, scope: Scope) -> Hit:
+    """One image as a search hit (for "Open"); ``NotFound`` outside ``scope``."""
+    where = ["im.generation_id = :gen AND im.index = :index"]
+    params: dict[str, Any] = {"gen": ref.generation_id, "index": ref.index, "limit": 1, "q": ""}
+    if not scope.everywhere:
+        where.append(_FILTERS["scope"])
+        params |= {"platform": scope.platform, "workspace": scope.workspace}
+    sql = _SEARCH.format(
+        pseudonym=PSEUDONYM_SQL,
+        score="0.0",
+        distance="NULL::int",
+        where=" AND ".join(where),
+        order="im.index",
+    )
+    async with db.sessions() as session:
+        rows = (await session.execute(text(sql), params)).mappings().all()
+    if not rows:
+        raise NotFound(f"There is no image {ref} here; check the id and the image number.")
+    return _hits(rows)[0]
+
+
+def _hits(rows: Any) -> tuple[Hit, ...]:
+    return tuple(
         Hit(
             generation_id=r["generation_id"],
             index=r["index"],
@@ -214,7 +239,6 @@ async def _search(
         )
         for r in rows
     )
-    return SearchResult(query, filters, hits, tuple(notes))
 
 
 async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:

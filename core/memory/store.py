@@ -10,7 +10,7 @@ from core.db.database import Database
 from core.memory import duplicates, lineage
 from core.memory import search as _search
 from core.memory.indexer import hash_pending
-from core.memory.model import Scope, SearchFilters, SearchResult
+from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
 from core.ports import ImageStore
 
 
@@ -19,6 +19,14 @@ class MemoryStore:
     db: Database
     store: ImageStore | None = None  # to hash an image the indexer hasn't reached yet
     trigrams: bool | None = None  # pg_trgm installed? (asked once, on the first search)
+
+    async def read(self, key: str) -> bytes:
+        if self.store is None:
+            raise KeyError(key)
+        return await self.store.get(key)
+
+    async def image(self, ref: ImageRef, scope: Scope) -> Hit:
+        return await _search.image_hit(self.db, ref, scope)
 
     async def family(self, generation_id: uuid.UUID, scope: Scope) -> lineage.Node:
         async with self.db.sessions() as session:

@@ -8,10 +8,20 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from core.domain import Actor, FeedbackKind, MessageRef, Platform, ResultCard
-from core.errors import UserError
+from core.domain import (
+    Action,
+    ActionKind,
+    Actor,
+    FeedbackKind,
+    MessageRef,
+    Platform,
+    ResultCard,
+)
+from core.errors import NotFound, UserError
+from core.memory.card import original_card, search_card
 from core.memory.lineage import Node
-from core.memory.model import Scope, SearchFilters, SearchResult
+from core.memory.model import ImageRef, Scope, SearchFilters, SearchResult
+from core.memory.query import parse_search
 from core.memory.store import MemoryStore
 from core.replies import private
 from core.service.base import NAME_MAX, UseCase, check_text
@@ -71,6 +81,32 @@ class Recall(UseCase):
         if self._memory is None:
             raise UserError("Search is not available in this process.")
         return self._memory
+
+    async def search_chat(self, actor: Actor, text: str) -> ResultCard:
+        """``/imagine-search words --flags``: the private result card."""
+        query, filters = parse_search(text)
+        found = await self.search(actor, query, filters)
+        return await search_card(found, self._memory_store().read)
+
+    async def memory_button(self, actor: Actor, custom_id: str) -> ResultCard:
+        """A search card's button: "Open N" (the original, privately) or "Like N"."""
+        try:
+            action = Action.parse(custom_id)
+        except ValueError:
+            raise UserError("That button isn't one of onbrand's.") from None
+        ref = ImageRef(action.generation_id, action.index)
+        if action.kind is ActionKind.LIKE:
+            return await self.search_chat(actor, f"--like {ref}")
+        if action.kind is not ActionKind.OPEN:
+            raise UserError("That button isn't a search button.")
+        self._check_ids(actor)
+        memory = self._memory_store()
+        hit = await memory.image(ref, scope_of(actor))
+        try:
+            data = await memory.read(hit.storage_key)
+        except KeyError:
+            raise NotFound(f"The original of {ref} is missing from the image store.") from None
+        return original_card(hit, data)
 
     async def history(self, actor: Actor, generation_id: uuid.UUID) -> Node:
         """The family tree ``generation_id`` belongs to, from its first ``/imagine``."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.db import Database
 from core.domain import Actor, Platform, Role
@@ -17,7 +19,7 @@ from core.reports.queries import pseudonym
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
-from tests.memory.seed import B1, B2, B3, D1, E1, U1, V1, seed
+from tests.memory.seed import B1, B2, B3, D1, E1, U1, V1, image_id, picture, seed
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +136,35 @@ async def test_service_scopes_chat_to_its_workspace(team: Database) -> None:
         await service.search(eve, "  ", SearchFilters())
     with pytest.raises(UserError, match="500"):
         await service.search(eve, "x" * 501, SearchFilters())
+
+
+async def test_chat_card_thumbnails_and_buttons(team: Database, tmp_path: Path) -> None:
+    service = Service(
+        lambda: None,  # type: ignore[arg-type,return-value]
+        {},
+        ServiceConfig(default_preset="acme"),
+        memory=MemoryStore(team, LocalImageStore(tmp_path / "images")),
+    )
+    ann = Actor(Platform.SLACK, "T1", "U1", "Ann")
+    card = await service.search_chat(ann, "blue square --campaign spring --limit 3")
+    assert card.ephemeral
+    assert card.text.splitlines()[1].startswith("**1.** a blue square on a red background")
+    assert [a.label for a in card.actions] == [
+        "Open 1", "Open 2", "Open 3", "Like 1", "Like 2", "Like 3"
+    ]  # fmt: skip
+    (sheet,) = card.images
+    (tmp_path / "search-card.png").write_bytes(sheet.data)
+    with Image.open(io.BytesIO(sheet.data)) as image:
+        assert image.size == (3 * 160, 160)
+    like = card.actions[3]
+    again = await service.memory_button(ann, like.custom_id)
+    assert f"images like `{like.generation_id}:{like.index}`" in again.text
+    assert f"`{like.generation_id}:{like.index}`" in again.text.splitlines()[1]
+    opened = await service.memory_button(ann, card.actions[0].custom_id)
+    (original,) = opened.images
+    assert original.data == picture(image_id(like.generation_id, like.index))
+    eve = Actor(Platform.SLACK, "T2", "U9", "Eve")
+    with pytest.raises(NotFound):
+        await service.memory_button(eve, card.actions[0].custom_id)
+    with pytest.raises(UserError, match="no option --colour"):
+        await service.search_chat(ann, "blue --colour red")
