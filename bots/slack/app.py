@@ -125,6 +125,7 @@ class SlackBot:
         bolt.command("/imagine")(self.on_imagine)
         bolt.command("/imagine-report")(self.on_report)
         bolt.command("/imagine-admin")(self.on_admin)
+        search.register(self)  # /imagine-search and its buttons, before ACTION_ID's
         bolt.action(ACTION_ID)(self.on_button)
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)

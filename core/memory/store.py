@@ -36,12 +36,18 @@ class MemoryStore:
         self, generation_id: uuid.UUID, index: int | None, scope: Scope
     ) -> list[duplicates.Duplicate]:
         """Near-duplicates of the generation's image(s) approved in another campaign."""
-        if self.store is not None and importlib.util.find_spec("imagehash") is not None:
+        if self.store is not None and self._can_hash():
             await hash_pending(self.db, self.store, only=[generation_id])
         async with self.db.sessions() as session:
             return await duplicates.approved_elsewhere(session, generation_id, index, scope)
 
+    def _can_hash(self) -> bool:
+        return self.store is not None and importlib.util.find_spec("imagehash") is not None
+
     async def search(self, query: str, filters: SearchFilters, scope: Scope) -> SearchResult:
+        if filters.like is not None and self.store is not None and self._can_hash():
+            # the indexer may not have reached it yet: "more like this" of a fresh image works
+            await hash_pending(self.db, self.store, only=[filters.like.generation_id])
         if self.trigrams is None:
             async with self.db.sessions() as session:
                 self.trigrams = await _search.has_trigrams(session)
