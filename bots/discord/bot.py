@@ -138,7 +138,7 @@ class OnbrandBot(discord.Client):
         install_commands(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ActionButton)
+        self.add_dynamic_items(ActionButton, search.SearchButton)
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(guild_id)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bots.discord.search import search_command
 from core import replies
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def install_commands(bot: OnbrandBot) -> None:
     bot.tree.add_command(imagine_command(bot))
     bot.tree.add_command(report_command(bot))
     bot.tree.add_command(AdminCommands(bot))
+    bot.tree.add_command(search_command(bot))  # /imagine-search (bots.discord.search)
 
 
 def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:

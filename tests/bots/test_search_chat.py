@@ -3,6 +3,7 @@ fake platforms, on real PostgreSQL (the Slack harness of ``test_slack``)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,16 +12,21 @@ import pytest
 from pydantic import SecretStr
 
 from core.bootstrap import App, load_brand_presets, service_config
+from core.brand.preset_files import load_presets
 from core.db import Database
 from core.db.uow import sql_uow_factory
 from core.engines.fake import FakeEngine
 from core.memory.store import MemoryStore
 from core.service import Service
+from core.service.base import ServiceConfig
 from core.settings import Settings
 from core.storage.local import LocalImageStore
+from tests.bots import test_discord as discord_tests
+from tests.bots.test_discord import presets_dir as presets_dir
 from tests.bots.test_slack import PRESET, PRESET_YAML, Harness, eventually
 from tests.bots.test_slack import fake as fake
 from tests.bots.test_slack import running_fake as running_fake
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, USER_ID, Ephemeral, FakeSlack
 from tests.network import allowed_hosts
 
@@ -97,3 +103,64 @@ async def test_slack_search_card_and_more_like_this(slack: Harness) -> None:
     index = like.rsplit(":", 1)[1]
     assert f"{blue}:{index}" in first_line  # the image itself comes first
     assert uuid.UUID(like.split(":")[2]) == blue
+
+
+# --- Discord ----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def discord_harness(
+    db: Database, presets_dir: Path, images: Path
+) -> AsyncIterator[discord_tests.Harness]:
+    store = LocalImageStore(images)
+    service = Service(
+        sql_uow_factory(db),
+        load_presets(presets_dir),
+        ServiceConfig(default_preset=discord_tests.PRESET),
+        memory=MemoryStore(db, store),
+    )
+    async with FakeDiscord() as fake:
+        h = discord_tests.Harness(fake, db, service, store, FakeEngine(step_delay=0.0))
+        try:
+            await h.start_bot()
+            h.start_worker()
+            yield h
+        finally:
+            await h.stop_worker()
+            await h.stop_bot()
+    assert fake.bugs == []
+
+
+async def test_discord_search_card_and_more_like_this(
+    db: Database, presets_dir: Path, tmp_path: Path
+) -> None:
+    async with discord_harness(db, presets_dir, tmp_path / "images") as h:
+        _, blue = await h.imagine("a blue square on a red background")
+        await h.result(blue)
+        _, yellow = await h.imagine("a yellow circle on a green background")
+        await h.result(yellow)
+        ben = h.user("ben")
+        record = await h.fake.dispatch_slash_command(
+            "imagine-search", {"query": "blue square --limit 2"}, user=ben
+        )
+        await h.fake.wait_for(lambda fake: discord_tests.finished(fake, record))
+        [card] = record.followups
+        assert card.flags & discord_tests.FLAG_EPHEMERAL
+        assert "blue square" in card.content.splitlines()[1]
+        assert "yellow" not in card.content
+        assert [f.filename for f in card.files] == ["search.png"]
+        like = [c for c in card.custom_ids if c.startswith("ob:l:")]
+        assert [c for c in card.custom_ids if c.startswith("ob:o:")]
+        assert len(like) == 2
+        clicked = await h.click(like[1], card.id)
+        await h.fake.wait_for(lambda fake: discord_tests.finished(fake, clicked))
+        [similar] = clicked.followups
+        assert similar.flags & discord_tests.FLAG_EPHEMERAL
+        ref = like[1].removeprefix("ob:l:")
+        assert f"`{ref}`" in similar.content.splitlines()[1]  # the image itself comes first
+        opened = await h.click(card.custom_ids[0], card.id)
+        await h.fake.wait_for(lambda fake: discord_tests.finished(fake, opened))
+        [original] = opened.followups
+        assert [f.filename for f in original.files] == [
+            card.custom_ids[0].removeprefix("ob:o:").replace(":", "-") + ".png"
+        ]
