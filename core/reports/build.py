@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from core.db.database import Database
 from core.errors import NotFound, UserError
 from core.memory.duplicates import clusters
+from core.reports.acceptance import acceptance
 from core.reports.model import (
     CampaignInfo,
     CampaignReport,
@@ -174,6 +175,7 @@ async def _build(
     gpu = float(t["gpu_seconds"])
 
     near = tuple(await clusters(conn, found.id)) if approved else ()
+    accepted = await acceptance(conn, params)
     rows: tuple[ImageRow, ...] | None = None
     if include_images:
         result = await conn.execute(text(sql.images), params)
@@ -230,6 +232,7 @@ async def _build(
         recent_images=picks.recent_images,
         images=rows,
         near_duplicates=near,
+        acceptance=accepted,
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from core.memory.duplicates import Cluster
+    from core.reports.acceptance import Acceptance
 
 __all__ = [
     "CampaignInfo",
@@ -168,3 +169,5 @@ class CampaignReport:
     images: tuple[ImageRow, ...] | None  # every image; None when built without them
     # approved images of the campaign with approved near-duplicates (any campaign), by pHash
     near_duplicates: tuple[Cluster, ...] = ()
+    # favourite / approval / upscale / reroll rates per week, model and preset version
+    acceptance: tuple[Acceptance, ...] = ()

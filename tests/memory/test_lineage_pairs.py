@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from uuid import UUID
 
@@ -14,6 +15,8 @@ from core.domain import Actor, Platform
 from core.errors import NotFound
 from core.memory.pairs import COLUMNS, export_pairs
 from core.memory.store import MemoryStore
+from core.reports.build import build_report
+from core.reports.text import report_dict, to_markdown
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
@@ -113,3 +116,19 @@ def test_cli_search_like_history_and_pairs(
     bad = onbrand("search", "x", "--like", "nonsense", env=env)
     assert bad.returncode == 2
     assert "generation id" in bad.stderr
+
+
+async def test_acceptance_per_week_model_and_preset_version(
+    db: Database, store: LocalImageStore
+) -> None:
+    report = await build_report(db, "spring", include_images=False, sheet=0)
+    # spring's grids: B1 and B2 (imagine) and V1 (variation), 12 images, all in one week
+    [row] = report.acceptance
+    assert row.week == date(2026, 2, 23)  # 2026-03-01 is a Sunday: its ISO week's Monday
+    assert (row.model, row.preset, row.grids, row.images) == ("tiny", "acme@v1", 3, 12)
+    assert row.favourite_rate == pytest.approx(2 / 12)  # B1#2, V1#1
+    assert row.approval_rate == pytest.approx(1 / 12)  # B1#3
+    assert row.upscale_rate == pytest.approx(1 / 12)  # V1#1 → U1
+    assert row.reroll_rate == 0.0
+    assert "| 2026-W09 | tiny | acme@v1 | 3 | 12 | 16.7% |" in to_markdown(report)
+    assert report_dict(report)["acceptance"][0]["images"] == 12
