@@ -225,6 +225,7 @@ def report(
             until=last,
             pseudonymise=pseudonymise,
             include_images=fmt in ("csv", "json"),
+            memory=True,  # near-duplicates and acceptance per week (docs/memory.md)
             sheet=(SHEET_IMAGES if sheet is None else sheet) if fmt == "html" else 0,
         )
         if fmt == "csv":

@@ -10,7 +10,8 @@ Over the done ``imagine``, ``variation`` and ``reroll`` generations queued in th
 - ``reroll_rate``: grids someone rerolled ÷ grids.
 
 One statement, run in the report's snapshot; it reads the campaign's generations through
-``ix_generations_campaign_id_queued_at`` and probes images and feedback per generation.
+``ix_generations_campaign_id_queued_at``, images, feedback and children by generation id, and
+joins them by hash.
 """
 
 from __future__ import annotations
@@ -50,18 +51,23 @@ kids AS MATERIALIZED (
     SELECT parent_id, source_index, kind FROM generations
     WHERE parent_id = ANY (ARRAY(SELECT id FROM g)) AND kind IN ('upscale', 'reroll')
 ),
-per_image AS (
+fav AS (SELECT DISTINCT image_id FROM fb WHERE kind = 'favourite' AND image_id IS NOT NULL),
+appr_image AS (SELECT DISTINCT image_id FROM fb WHERE kind = 'approve' AND image_id IS NOT NULL),
+appr_grid AS (SELECT DISTINCT generation_id FROM fb WHERE kind = 'approve' AND image_id IS NULL),
+up AS (SELECT DISTINCT parent_id, source_index FROM kids WHERE kind = 'upscale'),
+rr AS (SELECT DISTINCT parent_id FROM kids WHERE kind = 'reroll'),
+per_image AS (  -- hash joins against small sets, no per-image probes
     SELECT g.week, g.model, g.preset, g.id AS generation_id,
-           EXISTS (SELECT 1 FROM fb WHERE fb.image_id = im.id AND fb.kind = 'favourite')
-               AS favourited,
-           EXISTS (SELECT 1 FROM fb WHERE fb.generation_id = im.generation_id
-                   AND fb.kind = 'approve' AND (fb.image_id = im.id OR fb.image_id IS NULL))
-               AS approved,
-           EXISTS (SELECT 1 FROM kids WHERE kids.parent_id = im.generation_id
-                   AND kids.kind = 'upscale' AND kids.source_index = im.index) AS upscaled,
-           EXISTS (SELECT 1 FROM kids WHERE kids.parent_id = g.id AND kids.kind = 'reroll')
-               AS rerolled
+           fav.image_id IS NOT NULL AS favourited,
+           (ai.image_id IS NOT NULL OR ag.generation_id IS NOT NULL) AS approved,
+           up.parent_id IS NOT NULL AS upscaled,
+           rr.parent_id IS NOT NULL AS rerolled
     FROM g JOIN im ON im.generation_id = g.id
+    LEFT JOIN fav ON fav.image_id = im.id
+    LEFT JOIN appr_image ai ON ai.image_id = im.id
+    LEFT JOIN appr_grid ag ON ag.generation_id = g.id
+    LEFT JOIN up ON up.parent_id = g.id AND up.source_index = im.index
+    LEFT JOIN rr ON rr.parent_id = g.id
 )
 SELECT week, model, preset, count(DISTINCT generation_id) AS grids, count(*) AS images,
        avg(favourited::int) AS favourite_rate, avg(approved::int) AS approval_rate,

@@ -65,7 +65,7 @@ async def test_approving_a_near_duplicate_warns_the_reviewer_privately(
         found = await clusters(session, 1)  # spring
     assert [c.image for c in found] == [ImageRef(B1, 3)]
     assert [(ref, campaign) for ref, campaign, _ in found[0].near] == [(ImageRef(D1, 1), "autumn")]
-    report = await build_report(db, "spring", include_images=False, sheet=0)
+    report = await build_report(db, "spring", include_images=False, sheet=0, memory=True)
     assert report.near_duplicates == tuple(found)
     assert "## Near-duplicates of approved images" in to_markdown(report)
     assert report_dict(report)["near_duplicates"][0]["near"][0]["image"] == f"{D1}:1"

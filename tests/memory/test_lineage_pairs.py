@@ -121,7 +121,7 @@ def test_cli_search_like_history_and_pairs(
 async def test_acceptance_per_week_model_and_preset_version(
     db: Database, store: LocalImageStore
 ) -> None:
-    report = await build_report(db, "spring", include_images=False, sheet=0)
+    report = await build_report(db, "spring", include_images=False, sheet=0, memory=True)
     # spring's grids: B1 and B2 (imagine) and V1 (variation), 12 images, all in one week
     [row] = report.acceptance
     assert row.week == date(2026, 2, 23)  # 2026-03-01 is a Sunday: its ISO week's Monday
@@ -132,3 +132,5 @@ async def test_acceptance_per_week_model_and_preset_version(
     assert row.reroll_rate == 0.0
     assert "| 2026-W09 | tiny | acme@v1 | 3 | 12 | 16.7% |" in to_markdown(report)
     assert report_dict(report)["acceptance"][0]["images"] == 12
+    plain = await build_report(db, "spring", include_images=False, sheet=0)
+    assert plain.acceptance == ()  # off unless asked for: the summary stays as fast as it was
