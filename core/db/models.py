@@ -71,8 +71,9 @@ SEARCH_DOC = (
 
 
 # Indexes the migrations create only where the server offers their extension (pg_trgm's
-# trigram index on the prompt: absent on the embedded server); the model comparison skips them.
-OPTIONAL_INDEXES = frozenset({"ix_generations_raw_prompt_trgm"})
+# trigram index on the search lexicon: absent on the embedded server); the model comparison
+# skips them.
+OPTIONAL_INDEXES = frozenset({"ix_search_words_word_trgm"})
 
 
 def _now() -> Mapped[datetime]:
@@ -180,9 +181,8 @@ class Generation(Base):
             "finished_at",
             postgresql_where=text("delivered_at IS NULL AND undeliverable IS NULL"),
         ),
-        # Search (core.memory): the weighted document and trigrams of the prompt for typos.
+        # Search (core.memory): the weighted document.
         Index("ix_generations_search_doc", "search_doc", postgresql_using="gin"),
-        # + ix_generations_raw_prompt_trgm where the server has pg_trgm (OPTIONAL_INDEXES)
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -296,6 +296,15 @@ class Feedback(Base):
     kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
     emoji: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = _now()
+
+
+class SearchWord(Base):
+    """The words of every prompt (3+ letters), for typo-tolerant search (``core.memory.search``).
+    A trigger on ``generations`` adds them; with pg_trgm a trigram index finds near spellings."""
+
+    __tablename__ = "search_words"
+
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class AuditLog(Base):

@@ -37,14 +37,27 @@ PSEUDONYM_SQL = (
     "u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')), 'hex'), 10)"
 )
 
-_MATCH = """(g.search_doc @@ q.tq OR {fuzzy}
-             OR g.campaign_id = ANY (ARRAY(SELECT id FROM campaigns
-                                           WHERE to_tsvector('simple', name) @@ q.sq)))"""
-FUZZY_WORDS = 8  # the most query words matched one by one with trigrams
-FUZZY_THRESHOLD = 0.4  # pg_trgm word similarity that counts as "the same word, mistyped"
-_SCORE = """(ts_rank_cd(g.search_doc, q.tq, 1)
-            + CASE WHEN numnode(q.pq) > 0 AND g.search_doc @@ q.pq THEN 1.0 ELSE 0.0 END
+# A generation matches when its document matches the query, or the typo-tolerant query built
+# from it (below), or its campaign's name matches. Each arm is a GIN or B-tree index scan, so
+# PostgreSQL ORs bitmaps instead of reading the table.
+_MATCH = """(g.search_doc @@ websearch_to_tsquery('english', :q)
+             OR {fuzzy} {campaigns})"""
+FUZZY_WORDS = 8  # the most query words corrected for typos
+SPELLINGS = 3  # known words tried per query word
+_SCORE = """(ts_rank_cd(g.search_doc, websearch_to_tsquery('english', :q), 1)
+            + CASE WHEN numnode(phraseto_tsquery('english', :q)) > 0
+                        AND g.search_doc @@ phraseto_tsquery('english', :q) THEN 1.0 ELSE 0.0 END
             + {similarity})"""
+# Typos, with pg_trgm: each query word becomes (itself | the known words most like it), looked
+# up in the lexicon ``search_words`` through its trigram index, and the whole is matched
+# through the document's GIN index ("blu sqare" → (blu | blue) & (sqare | square)).
+_SPELLINGS = """
+SELECT w.q, s.word FROM unnest(CAST(:words AS text[])) AS w(q)
+CROSS JOIN LATERAL (
+    SELECT word FROM search_words WHERE word % w.q ORDER BY word <-> w.q LIMIT :n
+) s
+"""
+_FUZZY = "g.search_doc @@ to_tsquery('english', :fuzzy)"
 _SIMILARITY = "word_similarity(:q, g.raw_prompt)"
 # Without pg_trgm (the embedded server): every query word as a prefix ("blu" finds "blue").
 _PREFIXES = "g.search_doc @@ to_tsquery('simple', :prefixes)"
@@ -63,10 +76,6 @@ _FILTERS = {
 }
 
 _SEARCH = """
-WITH q AS (
-    SELECT websearch_to_tsquery('english', :q) AS tq, phraseto_tsquery('english', :q) AS pq,
-           websearch_to_tsquery('simple', :q) AS sq
-)
 SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
        {pseudonym} AS "user", g.queued_at AS created_at, g.status, g.kind,
        im.storage_key,
@@ -77,7 +86,7 @@ SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
                AND f.kind = 'favourite' AND f.image_id = im.id) AS favourites,
        {score} AS score,
        {distance} AS distance
-FROM q, generations g
+FROM {source}
 JOIN images im ON im.generation_id = g.id
 JOIN users u ON u.id = g.user_id
 JOIN workspaces w ON w.id = u.workspace_id
@@ -86,6 +95,16 @@ WHERE {where}
 ORDER BY {order}
 LIMIT :limit
 """
+
+POOL = 2000  # the most matching generations a keyword search ranks (the newest)
+_POOL = """(
+    SELECT g.* FROM generations g
+    JOIN users u ON u.id = g.user_id
+    JOIN workspaces w ON w.id = u.workspace_id
+    WHERE {where}
+    ORDER BY g.queued_at DESC
+    LIMIT :pool
+) g"""
 
 _DISTANCE = "bit_count((im.phash # :phash)::bit(64))"
 
@@ -147,39 +166,41 @@ async def _search(
     if filters.user is not None:
         where.append(_FILTERS["user"])
         params["user"] = filters.user
+    on_images: list[str] = []  # conditions on the images rather than their generations
     for flag in ("approved", "favourites"):
         if getattr(filters, flag):
-            where.append(_FILTERS[flag])
+            on_images.append(_FILTERS[flag])
     if query:
-        words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w{3,}", query)))
+        words = list(dict.fromkeys(w.lower() for w in re.findall(r"[^\W_]{3,}", query)))
         words = words[:FUZZY_WORDS]
         if trigrams is None:
             trigrams = await has_trigrams(session)
         if trigrams:
-            # Typos: every query word of 3+ letters must be like some word of the prompt
-            # (trigram word similarity through the GIN index; one condition per word, ANDed).
-            params |= {f"w{i}": w for i, w in enumerate(words)}
-            fuzzy = " AND ".join(f":w{i} <% g.raw_prompt" for i in range(len(words))) or "false"
+            fuzzy = await _spelled(session, words, params)
             score = _SCORE.format(similarity=_SIMILARITY)
-            await session.execute(
-                text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
-                {"t": str(FUZZY_THRESHOLD)},
-            )
         else:
-            plain = [w for w in words if re.fullmatch(r"[^\W_]+", w)]
-            params["prefixes"] = " & ".join(f"{w}:*" for w in plain)
-            fuzzy = _PREFIXES if plain else "false"
+            params["prefixes"] = " & ".join(f"{w}:*" for w in words)
+            fuzzy = _PREFIXES if words else "false"
             closeness = "ts_rank_cd(g.search_doc, to_tsquery('simple', :prefixes), 1)"
-            score = _SCORE.format(similarity=closeness if plain else "0.0")
+            score = _SCORE.format(similarity=closeness if words else "0.0")
             notes.append("typo tolerance is off: this server has no pg_trgm (prefixes only)")
-        where.append(_MATCH.format(fuzzy=f"({fuzzy})"))
+        named = await session.scalars(
+            text(
+                "SELECT id FROM campaigns "
+                "WHERE to_tsvector('simple', name) @@ websearch_to_tsquery('simple', :q)"
+            ),
+            {"q": query},
+        )
+        params["campaign_ids"] = list(named)
+        campaigns = "OR g.campaign_id = ANY (:campaign_ids)" if params["campaign_ids"] else ""
+        where.append(_MATCH.format(fuzzy=f"({fuzzy})", campaigns=campaigns))
     else:
         score = "0.0"
     distance = "NULL::int"
     order = "score DESC, g.queued_at DESC, im.generation_id, im.index"
     if filters.like is not None:
         phash = await _phash_of(session, filters.like, scope)
-        where.append(_FILTERS["hashed"])
+        on_images.append(_FILTERS["hashed"])
         params["phash"] = phash
         distance = _DISTANCE
         params |= {"like_gen": filters.like.generation_id, "like_index": filters.like.index}
@@ -188,11 +209,19 @@ async def _search(
             "score DESC, g.queued_at DESC, im.generation_id, im.index"
         )
         notes.append("more like this: by perceptual hash (the same picture or a close edit)")
+    source = "generations g"
+    if query and not on_images:
+        # A broad query can match most of the table: rank the newest POOL matches only, read
+        # in one pass (at 200,000 generations all matching: ~0.17 s instead of ~1 s).
+        source = _POOL.format(where=" AND ".join(where))
+        params["pool"] = POOL
+        where = []
     sql = _SEARCH.format(
         pseudonym=PSEUDONYM_SQL,
         score=score,
         distance=distance,
-        where=" AND ".join(where) or "true",
+        source=source,
+        where=" AND ".join(where + on_images) or "true",
         order=order,
     )
     rows = (await session.execute(text(sql), params)).mappings().all()
@@ -210,6 +239,7 @@ async def image_hit(db: Database, ref: ImageRef, scope: Scope) -> Hit:
         pseudonym=PSEUDONYM_SQL,
         score="0.0",
         distance="NULL::int",
+        source="generations g",
         where=" AND ".join(where),
         order="im.index",
     )
@@ -239,6 +269,19 @@ def _hits(rows: Any) -> tuple[Hit, ...]:
         )
         for r in rows
     )
+
+
+async def _spelled(session: AsyncSession, words: list[str], params: dict[str, Any]) -> str:
+    """The typo-tolerant condition for ``words`` (sets ``:fuzzy``), or "false" without words."""
+    if not words:
+        return "false"
+    found = await session.execute(text(_SPELLINGS), {"words": words, "n": SPELLINGS})
+    spellings: dict[str, set[str]] = {w: {w} for w in words}
+    for word, known in found:
+        if re.fullmatch(r"[^\W_]+", known):  # lexemes are words; keep to_tsquery's syntax out
+            spellings[word].add(known)
+    params["fuzzy"] = " & ".join("(" + " | ".join(sorted(spellings[w])) + ")" for w in words)
+    return _FUZZY
 
 
 async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:
