@@ -15,6 +15,7 @@ from core.bootstrap import App, load_brand_presets, service_config
 from core.brand.preset_files import load_presets
 from core.db import Database
 from core.db.uow import sql_uow_factory
+from core.domain import Actor, Platform, Role
 from core.engines.fake import FakeEngine
 from core.memory.store import MemoryStore
 from core.service import Service
@@ -23,11 +24,19 @@ from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.bots import test_discord as discord_tests
 from tests.bots.test_discord import presets_dir as presets_dir
-from tests.bots.test_slack import PRESET, PRESET_YAML, Harness, eventually
+from tests.bots.test_slack import PRESET, PRESET_YAML, REVIEWER_ID, Harness, T, eventually
 from tests.bots.test_slack import fake as fake
 from tests.bots.test_slack import running_fake as running_fake
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, USER_ID, Ephemeral, FakeSlack
+from tests.fakes.slack import (
+    ADMIN_ID,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    TEAM_ID,
+    USER_ID,
+    Ephemeral,
+    FakeSlack,
+)
 from tests.network import allowed_hosts
 
 pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(allowed_hosts())]
@@ -46,6 +55,7 @@ async def slack(db: Database, fake: FakeSlack, tmp_path: Path) -> AsyncIterator[
         ONBRAND_PRESETS_DIR=presets_dir,
         ONBRAND_DATA_DIR=tmp_path / "data",
         ONBRAND_DEFAULT_PRESET=PRESET,
+        ONBRAND_REVIEWERS=[f"slack:{REVIEWER_ID}"],
     )
     store = LocalImageStore(tmp_path / "images")
     service = Service(
@@ -103,6 +113,33 @@ async def test_slack_search_card_and_more_like_this(slack: Harness) -> None:
     index = like.rsplit(":", 1)[1]
     assert f"{blue}:{index}" in first_line  # the image itself comes first
     assert uuid.UUID(like.split(":")[2]) == blue
+
+
+async def test_slack_warns_a_reviewer_privately_about_a_near_duplicate(slack: Harness) -> None:
+    admin = Actor(Platform.SLACK, TEAM_ID, ADMIN_ID, roles=frozenset({Role.ADMIN}))
+    for name in ("spring", "autumn"):
+        await slack.app.service.create_campaign(admin, name, PRESET)
+    # the fake engine's pictures depend on prompt and seed only: the same picture twice
+    _, spring = await slack.finished("a red shoe --seed 5 --n 1 --campaign spring")
+    _, autumn = await slack.finished("a red shoe --seed 5 --n 1 --campaign autumn")
+    before = len(slack.fake.ephemerals)
+    await slack.sender.reaction("white_check_mark", ts=spring.ts, user=REVIEWER_ID)
+    await slack.settled()
+    assert slack.fake.ephemerals[before:] == []  # nothing like it approved elsewhere
+    await slack.sender.reaction("white_check_mark", ts=autumn.ts, user=REVIEWER_ID)
+    await slack.settled()
+    [warning] = await eventually(
+        lambda: _async(slack.fake.ephemerals[before:]), "the reviewer is warned"
+    )
+    assert warning.user == REVIEWER_ID
+    assert warning.text is not None
+    assert "near-duplicate" in warning.text
+    assert "spring" in warning.text
+    assert await slack.feedback() == {(REVIEWER_ID, "approve", 1)}  # both approvals recorded
+
+
+async def _async(value: T) -> T:
+    return value
 
 
 # --- Discord ----------------------------------------------------------------------------------
