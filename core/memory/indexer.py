@@ -147,7 +147,9 @@ class Indexer:
                     event = await events.get()
                     if event.type == "done":
                         self._wake.set()
-        except (OSError, ConnectionError) as exc:  # no LISTEN: the interval still catches up
+        # Broad on purpose: the events only wake the indexer early; without them (a refused
+        # or lost LISTEN connection, whatever the driver raises) the interval still catches up.
+        except Exception as exc:
             log.warning(
                 "indexer can't listen for events (%s); hashing every %g s", exc, self.interval_s
             )

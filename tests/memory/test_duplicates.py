@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from core.db.models import Message
 from core.db.uow import sql_uow_factory
 from core.domain import Actor, MessageRef, Platform, Role
 from core.memory.duplicates import clusters
+from core.memory.indexer import indexing, unhashed
 from core.memory.model import ImageRef
 from core.memory.store import MemoryStore
 from core.reports.build import build_report
@@ -77,3 +79,18 @@ async def test_no_warning_without_a_near_duplicate_or_a_reviewer(service: Servic
     d1 = MessageRef(Platform.SLACK, "C1", "m1")
     assert await service.react_reply(d1, "✅", BOB, added=True) is None  # not a reviewer
     assert await service.react_reply(d1, "⭐", RITA, added=True) is None  # not an approval
+
+
+async def test_the_indexer_hashes_new_images_beside_a_worker(db: Database, tmp_path: Path) -> None:
+    store = LocalImageStore(tmp_path / "images")
+    await seed(db, store, hashed=False)
+    assert await unhashed(db) == 20
+    async with indexing(db, store):
+        for _ in range(200):  # it starts by catching up, without waiting for an event
+            if await unhashed(db) == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert await unhashed(db) == 0
+    async with db.engine.connect() as conn:
+        (distinct,) = (await conn.exec_driver_sql("SELECT count(DISTINCT phash) FROM images")).one()
+    assert distinct == 19  # every picture its own hash, but D1 is B1#3 a shade lighter
