@@ -27,8 +27,8 @@ async def warn_privately(client: discord.Client, user_id: int, card: ResultCard 
     if card is None:
         return
     try:
-        user = client.get_user(user_id) or await client.fetch_user(user_id)
-        await user.send(reply_content(card))
+        channel = await client.create_dm(discord.Object(user_id))
+        await channel.send(reply_content(card))
     except discord.HTTPException as exc:  # DMs closed, or the user is gone: the log says so
         log.warning("could not warn user %s privately: %s", user_id, exc)
 

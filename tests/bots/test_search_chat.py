@@ -201,3 +201,24 @@ async def test_discord_search_card_and_more_like_this(
         assert [f.filename for f in original.files] == [
             card.custom_ids[0].removeprefix("ob:o:").replace(":", "-") + ".png"
         ]
+
+
+async def test_discord_warns_a_reviewer_by_direct_message(
+    db: Database, presets_dir: Path, tmp_path: Path
+) -> None:
+    async with discord_harness(db, presets_dir, tmp_path / "images") as h:
+        admin = Actor(Platform.DISCORD, str(h.fake.guild.id), "1", roles=frozenset({Role.ADMIN}))
+        for name in ("spring", "autumn"):
+            await h.service.create_campaign(admin, name, discord_tests.PRESET)
+        results = []
+        for campaign in ("spring", "autumn"):  # the same picture in two campaigns
+            _, gid = await h.imagine("a red shoe", seed=5, n=1, campaign=campaign)
+            results.append(await h.result(gid))
+        await h.react(results[0].id, "✅", "ava")
+        assert h.fake.dm_channels == {}  # nothing like it approved elsewhere: no message
+        await h.react(results[1].id, "✅", "ava")
+        [dm] = h.fake.dm_channels
+        assert h.fake.dm_channels[dm] == h.user("ava").id
+        [warning] = h.fake.messages_in(dm)
+        assert "near-duplicate" in warning.content
+        assert "spring" in warning.content
