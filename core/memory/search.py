@@ -44,6 +44,7 @@ _MATCH = """(g.search_doc @@ websearch_to_tsquery('english', :q)
              OR {fuzzy} {campaigns})"""
 FUZZY_WORDS = 8  # the most query words corrected for typos
 SPELLINGS = 3  # known words tried per query word
+SPELLING_THRESHOLD = 0.25  # pg_trgm similarity from which a known word may be what was meant
 _SCORE = """(ts_rank_cd(g.search_doc, websearch_to_tsquery('english', :q), 1)
             + CASE WHEN numnode(phraseto_tsquery('english', :q)) > 0
                         AND g.search_doc @@ phraseto_tsquery('english', :q) THEN 1.0 ELSE 0.0 END
@@ -57,10 +58,10 @@ CROSS JOIN LATERAL (
     SELECT word FROM search_words WHERE word % w.q ORDER BY word <-> w.q LIMIT :n
 ) s
 """
-_FUZZY = "g.search_doc @@ to_tsquery('english', :fuzzy)"
+_FUZZY = "g.search_doc @@ to_tsquery('english', :fuzzy || :negated)"
 _SIMILARITY = "word_similarity(:q, g.raw_prompt)"
 # Without pg_trgm (the embedded server): every query word as a prefix ("blu" finds "blue").
-_PREFIXES = "g.search_doc @@ to_tsquery('simple', :prefixes)"
+_PREFIXES = "g.search_doc @@ to_tsquery('simple', :prefixes || :negated)"
 
 _FILTERS = {
     "scope": "w.platform = :platform AND w.external_id = :workspace",
@@ -171,8 +172,11 @@ async def _search(
         if getattr(filters, flag):
             on_images.append(_FILTERS[flag])
     if query:
+        # "-word" excludes, as in websearch_to_tsquery: kept out of the typo-tolerant arm too
+        negated = {w.lower() for w in re.findall(r"(?:^|\s)-([^\W_]+)", query)}
         words = list(dict.fromkeys(w.lower() for w in re.findall(r"[^\W_]{3,}", query)))
-        words = words[:FUZZY_WORDS]
+        words = [w for w in words if w not in negated][:FUZZY_WORDS]
+        params["negated"] = "".join(f" & !{w}" for w in sorted(negated))
         if trigrams is None:
             trigrams = await has_trigrams(session)
         if trigrams:
@@ -275,6 +279,10 @@ async def _spelled(session: AsyncSession, words: list[str], params: dict[str, An
     """The typo-tolerant condition for ``words`` (sets ``:fuzzy``), or "false" without words."""
     if not words:
         return "false"
+    await session.execute(  # transposed letters ("sqaure") score about 0.27
+        text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+        {"t": str(SPELLING_THRESHOLD)},
+    )
     found = await session.execute(text(_SPELLINGS), {"words": words, "n": SPELLINGS})
     spellings: dict[str, set[str]] = {w: {w} for w in words}
     for word, known in found:

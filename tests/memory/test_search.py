@@ -54,6 +54,11 @@ async def test_typos_still_find_it(team: Database) -> None:
     found = await search(team, "blu sqare", SearchFilters(limit=50), T1)
     assert found.hits[0].prompt == "a blue square on a red background"
     assert {h.generation_id for h in found.hits} == {B1, V1, U1, B2}
+    transposed = await search(team, "sqaure", SearchFilters(limit=50), T1)
+    assert {h.generation_id for h in transposed.hits} == {B1, V1, U1, B2}
+    # "-word" excludes, in the typo-tolerant arm too
+    found = await search(team, "backgrund -red", SearchFilters(limit=50), T1)
+    assert {h.generation_id for h in found.hits} == {B3}
     found = await search(team, "yelow circel", SearchFilters(), T1)
     assert found.hits
     assert {h.generation_id for h in found.hits} == {B3}
