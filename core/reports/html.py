@@ -200,8 +200,13 @@ def _acceptance_table(report: CampaignReport) -> str:
         f"<td>{percent(a.reroll_rate)}</td></tr>"
         for a in report.acceptance
     )
+    bars = [  # the chart: approval rate per (week, model, preset version), in time order
+        (f"{a.week:%G-W%V} {a.model} {a.preset}", a.approval_rate, percent(a.approval_rate))
+        for a in report.acceptance
+    ]
     return (
-        '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
+        bar_chart(bars, "Approval rate per week, model and preset version", peak=1.0)
+        + '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
         f"<table>{head}{rows}</table></div>"
     )
 

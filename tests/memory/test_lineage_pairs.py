@@ -16,6 +16,7 @@ from core.errors import NotFound
 from core.memory.pairs import COLUMNS, export_pairs
 from core.memory.store import MemoryStore
 from core.reports.build import build_report
+from core.reports.html import to_html
 from core.reports.text import report_dict, to_markdown
 from core.service import Service
 from core.service.base import ServiceConfig
@@ -132,5 +133,8 @@ async def test_acceptance_per_week_model_and_preset_version(
     assert row.reroll_rate == 0.0
     assert "| 2026-W09 | tiny | acme@v1 | 3 | 12 | 16.7% |" in to_markdown(report)
     assert report_dict(report)["acceptance"][0]["images"] == 12
+    page = to_html(report, {})
+    assert 'aria-label="Approval rate per week, model and preset version"' in page
+    assert "<td>2026-W09</td><td>tiny</td><td>acme@v1</td><td>12</td><td>16.7%</td>" in page
     plain = await build_report(db, "spring", include_images=False, sheet=0)
     assert plain.acceptance == ()  # off unless asked for: the summary stays as fast as it was
