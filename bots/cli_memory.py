@@ -82,6 +82,9 @@ def search(
         str | None, typer.Option(help="More like this image: GEN:INDEX (perceptual hash).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=MAX_RESULTS, help="How many images.")] = 10,
+    collapse: Annotated[
+        bool, typer.Option("--collapse", help="One image per group of near-duplicates.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts.")] = False,
 ) -> None:
     """Search past work: prompts, final prompts, presets and campaigns, typo-tolerant.
@@ -99,6 +102,7 @@ def search(
             user=user,
             like=ImageRef.parse(like) if like is not None else None,
             limit=limit,
+            collapse=collapse,
         ).check()
     except UserError as exc:
         raise refuse(exc.user_message) from None

@@ -61,6 +61,7 @@ class SearchFilters:
     user: str | None = None
     like: ImageRef | None = None
     limit: int = DEFAULT_RESULTS
+    collapse: bool = False  # show one image of each group of near-duplicates
 
     def check(self) -> SearchFilters:
         if self.approved and self.favourites:
@@ -87,6 +88,7 @@ class Hit:
     storage_key: str
     score: float
     distance: int | None = None  # Hamming distance of perceptual hashes (--like)
+    phash: int | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> ImageRef:

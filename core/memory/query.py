@@ -15,10 +15,10 @@ from core.memory.model import DEFAULT_RESULTS, MAX_CARD_RESULTS, ImageRef, Searc
 
 USAGE = (
     "Usage: `/imagine-search words [--campaign NAME] [--approved | --favourites] "
-    "[--since YYYY-MM-DD] [--user NAME] [--like GEN:INDEX] [--limit N]`"
+    "[--since YYYY-MM-DD] [--user NAME] [--like GEN:INDEX] [--limit N] [--collapse]`"
 )
 _VALUED = {"--campaign", "--since", "--user", "--like", "--limit"}
-_SWITCHES = {"--approved", "--favourites"}
+_SWITCHES = {"--approved", "--favourites", "--collapse"}
 
 
 def parse_search(text: str) -> tuple[str, SearchFilters]:
@@ -64,5 +64,6 @@ def parse_search(text: str) -> tuple[str, SearchFilters]:
         user=values.get("--user"),
         like=ImageRef.parse(values["--like"]) if "--like" in values else None,
         limit=limit,
+        collapse="--collapse" in switches,
     )
     return " ".join(query), filters.check()

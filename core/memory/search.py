@@ -27,7 +27,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.database import Database
 from core.errors import NotFound
-from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
+from core.memory.model import (
+    NEAR_DUPLICATE_BITS,
+    Hit,
+    ImageRef,
+    Scope,
+    SearchFilters,
+    SearchResult,
+)
+from core.memory.phash import distance
 
 __all__ = ["PSEUDONYM_SQL", "has_trigrams", "search"]
 
@@ -79,7 +87,7 @@ _FILTERS = {
 _SEARCH = """
 SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
        {pseudonym} AS "user", g.queued_at AS created_at, g.status, g.kind,
-       im.storage_key,
+       im.storage_key, im.phash,
        EXISTS (SELECT 1 FROM feedback f WHERE f.generation_id = im.generation_id
                AND f.kind = 'approve' AND (f.image_id = im.id OR f.image_id IS NULL))
            AS approved,
@@ -97,6 +105,7 @@ ORDER BY {order}
 LIMIT :limit
 """
 
+COLLAPSE_FETCH = 4  # rows fetched per result wanted when near-duplicates are collapsed
 POOL = 2000  # the most matching generations a keyword search ranks (the newest)
 _POOL = """(
     SELECT g.* FROM generations g
@@ -147,7 +156,9 @@ async def _search(
     scope: Scope,
     trigrams: bool | None,
 ) -> SearchResult:
-    params: dict[str, Any] = {"q": query, "limit": filters.limit}
+    # collapsing near-duplicates drops rows after the fact: fetch more to still fill the page
+    fetch = filters.limit * COLLAPSE_FETCH if filters.collapse else filters.limit
+    params: dict[str, Any] = {"q": query, "limit": fetch}
     where: list[str] = []
     notes: list[str] = []
     if not scope.everywhere:
@@ -229,7 +240,25 @@ async def _search(
         order=order,
     )
     rows = (await session.execute(text(sql), params)).mappings().all()
-    return SearchResult(query, filters, _hits(rows), tuple(notes))
+    hits = _hits(rows)
+    if filters.collapse:
+        hits = collapse(hits)[: filters.limit]
+        notes.append("near-duplicates collapsed: the best of each group is shown")
+    return SearchResult(query, filters, hits, tuple(notes))
+
+
+def collapse(hits: tuple[Hit, ...]) -> tuple[Hit, ...]:
+    """``hits`` without those whose picture is a near-duplicate of a better one (an unhashed
+    image is kept: nothing says it repeats another)."""
+    kept: list[Hit] = []
+    for hit in hits:
+        if hit.phash is not None and any(
+            k.phash is not None and distance(k.phash, hit.phash) <= NEAR_DUPLICATE_BITS
+            for k in kept
+        ):
+            continue
+        kept.append(hit)
+    return tuple(kept)
 
 
 async def image_hit(db: Database, ref: ImageRef, scope: Scope) -> Hit:
@@ -270,6 +299,7 @@ def _hits(rows: Any) -> tuple[Hit, ...]:
             storage_key=r["storage_key"],
             score=float(r["score"]),
             distance=r["distance"],
+            phash=r["phash"],
         )
         for r in rows
     )

@@ -122,6 +122,12 @@ async def test_more_like_this_finds_the_image_itself_first(team: Database) -> No
     assert [h.ref for h in near.hits] == [ImageRef(B1, 3), ImageRef(D1, 1)]
     assert near.hits[1].distance is not None
     assert near.hits[1].distance <= 6
+    collapsed = await search(
+        team, "", SearchFilters(like=ImageRef(B1, 3), limit=3, collapse=True), T1
+    )
+    assert collapsed.hits[0].ref == ImageRef(B1, 3)
+    assert ImageRef(D1, 1) not in [h.ref for h in collapsed.hits]  # folded into B1#3
+    assert len(collapsed.hits) == 3
 
 
 async def test_service_scopes_chat_to_its_workspace(team: Database) -> None:
