@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from bots import cli_memory
 from bots.cli_admin import campaign_app, presets_app
 from bots.cli_common import (
     check_arguments,
@@ -52,6 +53,8 @@ app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
 app.command()(fetch)
 app.command()(verify)
+app.command("search")(cli_memory.search)
+app.command("history")(cli_memory.history)
 
 
 @app.callback()
@@ -211,6 +214,7 @@ def imagine(
             ) from None
         for path in paths:
             out.print(str(path), highlight=False)
+        await cli_memory.index_new(app, [g.id for g in generations])
         failed = [g for g in generations if g.status is not GenerationStatus.DONE]
         for g in failed:
             err.print(f"[red]{g.status.value}:[/red] {g.error or g.id}", highlight=False)
@@ -256,6 +260,7 @@ def report(
             until=last,
             pseudonymise=pseudonymise,
             include_images=fmt in ("csv", "json"),
+            memory=True,  # near-duplicates and acceptance per week (docs/memory.md)
             sheet=(SHEET_IMAGES if sheet is None else sheet) if fmt == "html" else 0,
         )
         if fmt == "csv":
@@ -283,10 +288,18 @@ def export(
     pseudonymise: Annotated[
         bool, typer.Option(help="Replace user names by stable pseudonyms.")
     ] = False,
+    pairs: Annotated[
+        bool,
+        typer.Option("--pairs", help="Preference pairs as parquet (Pick-a-Pic / Diffusion-DPO)."),
+    ] = False,
 ) -> None:
-    """Full-resolution originals and a manifest.csv, for handing to designers."""
+    """Full-resolution originals and a manifest.csv, for handing to designers; or, with
+    --pairs, preference pairs from grid choices (docs/memory.md)."""
     from core.reports.export import export_zip
 
+    if pairs:
+        cli_memory.export_pairs(campaign, output, other_choice=approved or favourites)
+        return
     if approved == favourites:
         raise refuse("choose one of --approved or --favourites")
     which: Literal["approved", "favourites"] = "approved" if approved else "favourites"

@@ -21,6 +21,7 @@ from typing import Any
 from core.bootstrap import App, build_worker
 from core.delivery.sweep import wait_until_delivered
 from core.errors import ConfigError
+from core.memory.indexer import indexing
 from core.ops import server
 from core.ops.readiness import database_check, engines_check, tcp_check, worker_check
 
@@ -143,7 +144,7 @@ async def run_worker(
     if shutdown.requested.is_set():
         log.info("stopped while starting: no job was taken")
         return
-    async with server.serve(app.settings, app.db, readiness):
+    async with server.serve(app.settings, app.db, readiness), indexing(app.db, app.store):
         readiness.add_check("worker", worker_check(worker))
         log.info("worker started (max batch %d)", worker.config.max_batch)
         task = asyncio.create_task(worker.run(drain=drain), name="worker")
@@ -210,7 +211,10 @@ async def run_all(
     )
     if worker is None and not adapters:
         raise ConfigError("ONBRAND_RUN_WORKER=false and no chat adapter configured: nothing to run")
-    async with server.serve(settings, app.db, readiness):
+    async with (
+        server.serve(settings, app.db, readiness),
+        indexing(app.db, app.store, enabled=worker is not None),
+    ):
         working = [asyncio.create_task(worker.run(), name="worker")] if worker is not None else []
         chatting = [asyncio.create_task(coro, name=name) for name, coro in adapters.items()]
         if worker is not None:

@@ -123,6 +123,8 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     presets = load_brand_presets(settings)
     store = build_store(settings)
     db = await open_database(settings, migrate=migrate)
+    from core.memory.store import MemoryStore
+
     reports = report_source(db, store)
     service = Service(
         sql_uow_factory(db),
@@ -131,6 +133,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         reports=reports,
         store=store,
         uploads=SqlUploads(db),
+        memory=MemoryStore(db, store),
     )
     return App(settings, db, service, store)
 

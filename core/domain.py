@@ -141,6 +141,8 @@ class ActionKind(enum.StrEnum):
     PAN_RIGHT = "pr"
     PAN_UP = "pu"
     PAN_DOWN = "pd"
+    OPEN = "o"  # a search result: show the original (core.memory)
+    LIKE = "l"  # a search result: more like this image
 
 
 EDIT_ACTIONS: dict[ActionKind, tuple[str, float | str]] = {
@@ -163,6 +165,7 @@ class Action:
     kind: ActionKind
     generation_id: uuid.UUID
     index: int = 0  # 1-4 for U/V, 0 for reroll and cancel
+    caption: str = field(default="", compare=False)  # a label other than the default one
 
     @property
     def custom_id(self) -> str:
@@ -170,6 +173,8 @@ class Action:
 
     @property
     def label(self) -> str:
+        if self.caption:
+            return self.caption
         match self.kind:
             case ActionKind.UPSCALE:
                 return f"U{self.index}"
@@ -191,6 +196,10 @@ class Action:
                 return "⬆"
             case ActionKind.PAN_DOWN:
                 return "⬇"
+            case ActionKind.OPEN:
+                return f"Open {self.index}"
+            case ActionKind.LIKE:
+                return f"Like {self.index}"
 
     @classmethod
     def parse(cls, custom_id: str) -> Action:

@@ -48,7 +48,16 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
     checks.append(await check_migrations(db))
     if await current_revision(db) == head_revision():
         checks.append(await check_deliveries(db))
+        checks.append(await check_search(db))
     return checks, db
+
+
+async def check_search(db: Database) -> Check:
+    """Keyword search with or without typo tolerance, vectors or not, hashes or not."""
+    from core.memory.store import search_features
+
+    ok, detail = await search_features(db)
+    return Check("search", ok, detail)
 
 
 async def check_deliveries(db: Database, *, days: int = 7) -> Check:

@@ -27,6 +27,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bots.discord import search
 from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
 from bots.discord.payloads import MALFORMED_COMMAND, option_problem
@@ -177,7 +178,7 @@ class OnbrandBot(discord.Client):
         install_commands(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ActionButton)
+        self.add_dynamic_items(ActionButton, search.SearchButton)
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(guild_id)
@@ -323,7 +324,8 @@ class OnbrandBot(discord.Client):
         try:
             actor = await self._reaction_actor(payload)
             ref = MessageRef(Platform.DISCORD, str(payload.channel_id), str(payload.message_id))
-            await self.service.react(ref, str(payload.emoji), actor, added=added)
+            warning = await self.service.react_reply(ref, str(payload.emoji), actor, added=added)
+            await search.warn_privately(self, payload.user_id, warning)
         except Exception:  # a task boundary: nobody to answer, so the log says it all
             log.exception(
                 "reaction %s on message %s failed [reference %s]",

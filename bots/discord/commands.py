@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 
 from bots.discord.images_in import MODES, ModeName, imagine_with_attachment, install_images_in
+from bots.discord.search import search_command
 from bots.discord.verify import verify_menu
 from core import replies
 
@@ -36,6 +37,7 @@ def install_commands(bot: OnbrandBot) -> None:
     bot.tree.add_command(AdminCommands(bot))
     install_images_in(bot)
     bot.tree.add_command(verify_menu(bot))  # "Verify image" on a message (bots.discord.verify)
+    bot.tree.add_command(search_command(bot))  # /imagine-search (bots.discord.search)
 
 
 def imagine_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:

@@ -40,12 +40,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import http, render, verify
+from bots.slack import http, render, search, verify
 from bots.slack.images_in import register_images_in
 from bots.slack.payloads import (
     MalformedPayload,
+    api_error,
     bind_args,
     field,
+    header,
     listener,
     part,
     request_key,
@@ -137,6 +139,7 @@ class SlackBot:
         bolt.command("/imagine")(self.on_imagine)
         bolt.command("/imagine-report")(self.on_report)
         bolt.command("/imagine-admin")(self.on_admin)
+        search.register(self)  # /imagine-search and its buttons, before ACTION_ID's
         bolt.action(ACTION_ID)(self.on_button)
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)
@@ -188,7 +191,7 @@ class SlackBot:
                 channel=channel, user=user, text=render.reply_text(answer), thread_ts=thread
             )
         except SlackApiError as exc:
-            log.warning("could not show a message to %s: %s", user, _api_error(exc))
+            log.warning("could not show a message to %s: %s", user, api_error(exc))
 
     def web_app(self, path: str) -> web.Application:
         """The HTTP endpoint at ``path``: Slack's signature is checked before bolt sees a byte."""
@@ -222,7 +225,7 @@ class SlackBot:
             answer = await self.client.users_info(user=user_id)
         except SlackApiError as exc:
             log.warning(
-                "users.info for %s failed (%s); treating them as a member", user_id, _api_error(exc)
+                "users.info for %s failed (%s); treating them as a member", user_id, api_error(exc)
             )
             return False, ""
         user: dict[str, Any] = answer.get("user") or {}
@@ -338,7 +341,10 @@ class SlackBot:
             team = field(body, "team_id") or context.team_id or ""
             actor = await self.actor(team, user_id)
             message = MessageRef(Platform.SLACK, channel, ts)
-            await self.service.react(message, emoji, actor, added=added, key=event_key)
+            warning = await self.service.react_reply(
+                message, emoji, actor, added=added, key=event_key
+            )
+            await search.warn_privately(self.client, channel, user_id, warning)
 
     # --- /imagine-report -------------------------------------------------------------------
 
@@ -429,20 +435,8 @@ class SlackBot:
             return True
         return http.authentic(
             self.signing_secret,
-            _header(request, "x-slack-request-timestamp"),
-            _header(request, "x-slack-signature"),
+            header(request, "x-slack-request-timestamp"),
+            header(request, "x-slack-signature"),
             request.raw_body.encode("utf-8", "replace"),
             now=time.time(),
         )
-
-
-def _api_error(exc: SlackApiError) -> str:
-    try:
-        return str(exc.response["error"])
-    except (KeyError, TypeError):
-        return type(exc).__name__
-
-
-def _header(request: AsyncBoltRequest, name: str) -> str | None:
-    values = request.headers.get(name) or [None]
-    return values[0]

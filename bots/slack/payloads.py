@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+
 from core.domain import Platform, RequestKey
 
 __all__ = [
@@ -115,3 +118,17 @@ def bind_args(args: list[str]) -> tuple[str | None, str | None, bool] | None:
         else:
             return None
     return (campaign, preset, locked) if campaign or preset else None
+
+
+def api_error(exc: SlackApiError) -> str:
+    """The error code Slack answered with (``channel_not_found``…), or the exception's name."""
+    try:
+        return str(exc.response["error"])
+    except (KeyError, TypeError):
+        return type(exc).__name__
+
+
+def header(request: AsyncBoltRequest, name: str) -> str | None:
+    """The first value of a request header, if any."""
+    values = request.headers.get(name) or [None]
+    return values[0]

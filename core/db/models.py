@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.domain import FeedbackKind, GenerationKind, GenerationStatus
@@ -66,6 +66,19 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSONB,
         datetime: DateTime(timezone=True),
     }
+
+
+SEARCH_DOC = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(raw_prompt, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(final_prompt, '')), 'B') || "
+    "setweight(to_tsvector('simple'::regconfig, coalesce(preset_name, '')), 'C')"
+)
+
+
+# Indexes the migrations create only where the server offers their extension (pg_trgm's
+# trigram index on the search lexicon: absent on the embedded server); the model comparison
+# skips them.
+OPTIONAL_INDEXES = frozenset({"ix_search_words_word_trgm"})
 
 
 def _now() -> Mapped[datetime]:
@@ -181,6 +194,8 @@ class Generation(Base):
             "queued_at",
             postgresql_where=text("undeliverable IS NOT NULL"),
         ),
+        # Search (core.memory): the weighted document.
+        Index("ix_generations_search_doc", "search_doc", postgresql_using="gin"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -220,6 +235,8 @@ class Generation(Base):
     upload_id: Mapped[int | None] = mapped_column(
         ForeignKey("uploads.id", ondelete="RESTRICT"), index=True
     )
+    # What keyword search reads: prompt (A), final prompt (B), preset (C); PostgreSQL keeps it.
+    search_doc: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOC, persisted=True))
 
 
 class Upload(Base):
@@ -271,6 +288,7 @@ class Image(Base):
         UniqueConstraint("generation_id", "index"),
         # Deduplicated (one entry per generation): campaign reports count images through it.
         Index("ix_images_generation_id", "generation_id"),
+        Index("ix_images_unhashed", "id", postgresql_where=text("phash IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -284,6 +302,8 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     palette_score: Mapped[float | None] = mapped_column(Float)
+    # 64-bit perceptual hash of the original (core.memory.phash); NULL until indexed.
+    phash: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _now()
     # The 40-bit id the invisible watermark carries (core.provenance.watermark.image_id_of
     # computes the same), so verify finds an image from its mark alone.
@@ -306,6 +326,13 @@ class Feedback(Base):
             postgresql_include=["image_id", "user_id", "kind", "created_at"],
         ),
         Index("ix_feedback_image_id_kind", "image_id", "kind"),
+        # near-duplicate checks (core.memory.duplicates) start from the approvals
+        Index(
+            "ix_feedback_approvals",
+            "generation_id",
+            "image_id",
+            postgresql_where=text("kind = 'approve'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -317,6 +344,15 @@ class Feedback(Base):
     kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
     emoji: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = _now()
+
+
+class SearchWord(Base):
+    """The words of every prompt (3+ letters), for typo-tolerant search (``core.memory.search``).
+    A trigger on ``generations`` adds them; with pg_trgm a trigram index finds near spellings."""
+
+    __tablename__ = "search_words"
+
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class AuditLog(Base):

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Final
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.settings import DBSettings, db_settings
 
+from core.db.models import OPTIONAL_INDEXES
+
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped,unused-ignore]  # no stubs
 
@@ -47,7 +49,10 @@ def queue_table_names(settings: DBSettings | None = None) -> frozenset[str]:
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
-    """Alembic ``include_name`` hook: compare every table except pgqueuer's own."""
+    """Alembic ``include_name`` hook: compare every table except pgqueuer's own, and every
+    index except those that depend on an optional extension (``models.OPTIONAL_INDEXES``)."""
+    if type_ == "index" and name in OPTIONAL_INDEXES:
+        return False
     return not (type_ == "table" and name in queue_table_names())
 
 

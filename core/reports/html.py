@@ -185,6 +185,32 @@ def _table(title: str, slices: Sequence[Slice]) -> str:
     return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}</table></div>'
 
 
+def _acceptance_table(report: CampaignReport) -> str:
+    """Favourite, approval, upscale and reroll rates per week, model and preset version."""
+    if not report.acceptance:
+        return ""
+    head = (
+        "<tr><th>week</th><th>model</th><th>preset</th><th>images</th><th>★ rate</th>"
+        "<th>✅ rate</th><th>U rate</th><th>🔄 rate</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{a.week:%G-W%V}</td><td>{escape(a.model)}</td><td>{escape(a.preset)}</td>"
+        f"<td>{a.images:,}</td><td>{percent(a.favourite_rate)}</td>"
+        f"<td>{percent(a.approval_rate)}</td><td>{percent(a.upscale_rate)}</td>"
+        f"<td>{percent(a.reroll_rate)}</td></tr>"
+        for a in report.acceptance
+    )
+    bars = [  # the chart: approval rate per (week, model, preset version), in time order
+        (f"{a.week:%G-W%V} {a.model} {a.preset}", a.approval_rate, percent(a.approval_rate))
+        for a in report.acceptance
+    ]
+    return (
+        bar_chart(bars, "Approval rate per week, model and preset version", peak=1.0)
+        + '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
+        f"<table>{head}{rows}</table></div>"
+    )
+
+
 CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f6f7fb; --accent:__ACCENT__; }
 * { box-sizing: border-box; }
@@ -354,6 +380,7 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
         + _table("Per user", report.per_user[:MAX_BARS])
         + _table("Per preset version", report.per_preset_version)
         + _table("Per platform", report.per_platform)
+        + _acceptance_table(report)
         + "</div>"
     )
     pseudo = " · users pseudonymised" if report.pseudonymised else ""

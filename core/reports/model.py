@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.memory.duplicates import Cluster
+    from core.reports.acceptance import Acceptance
 
 __all__ = [
     "CampaignInfo",
@@ -163,3 +168,7 @@ class CampaignReport:
     # first, each generation's images in index order (``totals.images`` − this = how many more)
     recent_images: tuple[ImageRow, ...]
     images: tuple[ImageRow, ...] | None  # every image; None when built without them
+    # approved images of the campaign with approved near-duplicates (any campaign), by pHash
+    near_duplicates: tuple[Cluster, ...] = ()
+    # favourite / approval / upscale / reroll rates per week, model and preset version
+    acceptance: tuple[Acceptance, ...] = ()

@@ -138,6 +138,40 @@ def to_markdown(report: CampaignReport) -> str:
                 for i in images
             ],
         )
+    if report.acceptance:
+        lines += ["", "## Acceptance per week, model and preset version", ""]
+        lines += _md_table(
+            ACCEPTANCE_HEAD,
+            [
+                (
+                    f"{a.week:%G-W%V}",
+                    a.model,
+                    a.preset,
+                    f"{a.grids:,}",
+                    f"{a.images:,}",
+                    percent(a.favourite_rate),
+                    percent(a.approval_rate),
+                    percent(a.upscale_rate),
+                    percent(a.reroll_rate),
+                )
+                for a in report.acceptance
+            ],
+        )
+    if report.near_duplicates:
+        lines += ["", "## Near-duplicates of approved images", ""]
+        lines += _md_table(
+            ["image", "looks like (approved)"],
+            [
+                (
+                    f"{str(c.image.generation_id)[:8]}#{c.image.index}",
+                    ", ".join(
+                        f"{str(r.generation_id)[:8]}#{r.index} ({campaign or '–'}, {d} bits)"
+                        for r, campaign, d in c.near
+                    ),
+                )
+                for c in report.near_duplicates
+            ],
+        )
     if any(len(chain.steps) > 1 for chain in report.lineage):
         lines += ["", "## Lineage of approved images", ""]
         for chain in report.lineage:
@@ -215,6 +249,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+ACCEPTANCE_HEAD = (
+    "week",
+    "model",
+    "preset",
+    "grids",
+    "images",
+    "★ rate",
+    "✅ rate",
+    "U rate",
+    "🔄 rate",
+)
+
+
 def report_dict(report: CampaignReport) -> dict[str, Any]:
     """The JSON document as a dict; keys documented in ``docs/reports.md``."""
     doc = {
@@ -230,6 +277,17 @@ def report_dict(report: CampaignReport) -> dict[str, Any]:
         "top_images": [asdict(i) for i in report.top_images],
         "approved_images": [asdict(i) for i in report.approved_images],
         "lineage": [asdict(chain) for chain in report.lineage],
+        "acceptance": [asdict(a) for a in report.acceptance],
+        "near_duplicates": [
+            {
+                "image": str(c.image),
+                "near": [
+                    {"image": str(r), "campaign": campaign, "distance": d}
+                    for r, campaign, d in c.near
+                ],
+            }
+            for c in report.near_duplicates
+        ],
         "images": None if report.images is None else [asdict(i) for i in report.images],
         "campaign": asdict(report.campaign),
         "range": {"since": report.since, "until": report.until},

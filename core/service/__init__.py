@@ -15,6 +15,7 @@ text for the person who asked when the request can't be served.
 - ``messages``: the chat messages posted for a generation, and the generation behind an id
 - ``campaigns``: campaigns and channel bindings (admins)
 - ``reports``: campaign reports (admins and reviewers)
+- ``memory``: search past work, more like this, lineage (``core.memory`` holds the SQL)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from core.brand.presets import Preset
+from core.memory.store import MemoryStore
 from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
@@ -30,13 +32,14 @@ from core.service.campaigns import Campaigns
 from core.service.edits import Edits
 from core.service.feedback import Feedback
 from core.service.imagine import Imagine
+from core.service.memory import Recall
 from core.service.messages import Messages
 from core.service.reports import Reports, ReportSource
 
 __all__ = ["Service"]
 
 
-class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
+class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 
@@ -51,8 +54,10 @@ class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports):
         reports: ReportSource | None = None,
         store: ImageStore | None = None,
         uploads: UploadRecords | None = None,
+        memory: MemoryStore | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
         self._store = store
         self._upload_records = uploads
+        self._memory = memory

@@ -520,6 +520,7 @@ class FakeDiscord:
         self.requests: list[RestRequest] = []
         self.interactions: dict[int, InteractionRecord] = {}
         self.messages: dict[int, StoredMessage] = {}
+        self.dm_channels: dict[int, int] = {}  # direct-message channel id → the user's id
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None: global)
         self.gateway_frames: list[GatewayFrame] = []
         self.connections: list[GatewayConnection] = []
@@ -573,6 +574,7 @@ class FakeDiscord:
             ("GET", "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message),
             ("PATCH", "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message),
             ("DELETE", "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message),
+            ("POST", "/users/@me/channels", self._open_dm),
             ("POST", "/channels/{channel}/messages", self._post_message),
             ("GET", "/channels/{channel}/messages/{message}", self._get_message),
             ("PATCH", "/channels/{channel}/messages/{message}", self._edit_message),
@@ -1701,8 +1703,26 @@ class FakeDiscord:
 
     # -- REST: channel messages and reactions ------------------------------------------------
 
+    async def _open_dm(self, call: _Call) -> web.Response:
+        """A direct-message channel with a member of the guild (the same one each time)."""
+        body: dict[str, Any] = call.body or {}
+        user_id = int(body.get("recipient_id", 0))
+        member = next((m for m in self.guild.members if m.id == user_id), None)
+        if member is None:
+            return _error(400, 50007, "Cannot send messages to this user")
+        channel_id = next((c for c, u in self.dm_channels.items() if u == user_id), None)
+        if channel_id is None:
+            channel_id = snowflake()
+            self.dm_channels[channel_id] = user_id
+        return _json_response(
+            {"id": str(channel_id), "type": 1, "last_message_id": None,
+             "recipients": [member.payload()]}
+        )  # fmt: skip
+
     def _channel(self, call: _Call) -> int | web.Response:
         channel_id = int(call.request.match_info["channel"])
+        if channel_id in self.dm_channels:
+            return channel_id
         if all(c.id != channel_id for c in self.guild.channels):
             return _error(404, 10003, "Unknown Channel")
         return channel_id

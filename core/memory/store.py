@@ -1,0 +1,81 @@
+"""``MemoryStore``: the memory's SQL over one ``Database``, as the service calls it."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from dataclasses import dataclass
+
+from core.db.database import Database
+from core.memory import duplicates, lineage
+from core.memory import search as _search
+from core.memory.indexer import hash_pending
+from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
+from core.ports import ImageStore
+
+
+@dataclass
+class MemoryStore:
+    db: Database
+    store: ImageStore | None = None  # to hash an image the indexer hasn't reached yet
+    trigrams: bool | None = None  # pg_trgm installed? (asked once, on the first search)
+
+    async def read(self, key: str) -> bytes:
+        if self.store is None:
+            raise KeyError(key)
+        return await self.store.get(key)
+
+    async def image(self, ref: ImageRef, scope: Scope) -> Hit:
+        return await _search.image_hit(self.db, ref, scope)
+
+    async def family(self, generation_id: uuid.UUID, scope: Scope) -> lineage.Node:
+        async with self.db.sessions() as session:
+            return await lineage.family(session, generation_id, scope)
+
+    async def approved_elsewhere(
+        self, generation_id: uuid.UUID, index: int | None, scope: Scope
+    ) -> list[duplicates.Duplicate]:
+        """Near-duplicates of the generation's image(s) approved in another campaign."""
+        if self.store is not None and self._can_hash():
+            await hash_pending(self.db, self.store, only=[generation_id])
+        async with self.db.sessions() as session:
+            return await duplicates.approved_elsewhere(session, generation_id, index, scope)
+
+    def _can_hash(self) -> bool:
+        return self.store is not None and importlib.util.find_spec("imagehash") is not None
+
+    async def search(self, query: str, filters: SearchFilters, scope: Scope) -> SearchResult:
+        if filters.like is not None and self.store is not None and self._can_hash():
+            # the indexer may not have reached it yet: "more like this" of a fresh image works
+            await hash_pending(self.db, self.store, only=[filters.like.generation_id])
+        if self.trigrams is None:
+            async with self.db.sessions() as session:
+                self.trigrams = await _search.has_trigrams(session)
+        return await _search.search(self.db, query, filters, scope, trigrams=self.trigrams)
+
+
+async def search_features(db: Database) -> tuple[bool, str]:
+    """What search can do on this server, in words for ``onbrand doctor``: (ok, detail)."""
+    from sqlalchemy import text
+
+    async with db.sessions() as session:
+        installed = set((await session.execute(text("SELECT extname FROM pg_extension"))).scalars())
+        available = set(
+            (
+                await session.execute(
+                    text("SELECT name FROM pg_available_extensions WHERE name = 'vector'")
+                )
+            ).scalars()
+        )
+    parts = [
+        "keyword search with typo tolerance (pg_trgm)"
+        if "pg_trgm" in installed
+        else "keyword search without typo tolerance: this server has no pg_trgm (prefixes only)",
+        "vectors: pgvector available, no embedding model configured (keyword-only)"
+        if "vector" in available
+        else "vectors: no pgvector on this server (keyword-only)",
+        "more like this by perceptual hash"
+        if importlib.util.find_spec("imagehash") is not None
+        else "no perceptual hashes: install onbrand[memory] (imagehash)",
+    ]
+    return True, "; ".join(parts)
