@@ -21,6 +21,28 @@ async def run_doctor(settings: Settings, console: Console) -> bool:
         mark = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
         table.add_row(mark, check.name, check.detail)
     console.print(table)
+    console.print(models_table())
     healthy = all(check.ok for check in checks)
     console.print("[green]healthy[/green]" if healthy else "[red]unhealthy[/red]: see FAILED above")
     return healthy
+
+
+def models_table() -> Table:
+    """The models in the local Hugging Face cache, each with its family (not a health check:
+    an empty cache is fine where presets use ``tiny``, local folders or the OpenAI engine)."""
+    from core.brand.families import hub_cache_dir
+
+    folder = hub_cache_dir()
+    table = Table(title=f"models in the Hugging Face cache ({folder})", show_header=False, box=None)
+    try:
+        from core.engines.families import cached_models
+
+        models = cached_models(folder)
+    except ImportError:  # huggingface_hub comes with the diffusers extra
+        table.add_row("-", "not listed: install onbrand[diffusers] to read the cache")
+        return table
+    for model in models:
+        table.add_row(model.repo_id, model.label, f"{model.size_on_disk / 1e9:.1f} GB")
+    if not models:
+        table.add_row("-", "none")
+    return table

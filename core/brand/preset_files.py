@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from core.brand.families import family_of, refusals
 from core.brand.logo import LogoError, preset_logo
 from core.brand.presets import LOCKABLE, EngineSpec, Limits, Preset, PresetSpec, Watermark
 from core.errors import PresetError
@@ -26,6 +27,7 @@ __all__ = [
     "content_version",
     "load_preset",
     "load_presets",
+    "model_family",
     "parse_preset",
     "validate_files",
 ]
@@ -267,7 +269,35 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
     except LogoError as exc:
         line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
         return None, [f"{path}:{line}: watermark.logo: {exc}"]
-    return preset, []
+    problems = _family_problems(preset, text, path)
+    return (None, problems) if problems else (preset, [])
+
+
+def _family_problems(preset: Preset, text: str, path: Path) -> list[str]:
+    """What the preset asks of its model's family that the family cannot do (a negative prompt
+    on FLUX, guidance on a distilled model). Only for a model found on this machine
+    (``core.brand.families.family_of``); any other is checked when the engine loads it."""
+    engine = preset.engine
+    family = family_of(engine.model) if engine.kind == "diffusers" else None
+    if family is None:
+        return []
+    root = _read_yaml(text)[0]
+    found = refusals(
+        family,
+        model=engine.model,
+        negative_prompt=preset.negative_prompt,
+        guidance=engine.guidance,
+    )
+    return [f"{path}:{_line_of(root, loc)}: {'.'.join(loc)}: {why}" for loc, why in found]
+
+
+def model_family(preset: Preset) -> str:
+    """The family of the preset's model, for a person to read (``sdxl``, ``sd2, distilled``),
+    or ``unknown family, checked at load`` for a model not found on this machine."""
+    if preset.engine.kind != "diffusers":
+        return f"{preset.engine.kind} engine"
+    family = family_of(preset.engine.model)
+    return family.label if family is not None else "unknown family, checked at load"
 
 
 def load_preset(path: str | Path) -> Preset:

@@ -49,6 +49,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
+from core.engines.families import image_size_kwargs, prompt_kwargs
 from core.engines.pipelines import DeviceName, DTypeName, Pipelines, diffusers_module
 from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
@@ -195,12 +196,10 @@ class DiffusersEngine:
         seeds = [seed for job in jobs for seed in job.seeds]
         fresh = self._fresh(pipe, "text2image")
         out = fresh(
-            prompt=prompts,
-            negative_prompt=negatives,
+            **prompt_kwargs(fresh, prompts, negatives, first.guidance),
             width=first.width,
             height=first.height,
             num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
             generator=self._generators(seeds),
             callback_on_step_end=watch,
             callback_on_step_end_tensor_inputs=[],
@@ -229,12 +228,11 @@ class DiffusersEngine:
             source = source.resize(fit, Image.Resampling.LANCZOS)
         fresh = self._fresh(pipe, "image2image")
         out = fresh(
-            prompt=[prompt] * len(seeds),
-            negative_prompt=[negative_prompt] * len(seeds),
+            **prompt_kwargs(fresh, [prompt] * len(seeds), [negative_prompt] * len(seeds), guidance),
             image=[source] * len(seeds),
+            **image_size_kwargs(fresh, *source.size),
             strength=strength,
             num_inference_steps=steps,
-            guidance_scale=guidance,
             generator=self._generators(seeds),
             callback_on_step_end=watch,
             callback_on_step_end_tensor_inputs=[],
