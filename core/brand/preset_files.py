@@ -204,7 +204,7 @@ def _problems(text: str, source: str) -> tuple[Preset | None, list[str]]:
     if not isinstance(data, dict):
         return None, [f"{source}: a preset must be a YAML mapping of keys (name, brand, ...)"]
     problems = []
-    for reserved in ("version", "source_text", "source_path"):
+    for reserved in ("version", "source_text", "source_path", "model_family"):
         if reserved in data:
             problems.append(
                 f"{source}:{_line_of(root, (reserved,))}: {reserved}: is set by onbrand, "
@@ -270,7 +270,11 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
         line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
         return None, [f"{path}:{line}: watermark.logo: {exc}"]
     problems = _family_problems(preset, text, path)
-    return (None, problems) if problems else (preset, [])
+    if problems:
+        return None, problems
+    if preset.engine.kind == "diffusers":
+        preset = preset.model_copy(update={"model_family": family_of(preset.engine.model)})
+    return preset, []
 
 
 def _family_problems(preset: Preset, text: str, path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.brand.families import ModelFamily
 from core.brand.policy import BannedTerms
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
@@ -228,6 +229,9 @@ class Preset(PresetSpec):
     version: str
     source_text: str
     source_path: str | None = None
+    # The family of engine.model when the file was loaded and the model was on this machine
+    # (core.brand.families); None: unknown, the engine checks it when it loads the model.
+    model_family: ModelFamily | None = None
 
     @property
     def logo_path(self) -> Path | None:
@@ -287,6 +291,12 @@ def apply_preset(
         raise _locked(preset, "The style is", "--style raw")
     if request.no and locked("negative_prompt"):
         raise _locked(preset, "The negative prompt is", "--no")
+    family = preset.model_family
+    if request.no and family is not None and not family.negative_prompt:
+        raise PresetError(
+            f"{preset.brand}'s model (preset {preset.name}) is a {family.label} model and takes "
+            "no negative prompt; remove --no and say what to show instead."
+        )
     if request.steps is not None and request.steps != engine.steps and locked("steps"):
         raise _locked(preset, f"Steps are ({engine.steps})", "--steps")
     if request.seed is not None and locked("seed"):

@@ -20,7 +20,9 @@ pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
 from core.brand.families import ModelFamily, detect_family, family_of
+from core.brand.grammar import parse
 from core.brand.preset_files import load_preset, model_family
+from core.brand.presets import apply_preset
 from core.engines.diffusers import DiffusersEngine
 from core.engines.families import cached_models
 from core.errors import PresetError
@@ -185,9 +187,13 @@ def test_preset_negative_prompt_on_flux_refused(
     message = _refusal(_preset(tmp_path, model, negative="blurry", guidance=3.5))
     assert f"{tmp_path / 'preset.yaml'}:4: negative_prompt: " in message
     assert "is a flux model and takes no negative prompt" in message
-    # the same preset without the negative prompt is fine
+    # the same preset without the negative prompt is fine, and --no is refused before queueing
     preset = load_preset(_preset(tmp_path, model, guidance=3.5))
     assert model_family(preset) == "flux"
+    request = parse("a red circle --no blur")[0]
+    with pytest.raises(PresetError, match="is a flux model and takes no negative prompt"):
+        apply_preset(request, preset)
+    assert apply_preset(parse("a red circle")[0], preset).negative_prompt == ""
 
 
 def test_preset_guidance_on_turbo_refused(
