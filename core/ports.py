@@ -49,6 +49,8 @@ class GenerateJob:
     steps: int
     guidance: float
     seeds: tuple[int, ...]
+    # (source, weight) of each LoRA to apply; jobs in one batch share them (core.engines.loras)
+    loras: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class VaryJob:
     guidance: float
     strength: float
     seeds: tuple[int, ...]
+    loras: tuple[tuple[str, float], ...] = ()  # as GenerateJob.loras
 
 
 @dataclass(frozen=True)

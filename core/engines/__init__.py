@@ -55,6 +55,12 @@ def check_batch(jobs: Sequence[GenerateJob]) -> None:
                 f"{first.job_id} has {shape}, {job.job_id} has "
                 f"{(job.width, job.height, job.steps, job.guidance)}"
             )
+    for job in jobs[1:]:
+        if job.loras != first.loras:
+            raise ValueError(
+                f"jobs in one batch must share their LoRAs: {first.job_id} has {first.loras}, "
+                f"{job.job_id} has {job.loras}"
+            )
     ids = [job.job_id for job in jobs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"job ids in one batch must be unique: {ids}")

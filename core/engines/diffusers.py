@@ -50,6 +50,7 @@ from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
 from core.engines.families import image_size_kwargs, prompt_kwargs
+from core.engines.loras import activate as activate_loras
 from core.engines.pipelines import DeviceName, DTypeName, Pipelines, diffusers_module
 from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
@@ -194,6 +195,7 @@ class DiffusersEngine:
         prompts = [job.prompt for job in jobs for _ in job.seeds]
         negatives = [job.negative_prompt for job in jobs for _ in job.seeds]
         seeds = [seed for job in jobs for seed in job.seeds]
+        activate_loras(pipe, first.loras, local_files_only=self.pipelines.local_files_only)
         fresh = self._fresh(pipe, "text2image")
         out = fresh(
             **prompt_kwargs(fresh, prompts, negatives, first.guidance),
@@ -218,8 +220,10 @@ class DiffusersEngine:
         strength: float,
         seeds: Sequence[int],
         watch: _StepWatch | None,
+        loras: Sequence[tuple[str, float]] = (),
     ) -> tuple[list[Image.Image], Any]:
         """The images, and the scheduler that made them."""
+        activate_loras(pipe, loras, local_files_only=self.pipelines.local_files_only)
         source = image.convert("RGB")
         width, height = source.size
         fit = (width - width % 8, height - height % 8)
@@ -310,6 +314,7 @@ class DiffusersEngine:
                 job.strength,
                 job.seeds,
                 watch,
+                job.loras,
             )
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
@@ -25,10 +26,11 @@ from core.brand.preset_files import load_preset, model_family
 from core.brand.presets import apply_preset
 from core.engines.diffusers import DiffusersEngine
 from core.engines.families import cached_models
+from core.engines.loras import LoraLoadError
 from core.errors import PresetError
-from core.ports import Engine, GenerateJob
+from core.ports import Engine, GenerateJob, VaryJob
 from tests.engines.contract import EngineContract, max_diff
-from tests.engines.tiny_families import FAMILIES, build, fake_hub_cache
+from tests.engines.tiny_families import FAMILIES, build, build_lora, fake_hub_cache
 
 pytestmark = [
     pytest.mark.slow,
@@ -245,3 +247,106 @@ def test_hub_cache_models_have_their_family(
 def test_no_cache_folder_no_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "absent"))
     assert cached_models() == []
+
+
+# --- LoRAs: loaded once per base model, activated per call --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(
+    tiny_family: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, int], Path]:
+    """``tiny_lora("sdxl", seed)`` → a random LoRA file for that family's tiny pipeline."""
+    root = tmp_path_factory.mktemp("loras")
+    built: dict[tuple[str, int], Path] = {}
+
+    def get(family: str, seed: int = 0) -> Path:
+        if (family, seed) not in built:
+            out = root / f"{family}-{seed}.safetensors"
+            built[family, seed] = build_lora(tiny_family(family), out, seed=seed)
+        return built[family, seed]
+
+    return get
+
+
+def _lora_job(family: str, loras: tuple[tuple[str, float], ...] = ()) -> GenerateJob:
+    guidance = 0.0 if family == "turbo" else 5.0
+    return GenerateJob("a", "red circle", "", 64, 64, 3, guidance, (1,), loras)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_lora_weight_changes_pixels_and_leaves_the_base_model(
+    family_engine: DiffusersEngine,
+    tiny_family: Callable[[str], Path],
+    tiny_lora: Callable[[str, int], Path],
+    family: str,
+) -> None:
+    """Two weights give two pictures; weight 0 and a later call without the LoRA give the base
+    model's pixels exactly (measured: identical bits on every family)."""
+    model, lora = str(tiny_family(family)), str(tiny_lora(family, 0))
+
+    async def image(*loras: tuple[str, float]) -> Image.Image:
+        (result,) = await family_engine.generate(model, [_lora_job(family, loras)])
+        return result.images[0]
+
+    base = await image()
+    full, half, zero = await image((lora, 1.0)), await image((lora, 0.5)), await image((lora, 0.0))
+    assert max_diff(base, full) > 0
+    assert max_diff(half, full) > 0
+    assert max_diff(zero, base) == 0
+    assert max_diff(await image(), base) == 0
+    other = str(tiny_lora(family, 1))
+    both = await image((lora, 0.5), (other, 0.5))
+    assert max_diff(both, half) > 0
+    assert max_diff(await image((lora, 0.5)), half) == 0  # the second LoRA is off again
+
+
+async def test_lora_in_variations(
+    family_engine: DiffusersEngine,
+    tiny_family: Callable[[str], Path],
+    tiny_lora: Callable[[str, int], Path],
+) -> None:
+    model, lora = str(tiny_family("sdxl")), str(tiny_lora("sdxl", 0))
+    source = Image.new("RGB", (64, 64), (200, 40, 40))
+
+    def job(*loras: tuple[str, float]) -> VaryJob:
+        return VaryJob("v", source, "red circle", "", 4, 5.0, 0.75, (3,), loras)
+
+    plain = await family_engine.vary(model, job())
+    styled = await family_engine.vary(model, job((lora, 1.0)))
+    assert max_diff(plain.images[0], styled.images[0]) > 0
+    assert max_diff((await family_engine.vary(model, job())).images[0], plain.images[0]) == 0
+
+
+async def test_a_batch_never_mixes_lora_sets(
+    family_engine: DiffusersEngine, tiny_family: Callable[[str], Path]
+) -> None:
+    a = _lora_job("sd1", (("x.safetensors", 1.0),))
+    b = GenerateJob("b", "red circle", "", 64, 64, 3, 5.0, (2,))
+    with pytest.raises(ValueError, match="share their LoRAs"):
+        await family_engine.generate(str(tiny_family("sd1")), [a, b])
+
+
+@pytest.mark.parametrize(("family", "lora_family"), [("sdxl", "sd1"), ("flux", "sd1")])
+async def test_a_lora_of_another_family_is_refused_and_leaves_nothing(
+    family_engine: DiffusersEngine,
+    tiny_family: Callable[[str], Path],
+    tiny_lora: Callable[[str, int], Path],
+    family: str,
+    lora_family: str,
+) -> None:
+    model = str(tiny_family(family))
+    (before,) = await family_engine.generate(model, [_lora_job(family)])
+    wrong = _lora_job(family, ((str(tiny_lora(lora_family, 0)), 1.0),))
+    with pytest.raises(LoraLoadError, match="another model family"):
+        await family_engine.generate(model, [wrong])
+    (after,) = await family_engine.generate(model, [_lora_job(family)])
+    assert max_diff(before.images[0], after.images[0]) == 0
+
+
+async def test_a_missing_lora_is_named(
+    family_engine: DiffusersEngine, tiny_family: Callable[[str], Path], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "brand-look.safetensors")
+    with pytest.raises(LoraLoadError, match=r"brand-look\.safetensors' not found"):
+        await family_engine.generate(str(tiny_family("sd1")), [_lora_job("sd1", ((missing, 1.0),))])

@@ -376,3 +376,31 @@ def fake_hub_cache(root: Path, repos: dict[str, Path | None]) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(blob, target)
     return cache
+
+
+def build_lora(model: Path, out: Path, *, seed: int = 0, rank: int = 4) -> Path:
+    """A random LoRA (rank ``rank``, non-zero, fixed seed) on the attention projections of the
+    denoiser of the pipeline in ``model``, saved as ``out`` (a .safetensors file) in the
+    format diffusers' ``save_lora_weights`` writes (what LoRA trainers ship)."""
+    import torch
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(model)
+    unet = getattr(pipe, "unet", None)
+    denoiser = unet if unet is not None else pipe.transformer
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        init_lora_weights=False,  # random B too, so the LoRA changes the output
+    )
+    denoiser.add_adapter(config)
+    layers = get_peft_model_state_dict(denoiser)
+    key = "unet_lora_layers" if unet is not None else "transformer_lora_layers"
+    type(pipe).save_lora_weights(
+        str(out.parent), weight_name=out.name, safe_serialization=True, **{key: layers}
+    )
+    return out
