@@ -106,6 +106,13 @@ class Params:
     preset_version: str
     strength: float = 0.6  # img2img strength for variations
     upscaler: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
+
+    def __post_init__(self) -> None:
+        # read back from JSON, the pairs are lists: make them hashable tuples again
+        object.__setattr__(
+            self, "loras", tuple((str(source), float(weight)) for source, weight in self.loras)
+        )
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""

@@ -15,9 +15,18 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from core.brand.families import family_of, refusals
+from core.brand.families import family_of, model_folder, refusals
 from core.brand.logo import LogoError, preset_logo
-from core.brand.presets import LOCKABLE, EngineSpec, Limits, Preset, PresetSpec, Watermark
+from core.brand.lora_files import LoraFileError, lora_mismatch
+from core.brand.presets import (
+    LOCKABLE,
+    EngineSpec,
+    Limits,
+    LoraSpec,
+    Preset,
+    PresetSpec,
+    Watermark,
+)
 from core.errors import PresetError
 
 __all__ = [
@@ -158,6 +167,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("engine",): EngineSpec,
     ("watermark",): Watermark,
     ("limits",): Limits,
+    ("engine", "loras"): LoraSpec,
 }
 
 
@@ -170,7 +180,7 @@ def _describe(error: Mapping[str, Any]) -> tuple[tuple[int | str, ...], str]:
             return loc[:2], msg.removeprefix("Value error, ")
         return loc[:2], "must be [width, height] in pixels, e.g. [1024, 1024]"
     if kind == "extra_forbidden":
-        model = _MODELS.get(tuple(str(p) for p in loc[:-1]))
+        model = _MODELS.get(tuple(str(p) for p in loc[:-1] if not isinstance(p, int)))
         allowed = ", ".join(model.model_fields) if model else "none"
         return loc, f"unknown key {loc[-1]!r}; allowed keys here: {allowed}"
     if kind == "missing":
@@ -269,7 +279,7 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
     except LogoError as exc:
         line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
         return None, [f"{path}:{line}: watermark.logo: {exc}"]
-    problems = _family_problems(preset, text, path)
+    problems = _family_problems(preset, text, path) + _lora_problems(preset, text, path)
     if problems:
         return None, problems
     if preset.engine.kind == "diffusers":
@@ -293,6 +303,28 @@ def _family_problems(preset: Preset, text: str, path: Path) -> list[str]:
         guidance=engine.guidance,
     )
     return [f"{path}:{_line_of(root, loc)}: {'.'.join(loc)}: {why}" for loc, why in found]
+
+
+def _lora_problems(preset: Preset, text: str, path: Path) -> list[str]:
+    """Each LoRA file the preset names must exist, be a safetensors file and fit the model
+    (``core.brand.lora_files``); hub ids and models not on this machine are checked at load."""
+    if not preset.engine.loras:
+        return []
+    root = _read_yaml(text)[0]
+    family = family_of(preset.engine.model)
+    folder = model_folder(preset.engine.model)
+    problems = []
+    for i, (source, _) in enumerate(preset.lora_sources):
+        loc: tuple[int | str, ...] = ("engine", "loras", i, "model")
+        try:
+            why = lora_mismatch(source, family, folder)
+        except LoraFileError as exc:
+            why = str(exc)
+        else:
+            why = f"LoRA {source} does not fit {preset.engine.model!r}: {why}" if why else None
+        if why:
+            problems.append(f"{path}:{_line_of(root, loc)}: {_format_loc(loc)}: {why}")
+    return problems
 
 
 def model_family(preset: Preset) -> str:

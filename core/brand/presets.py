@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from core.brand.families import ModelFamily
+from core.brand.lora_files import resolve_lora
 from core.brand.policy import BannedTerms
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
@@ -36,6 +37,7 @@ __all__ = [
     "RETIRED_MODELS",
     "EngineSpec",
     "Limits",
+    "LoraSpec",
     "Preset",
     "PresetSpec",
     "Watermark",
@@ -91,6 +93,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class LoraSpec(_Strict):
+    """A LoRA the brand approved: a .safetensors file or folder (relative to the preset file) or
+    a hub id in the local cache, and its weight. Users cannot change a preset's LoRAs."""
+
+    model: _Text
+    weight: float = Field(default=1.0, ge=-2.0, le=2.0)
+
+
 class EngineSpec(_Strict):
     kind: Literal["diffusers", "openai", "fake"]
     model: _Text  # may be left out where the kind has a default (DEFAULT_MODELS)
@@ -98,6 +108,13 @@ class EngineSpec(_Strict):
     guidance: float = Field(ge=0.0, le=30.0)
     strength: float = Field(default=0.6, gt=0.0, le=1.0)
     upscaler: str | None = None
+    loras: tuple[LoraSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _loras_need_diffusers(self) -> EngineSpec:
+        if self.loras and self.kind != "diffusers":
+            raise ValueError(f"loras: only the diffusers engine takes LoRAs, not {self.kind}")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +251,12 @@ class Preset(PresetSpec):
     model_family: ModelFamily | None = None
 
     @property
+    def lora_sources(self) -> tuple[tuple[str, float], ...]:
+        """(source, weight) of each LoRA, paths resolved against the preset file's folder."""
+        base = Path(self.source_path).parent if self.source_path else Path()
+        return tuple((resolve_lora(lora.model, base), lora.weight) for lora in self.engine.loras)
+
+    @property
     def logo_path(self) -> Path | None:
         """The watermark logo, resolved against the preset file's folder."""
         if self.watermark is None:
@@ -335,4 +358,5 @@ def apply_preset(
         preset_version=preset.version,
         strength=engine.strength,
         upscaler=engine.upscaler,
+        loras=preset.lora_sources,
     )

@@ -10,6 +10,7 @@ of its tests runs.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +25,7 @@ from core.brand.families import ModelFamily, detect_family, family_of
 from core.brand.grammar import parse
 from core.brand.preset_files import load_preset, model_family
 from core.brand.presets import apply_preset
+from core.db.mapping import params_from_json, params_to_json
 from core.engines.diffusers import DiffusersEngine
 from core.engines.families import cached_models
 from core.engines.loras import LoraLoadError
@@ -350,3 +352,93 @@ async def test_a_missing_lora_is_named(
     missing = str(tmp_path / "brand-look.safetensors")
     with pytest.raises(LoraLoadError, match=r"brand-look\.safetensors' not found"):
         await family_engine.generate(str(tiny_family("sd1")), [_lora_job("sd1", ((missing, 1.0),))])
+
+
+LORA_PRESET = """\
+name: fam-lora
+brand: Test
+prompt: "{{prompt}}, test"
+aspect_ratios: {{"1:1": [64, 64]}}
+default_aspect: "1:1"
+engine:
+  kind: {kind}
+  model: "{model}"
+  steps: 3
+  guidance: 5.0
+  loras:
+    - {{model: {lora}, weight: 0.8}}
+"""
+
+
+def _lora_preset(folder: Path, model: str, lora: str, kind: str = "diffusers") -> Path:
+    path = folder / "lora.yaml"
+    path.write_text(LORA_PRESET.format(kind=kind, model=model, lora=lora))
+    return path
+
+
+async def test_a_preset_s_lora_reaches_the_engine(
+    family_engine: DiffusersEngine,
+    tiny_family: Callable[[str], Path],
+    tiny_lora: Callable[[str, int], Path],
+    tmp_path: Path,
+) -> None:
+    """A LoRA next to the preset file, named relative to it: validated, resolved, applied."""
+    shutil.copyfile(tiny_lora("sd1", 0), tmp_path / "brand-look.safetensors")
+    model = str(tiny_family("sd1"))
+    preset = load_preset(_lora_preset(tmp_path, model, "brand-look.safetensors"))
+    params = apply_preset(parse("red circle --seed 4")[0], preset)
+    lora = str((tmp_path / "brand-look.safetensors").resolve())
+    assert params.loras == ((lora, 0.8),)
+    assert params_from_json(params_to_json(params)) == params
+
+    def job(loras: tuple[tuple[str, float], ...]) -> GenerateJob:
+        return GenerateJob("a", params.prompt, "", 64, 64, 3, 5.0, params.seeds()[:1], loras)
+
+    (styled,) = await family_engine.generate(model, [job(params.loras)])
+    (plain,) = await family_engine.generate(model, [job(())])
+    assert max_diff(styled.images[0], plain.images[0]) > 0
+
+
+@pytest.mark.parametrize(
+    ("family", "lora_family", "why"),
+    [
+        ("sdxl", "sd1", "cross-attention takes 32-wide text features and the model's 64"),
+        ("sd1", "sdxl", "cross-attention takes 64-wide text features and the model's 32"),
+        ("flux", "sd1", "it adapts a UNet"),
+        ("sd1", "flux", "it adapts a transformer"),
+        ("sd3", "flux", "it is a flux LoRA, and the model is sd3"),
+    ],
+    ids=[
+        "sdxl-with-sd1-lora",
+        "sd1-with-sdxl-lora",
+        "flux-with-sd1-lora",
+        "sd1-with-flux-lora",
+        "sd3-with-flux-lora",
+    ],
+)
+def test_a_preset_lora_of_another_family_is_refused(
+    tiny_family: Callable[[str], Path],
+    tiny_lora: Callable[[str, int], Path],
+    tmp_path: Path,
+    family: str,
+    lora_family: str,
+    why: str,
+) -> None:
+    lora = tiny_lora(lora_family, 0)
+    message = _refusal(_lora_preset(tmp_path, str(tiny_family(family)), str(lora)))
+    assert f"lora.yaml:12: engine.loras[0].model: LoRA {lora} does not fit" in message
+    assert why in message
+
+
+def test_a_preset_lora_that_is_missing_or_not_safetensors_is_refused(
+    tiny_family: Callable[[str], Path], tmp_path: Path
+) -> None:
+    model = str(tiny_family("sd1"))
+    message = _refusal(_lora_preset(tmp_path, model, "looks/brand.safetensors"))
+    assert "lora.yaml:12: engine.loras[0].model: LoRA file " in message
+    assert "brand.safetensors not found" in message
+    (tmp_path / "notes.safetensors").write_text("not weights")
+    message = _refusal(_lora_preset(tmp_path, model, "notes.safetensors"))
+    assert "notes.safetensors is not a safetensors file" in message
+    message = _refusal(_lora_preset(tmp_path, "gpt-image-2.5-sunburst", "x.safetensors", "openai"))
+    assert "only the diffusers engine takes LoRAs, not openai" in message
