@@ -9,8 +9,9 @@ Importing this package (or any module in it) imports no torch; only running a di
 
 Rules every engine follows (``tests/engines/contract.py`` checks them):
 
-- ``generate`` takes jobs that share width, height, steps and guidance (``ValueError`` otherwise);
-  prompts, negative prompts and seeds may differ per job. Results come back in job order.
+- ``generate`` takes jobs that share width, height, steps, guidance and LoRAs (``ValueError``
+  otherwise); prompts, negative prompts and seeds may differ per job. Results come back in job
+  order. Engines without LoRAs never get jobs with some (presets refuse them).
 - One image per seed; the same seed gives the same picture alone or inside a batch (the same bits
   for the same call on the same machine; across batch sizes and devices within floating-point
   noise, see ``tests/pixels.py``).
