@@ -33,7 +33,8 @@ def models_table() -> Table:
     from core.brand.families import hub_cache_dir
 
     folder = hub_cache_dir()
-    table = Table(title=f"models in the Hugging Face cache ({folder})", show_header=False, box=None)
+    table = Table(show_header=False, box=None)
+    table.add_row("[bold]models in the Hugging Face cache[/bold]", str(folder))
     try:
         from core.engines.families import cached_models
 
@@ -42,7 +43,9 @@ def models_table() -> Table:
         table.add_row("-", "not listed: install onbrand[diffusers] to read the cache")
         return table
     for model in models:
-        table.add_row(model.repo_id, model.label, f"{model.size_on_disk / 1e9:.1f} GB")
+        size = model.size_on_disk
+        shown = f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+        table.add_row(model.repo_id, model.label, shown)
     if not models:
         table.add_row("-", "none")
     return table
