@@ -9,6 +9,7 @@ SD 2.x, 2048 SDXL). What cannot be told from the header is checked when the engi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from core.brand.families import ModelFamily
 
-__all__ = ["MAX_HEADER_BYTES", "LoraFileError", "lora_mismatch", "resolve_lora"]
+__all__ = ["MAX_HEADER_BYTES", "LoraFileError", "lora_digest", "lora_mismatch", "resolve_lora"]
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # safetensors' own limit is 100 MB; a LoRA's is kilobytes
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers looks for in a folder
@@ -109,3 +110,24 @@ def lora_mismatch(source: str, family: ModelFamily | None, model_folder: Path | 
             f"{model_width} ({family.label}): a LoRA for another model family"
         )
     return None
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def lora_digest(source: str) -> str | None:
+    """The sha256 of a LoRA's weights file (cached by path, size and mtime), or ``None`` for a
+    hub id: part of the preset's version, so changing a LoRA file makes a new version."""
+    if not source.startswith("/"):
+        return None
+    path = _weights(source).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    known = _digests.get(key)
+    if known is None:
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 22):
+                digest.update(chunk)
+        known = _digests[key] = digest.hexdigest()
+    return known

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.brand.families import family_of, model_folder, refusals
 from core.brand.logo import LogoError, preset_logo
-from core.brand.lora_files import LoraFileError, lora_mismatch
+from core.brand.lora_files import LoraFileError, lora_digest, lora_mismatch
 from core.brand.presets import (
     LOCKABLE,
     EngineSpec,
@@ -283,7 +283,11 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
     if problems:
         return None, problems
     if preset.engine.kind == "diffusers":
-        preset = preset.model_copy(update={"model_family": family_of(preset.engine.model)})
+        update: dict[str, Any] = {"model_family": family_of(preset.engine.model)}
+        digests = [lora_digest(source) or source for source, _ in preset.lora_sources]
+        if digests:  # a changed LoRA file is a new version of the preset
+            update["version"] = content_version("\n".join([text, *digests]))
+        preset = preset.model_copy(update=update)
     return preset, []
 
 

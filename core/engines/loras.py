@@ -33,9 +33,13 @@ class LoraLoadError(ValueError):
 
 
 def adapter_name(source: str) -> str:
-    """A stable adapter name for ``source`` (a file, a folder or a hub id)."""
+    """A stable adapter name for ``source`` (a file, a folder or a hub id); a file replaced on
+    disk (another size or mtime) gets a new name, so it is loaded again."""
     path = Path(source).expanduser()
-    key = str(path.resolve()) if path.exists() else source
+    key = source
+    if path.exists():
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return "lora_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 

@@ -390,6 +390,14 @@ async def test_a_preset_s_lora_reaches_the_engine(
     lora = str((tmp_path / "brand-look.safetensors").resolve())
     assert params.loras == ((lora, 0.8),)
     assert params_from_json(params_to_json(params)) == params
+    # the LoRA's bytes are part of the preset's version
+    same = load_preset(_lora_preset(tmp_path, model, "brand-look.safetensors"))
+    assert same.version == preset.version
+    shutil.copyfile(tiny_lora("sd1", 1), tmp_path / "brand-look.safetensors")
+    changed = load_preset(_lora_preset(tmp_path, model, "brand-look.safetensors"))
+    assert changed.version != preset.version
+    assert apply_preset(parse("red circle")[0], changed).preset_version == changed.version
+    shutil.copyfile(tiny_lora("sd1", 0), tmp_path / "brand-look.safetensors")
 
     def job(loras: tuple[tuple[str, float], ...]) -> GenerateJob:
         return GenerateJob("a", params.prompt, "", 64, 64, 3, 5.0, params.seeds()[:1], loras)
