@@ -1,4 +1,5 @@
-"""GPU throughput of a Stable-Diffusion-1.5-shaped pipeline: images/s, eager vs compiled UNet.
+"""GPU throughput of a Stable-Diffusion-1.5- or SDXL-shaped pipeline: images/s, eager vs compiled
+UNet.
 
 The pipeline is built from configs with random weights (SD 1.5's UNet and VAE, CLIP ViT-L/14's
 text encoder, a byte-level CLIP tokenizer written here): nothing is downloaded, and the speed of a
@@ -8,8 +9,10 @@ table plus JSON (written to ``bench/results/gpu.json``).
 
 Without CUDA it says so, runs a tiny CPU smoke test (64 px, 2 steps) and exits 0.
 
-    python bench/gpu.py            # full run (3 timed runs per cell, well under 8 minutes)
-    python bench/gpu.py --quick    # 1 timed run per cell
+    python -m bench gpu            # full run (3 timed runs per cell, well under 8 minutes)
+    python -m bench gpu --quick    # 1 timed run per cell
+    python -m bench gpu --shape sdxl --batches 1 4   # SDXL base 1.0's shapes at 1024 px,
+                                                     # Euler, two text encoders, time ids
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"  # gpu-sdxl.json for --shape sdxl
 
 # Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5) shapes.
 SD15_UNET: dict[str, Any] = {
@@ -96,6 +99,58 @@ TINY_TEXT: dict[str, Any] = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "projection_dim": 32,
+}
+# Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0) shapes: two text
+# encoders (CLIP ViT-L/14 and OpenCLIP ViT-bigG/14, the second with a projection), a UNet fed
+# their hidden states side by side (2048) and added time ids (6 x 256 + the 1280 pooled = 2816).
+SDXL_UNET: dict[str, Any] = {
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2, 10),
+    "attention_head_dim": (5, 10, 20),
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+SDXL_VAE: dict[str, Any] = {**SD15_VAE, "sample_size": 1024, "scaling_factor": 0.13025}
+CLIP_BIGG14_TEXT: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+}
+# The SDXL layout at a few million parameters, for the CPU smoke run.
+TINY_SDXL_UNET: dict[str, Any] = {
+    **SDXL_UNET,
+    "sample_size": 8,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2),
+    "attention_head_dim": (2, 4),
+    "cross_attention_dim": 64,
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 80,  # 6 x 8 + 32
+    "norm_num_groups": 16,
+}
+SDXL_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
 }
 SD15_SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085,
@@ -172,6 +227,48 @@ def build_pipeline(shape: str, device: str, dtype: Any) -> Any:
     return pipe
 
 
+def build_sdxl_pipeline(shape: str, device: str, dtype: Any) -> Any:
+    """An SDXL-layout pipeline with random weights (``sdxl`` or ``tiny-sdxl``) on ``device``."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    if shape == "sdxl":
+        unet_cfg, vae_cfg, text_cfg, text2_cfg = (
+            SDXL_UNET,
+            SDXL_VAE,
+            CLIP_L14_TEXT,
+            CLIP_BIGG14_TEXT,
+        )
+    else:
+        unet_cfg, vae_cfg, text_cfg, text2_cfg = TINY_SDXL_UNET, TINY_VAE, TINY_TEXT, TINY_TEXT
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**unet_cfg)
+        vae = AutoencoderKL(**vae_cfg)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text2_cfg))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = make_tokenizer(Path(tmp))
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
+    )
+    pipe.to(device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def time_batch(pipe: Any, batch: int, size: int, steps: int, runs: int, device: str) -> float:
     """Seconds per call (mean of ``runs``) for ``batch`` images; NaNs of random weights ignored."""
     import numpy as np
@@ -219,7 +316,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one timed run per cell")
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument(
+        "--shape",
+        choices=["sd15", "sdxl"],
+        default="sd15",
+        help="sd15: 512 px, one text encoder; sdxl: 1024 px, two text encoders, added time ids",
+    )
+    parser.add_argument("--size", type=int, default=None, help="default: 512 sd15, 1024 sdxl")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--no-compile", action="store_true", help="eager only")
@@ -229,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-s", type=float, default=420, help="skip the cells left after this many seconds"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
+    size = args.size or (1024 if args.shape == "sdxl" else 512)
+    out = args.out or (RESULTS.with_name("gpu-sdxl.json") if args.shape == "sdxl" else RESULTS)
+    build = build_sdxl_pipeline if args.shape == "sdxl" else build_pipeline
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("transformers.utils.import_utils").setLevel(logging.ERROR)
@@ -242,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if not torch.cuda.is_available():
         print("no CUDA device here: GPU benchmark skipped; running the CPU smoke test instead")
-        pipe = build_pipeline("tiny", "cpu", torch.float32)
+        pipe = build("tiny" if args.shape == "sd15" else "tiny-sdxl", "cpu", torch.float32)
         rows = []
         for batch in (1, 2):
             seconds = time_batch(pipe, batch, 64, 2, 1, "cpu")
@@ -255,12 +361,12 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         print(table(rows))
-        print(json.dumps({"cuda": False, "smoke": rows}, indent=2))
+        print(json.dumps({"cuda": False, "shape": args.shape, "smoke": rows}, indent=2))
         return 0
 
     runs = 1 if args.quick else 3
     device, dtype = "cuda", torch.float16
-    pipe = build_pipeline("sd15", device, dtype)
+    pipe = build(args.shape, device, dtype)
     build_s = time.perf_counter() - started
     rows = []
     modes = ["eager"] if args.no_compile else ["eager", "compiled"]
@@ -273,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"mode": mode, "batch": batch, "skipped": f"over {args.budget_s:.0f}s"})
                 continue
             t0 = time.perf_counter()
-            seconds = time_batch(pipe, batch, args.size, args.steps, runs, device)
+            seconds = time_batch(pipe, batch, size, args.steps, runs, device)
             rows.append(
                 {
                     "mode": mode,
@@ -291,10 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         "diffusers": diffusers.__version__,
         "python": platform.python_version(),
         "dtype": "float16",
-        "size": args.size,
+        "shape": args.shape,
+        "size": size,
         "steps": args.steps,
         "guidance": 7.5,
-        "scheduler": "DDIMScheduler",
+        "scheduler": type(pipe.scheduler).__name__,
         "attention": "SDPA",
         "compile_mode": args.compile_mode or "default",
         "timed_runs_per_cell": runs,
@@ -304,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {out}")
     return 0
 
 

@@ -53,7 +53,12 @@ def presets_validate(
     ] = None,
 ) -> None:
     """Validate preset files; lists every problem and exits non-zero if there is any."""
-    from core.brand.preset_files import expand_preset_paths, validate_files
+    from core.brand.preset_files import (
+        expand_preset_paths,
+        load_preset,
+        model_family,
+        validate_files,
+    )
 
     paths = files or sorted(load_settings().presets_dir.glob("*.y*ml"))
     if not paths:
@@ -65,7 +70,8 @@ def presets_validate(
     if problems:
         raise typer.Exit(1)
     for path in expand_preset_paths(paths)[0]:
-        out.print(f"[green]✓[/green] {path}", highlight=False)
+        family = model_family(load_preset(path)) if path.is_file() else ""
+        out.print(f"[green]✓[/green] {path}" + (f" ({family})" if family else ""), highlight=False)
 
 
 @presets_app.command("check")

@@ -21,6 +21,31 @@ async def run_doctor(settings: Settings, console: Console) -> bool:
         mark = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
         table.add_row(mark, check.name, check.detail)
     console.print(table)
+    console.print(models_table())
     healthy = all(check.ok for check in checks)
     console.print("[green]healthy[/green]" if healthy else "[red]unhealthy[/red]: see FAILED above")
     return healthy
+
+
+def models_table() -> Table:
+    """The models in the local Hugging Face cache, each with its family (not a health check:
+    an empty cache is fine where presets use ``tiny``, local folders or the OpenAI engine)."""
+    from core.brand.families import hub_cache_dir
+
+    folder = hub_cache_dir()
+    table = Table(show_header=False, box=None)
+    table.add_row("[bold]models in the Hugging Face cache[/bold]", str(folder))
+    try:
+        from core.engines.families import cached_models
+
+        models = cached_models(folder)
+    except ImportError:  # huggingface_hub comes with the diffusers extra
+        table.add_row("-", "not listed: install onbrand[diffusers] to read the cache")
+        return table
+    for model in models:
+        size = model.size_on_disk
+        shown = f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+        table.add_row(model.repo_id, model.label, shown)
+    if not models:
+        table.add_row("-", "none")
+    return table

@@ -123,6 +123,13 @@ class Params:
     # IPTC AIPromptInformation: set only when the campaign lets the prompt travel; the writer is
     # a pseudonym (the reports' formula)
     prompt_writer: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
+
+    def __post_init__(self) -> None:
+        # read back from JSON, the pairs are lists: make them hashable tuples again
+        object.__setattr__(
+            self, "loras", tuple((str(source), float(weight)) for source, weight in self.loras)
+        )
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""

@@ -51,6 +51,8 @@ class GenerateJob:
     steps: int
     guidance: float
     seeds: tuple[int, ...]
+    # (source, weight) of each LoRA to apply; jobs in one batch share them (core.engines.loras)
+    loras: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class VaryJob:
     guidance: float
     strength: float
     seeds: tuple[int, ...]
+    loras: tuple[tuple[str, float], ...] = ()  # as GenerateJob.loras
 
 
 @dataclass(frozen=True)

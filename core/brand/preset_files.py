@@ -15,8 +15,18 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from core.brand.families import family_of, model_folder, refusals
 from core.brand.logo import LogoError, preset_logo
-from core.brand.presets import LOCKABLE, EngineSpec, Limits, Preset, PresetSpec, Watermark
+from core.brand.lora_files import LoraFileError, lora_digest, lora_mismatch
+from core.brand.presets import (
+    LOCKABLE,
+    EngineSpec,
+    Limits,
+    LoraSpec,
+    Preset,
+    PresetSpec,
+    Watermark,
+)
 from core.errors import PresetError
 
 __all__ = [
@@ -26,6 +36,7 @@ __all__ = [
     "content_version",
     "load_preset",
     "load_presets",
+    "model_family",
     "parse_preset",
     "validate_files",
 ]
@@ -156,6 +167,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("engine",): EngineSpec,
     ("watermark",): Watermark,
     ("limits",): Limits,
+    ("engine", "loras"): LoraSpec,
 }
 
 
@@ -168,7 +180,7 @@ def _describe(error: Mapping[str, Any]) -> tuple[tuple[int | str, ...], str]:
             return loc[:2], msg.removeprefix("Value error, ")
         return loc[:2], "must be [width, height] in pixels, e.g. [1024, 1024]"
     if kind == "extra_forbidden":
-        model = _MODELS.get(tuple(str(p) for p in loc[:-1]))
+        model = _MODELS.get(tuple(str(p) for p in loc[:-1] if not isinstance(p, int)))
         allowed = ", ".join(model.model_fields) if model else "none"
         return loc, f"unknown key {loc[-1]!r}; allowed keys here: {allowed}"
     if kind == "missing":
@@ -202,7 +214,7 @@ def _problems(text: str, source: str) -> tuple[Preset | None, list[str]]:
     if not isinstance(data, dict):
         return None, [f"{source}: a preset must be a YAML mapping of keys (name, brand, ...)"]
     problems = []
-    for reserved in ("version", "source_text", "source_path"):
+    for reserved in ("version", "source_text", "source_path", "model_family"):
         if reserved in data:
             problems.append(
                 f"{source}:{_line_of(root, (reserved,))}: {reserved}: is set by onbrand, "
@@ -267,7 +279,65 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
     except LogoError as exc:
         line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
         return None, [f"{path}:{line}: watermark.logo: {exc}"]
+    problems = _family_problems(preset, text, path) + _lora_problems(preset, text, path)
+    if problems:
+        return None, problems
+    if preset.engine.kind == "diffusers":
+        update: dict[str, Any] = {"model_family": family_of(preset.engine.model)}
+        digests = [lora_digest(source) or source for source, _ in preset.lora_sources]
+        if digests:  # a changed LoRA file is a new version of the preset
+            update["version"] = content_version("\n".join([text, *digests]))
+        preset = preset.model_copy(update=update)
     return preset, []
+
+
+def _family_problems(preset: Preset, text: str, path: Path) -> list[str]:
+    """What the preset asks of its model's family that the family cannot do (a negative prompt
+    on FLUX, guidance on a distilled model). Only for a model found on this machine
+    (``core.brand.families.family_of``); any other is checked when the engine loads it."""
+    engine = preset.engine
+    family = family_of(engine.model) if engine.kind == "diffusers" else None
+    if family is None:
+        return []
+    root = _read_yaml(text)[0]
+    found = refusals(
+        family,
+        model=engine.model,
+        negative_prompt=preset.negative_prompt,
+        guidance=engine.guidance,
+    )
+    return [f"{path}:{_line_of(root, loc)}: {'.'.join(loc)}: {why}" for loc, why in found]
+
+
+def _lora_problems(preset: Preset, text: str, path: Path) -> list[str]:
+    """Each LoRA file the preset names must exist, be a safetensors file and fit the model
+    (``core.brand.lora_files``); hub ids and models not on this machine are checked at load."""
+    if not preset.engine.loras:
+        return []
+    root = _read_yaml(text)[0]
+    family = family_of(preset.engine.model)
+    folder = model_folder(preset.engine.model)
+    problems = []
+    for i, (source, _) in enumerate(preset.lora_sources):
+        loc: tuple[int | str, ...] = ("engine", "loras", i, "model")
+        try:
+            why = lora_mismatch(source, family, folder)
+        except LoraFileError as exc:
+            why = str(exc)
+        else:
+            why = f"LoRA {source} does not fit {preset.engine.model!r}: {why}" if why else None
+        if why:
+            problems.append(f"{path}:{_line_of(root, loc)}: {_format_loc(loc)}: {why}")
+    return problems
+
+
+def model_family(preset: Preset) -> str:
+    """The family of the preset's model, for a person to read (``sdxl``, ``sd2, distilled``),
+    or ``unknown family, checked at load`` for a model not found on this machine."""
+    if preset.engine.kind != "diffusers":
+        return f"{preset.engine.kind} engine"
+    family = family_of(preset.engine.model)
+    return family.label if family is not None else "unknown family, checked at load"
 
 
 def load_preset(path: str | Path) -> Preset:

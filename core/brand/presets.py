@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.brand.families import ModelFamily
+from core.brand.lora_files import resolve_lora
 from core.brand.policy import BannedTerms
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
@@ -36,6 +38,7 @@ __all__ = [
     "EngineSpec",
     "ImagePromptSpec",
     "Limits",
+    "LoraSpec",
     "Preset",
     "PresetSpec",
     "ProductPlacement",
@@ -93,6 +96,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class LoraSpec(_Strict):
+    """A LoRA the brand approved: a .safetensors file or folder (relative to the preset file) or
+    a hub id in the local cache, and its weight. Users cannot change a preset's LoRAs."""
+
+    model: _Text
+    weight: float = Field(default=1.0, ge=-2.0, le=2.0)
+
+
 class EngineSpec(_Strict):
     kind: Literal["diffusers", "openai", "fake"]
     model: _Text  # may be left out where the kind has a default (DEFAULT_MODELS)
@@ -100,6 +111,13 @@ class EngineSpec(_Strict):
     guidance: float = Field(ge=0.0, le=30.0)
     strength: float = Field(default=0.6, gt=0.0, le=1.0)
     upscaler: str | None = None
+    loras: tuple[LoraSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _loras_need_diffusers(self) -> EngineSpec:
+        if self.loras and self.kind != "diffusers":
+            raise ValueError(f"loras: only the diffusers engine takes LoRAs, not {self.kind}")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -290,6 +308,15 @@ class Preset(PresetSpec):
     version: str
     source_text: str
     source_path: str | None = None
+    # The family of engine.model when the file was loaded and the model was on this machine
+    # (core.brand.families); None: unknown, the engine checks it when it loads the model.
+    model_family: ModelFamily | None = None
+
+    @property
+    def lora_sources(self) -> tuple[tuple[str, float], ...]:
+        """(source, weight) of each LoRA, paths resolved against the preset file's folder."""
+        base = Path(self.source_path).parent if self.source_path else Path()
+        return tuple((resolve_lora(lora.model, base), lora.weight) for lora in self.engine.loras)
 
     @property
     def logo_path(self) -> Path | None:
@@ -349,6 +376,12 @@ def apply_preset(
         raise _locked(preset, "The style is", "--style raw")
     if request.no and locked("negative_prompt"):
         raise _locked(preset, "The negative prompt is", "--no")
+    family = preset.model_family
+    if request.no and family is not None and not family.negative_prompt:
+        raise PresetError(
+            f"{preset.brand}'s model (preset {preset.name}) is a {family.label} model and takes "
+            "no negative prompt; remove --no and say what to show instead."
+        )
     if request.steps is not None and request.steps != engine.steps and locked("steps"):
         raise _locked(preset, f"Steps are ({engine.steps})", "--steps")
     if request.seed is not None and locked("seed"):
@@ -387,4 +420,5 @@ def apply_preset(
         preset_version=preset.version,
         strength=engine.strength,
         upscaler=engine.upscaler,
+        loras=preset.lora_sources,
     )

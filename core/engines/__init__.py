@@ -9,8 +9,9 @@ Importing this package (or any module in it) imports no torch; only running a di
 
 Rules every engine follows (``tests/engines/contract.py`` checks them):
 
-- ``generate`` takes jobs that share width, height, steps and guidance (``ValueError`` otherwise);
-  prompts, negative prompts and seeds may differ per job. Results come back in job order.
+- ``generate`` takes jobs that share width, height, steps, guidance and LoRAs (``ValueError``
+  otherwise); prompts, negative prompts and seeds may differ per job. Results come back in job
+  order. Engines without LoRAs never get jobs with some (presets refuse them).
 - One image per seed; the same seed gives the same picture alone or inside a batch (the same bits
   for the same call on the same machine; across batch sizes and devices within floating-point
   noise, see ``tests/pixels.py``).
@@ -54,6 +55,12 @@ def check_batch(jobs: Sequence[GenerateJob]) -> None:
                 "jobs in one batch must share width, height, steps and guidance: "
                 f"{first.job_id} has {shape}, {job.job_id} has "
                 f"{(job.width, job.height, job.steps, job.guidance)}"
+            )
+    for job in jobs[1:]:
+        if job.loras != first.loras:
+            raise ValueError(
+                f"jobs in one batch must share their LoRAs: {first.job_id} has {first.loras}, "
+                f"{job.job_id} has {job.loras}"
             )
     ids = [job.job_id for job in jobs]
     if len(set(ids)) != len(ids):

@@ -49,6 +49,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
+from core.engines.families import image_size_kwargs, prompt_kwargs
+from core.engines.loras import activate as activate_loras
 from core.engines.pipelines import DeviceName, DTypeName, Pipelines, diffusers_module
 from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
@@ -196,14 +198,13 @@ class DiffusersEngine:
         prompts = [job.prompt for job in jobs for _ in job.seeds]
         negatives = [job.negative_prompt for job in jobs for _ in job.seeds]
         seeds = [seed for job in jobs for seed in job.seeds]
+        activate_loras(pipe, first.loras, local_files_only=self.pipelines.local_files_only)
         fresh = self._fresh(pipe, "text2image")
         out = fresh(
-            prompt=prompts,
-            negative_prompt=negatives,
+            **prompt_kwargs(fresh, prompts, negatives, first.guidance),
             width=first.width,
             height=first.height,
             num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
             generator=self._generators(seeds),
             callback_on_step_end=watch,
             callback_on_step_end_tensor_inputs=[],
@@ -222,8 +223,10 @@ class DiffusersEngine:
         strength: float,
         seeds: Sequence[int],
         watch: _StepWatch | None,
+        loras: Sequence[tuple[str, float]] = (),
     ) -> tuple[list[Image.Image], Any]:
         """The images, and the scheduler that made them."""
+        activate_loras(pipe, loras, local_files_only=self.pipelines.local_files_only)
         source = image.convert("RGB")
         width, height = source.size
         fit = (width - width % 8, height - height % 8)
@@ -232,12 +235,11 @@ class DiffusersEngine:
             source = source.resize(fit, Image.Resampling.LANCZOS)
         fresh = self._fresh(pipe, "image2image")
         out = fresh(
-            prompt=[prompt] * len(seeds),
-            negative_prompt=[negative_prompt] * len(seeds),
+            **prompt_kwargs(fresh, [prompt] * len(seeds), [negative_prompt] * len(seeds), guidance),
             image=[source] * len(seeds),
+            **image_size_kwargs(fresh, *source.size),
             strength=strength,
             num_inference_steps=steps,
-            guidance_scale=guidance,
             generator=self._generators(seeds),
             callback_on_step_end=watch,
             callback_on_step_end_tensor_inputs=[],
@@ -342,6 +344,7 @@ class DiffusersEngine:
                 job.strength,
                 job.seeds,
                 watch,
+                job.loras,
             )
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -73,13 +74,18 @@ def fake_presets(tmp_path: Path) -> Path:
     return folder
 
 
-def test_doctor_reports_a_healthy_setup(env: dict[str, str]) -> None:
+def test_doctor_reports_a_healthy_setup(env: dict[str, str], tmp_path: Path) -> None:
+    from core.engines.pipelines import bundled_model_path
+    from tests.engines.tiny_families import fake_hub_cache
+
+    cache = fake_hub_cache(tmp_path, {"acme/tiny-sd": bundled_model_path()})
     assert onbrand("migrate", env=env).returncode == 0
-    result = onbrand("doctor", env=env)
+    result = onbrand("doctor", env=env | {"HF_HUB_CACHE": str(cache)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "healthy" in result.stdout
     assert "FAILED" not in result.stdout
     assert "every result of the last 7 days was posted" in result.stdout
+    assert re.search(r"acme/tiny-sd +sd1 ", result.stdout), result.stdout
 
 
 @pytest.fixture
@@ -219,7 +225,9 @@ def test_presets_validate_passes_the_shipped_ones_and_lists_every_problem(
 ) -> None:
     shipped = sorted(str(p) for p in (REPO / "presets").glob("*.yaml"))
     assert len(shipped) >= 2
-    assert onbrand("presets", "validate", *shipped, env=env).returncode == 0
+    valid = onbrand("presets", "validate", *shipped, env=env)
+    assert valid.returncode == 0
+    assert "acme-spring.yaml (sd1)" in valid.stdout  # the family of its model, tiny
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(
