@@ -17,7 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from core.ports import GenerateJob, JobResult
+from PIL import Image
+
+from core.domain import Params
+from core.ports import GenerateJob, JobResult, VaryJob
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -35,6 +38,50 @@ class BatchKey:
     height: int
     steps: int
     guidance: float
+    loras: tuple[tuple[str, float], ...] = ()  # a batch never mixes LoRA sets
+
+    @classmethod
+    def of(cls, params: Params) -> BatchKey:
+        """The key of a text-to-image job with ``params``."""
+        return cls(
+            params.engine,
+            params.model,
+            params.width,
+            params.height,
+            params.steps,
+            params.guidance,
+            params.loras,
+        )
+
+
+def generate_job(job_id: str, params: Params) -> GenerateJob:
+    """The engine's text-to-image job for ``params``."""
+    return GenerateJob(
+        job_id,
+        params.prompt,
+        params.negative_prompt,
+        params.width,
+        params.height,
+        params.steps,
+        params.guidance,
+        params.seeds(),
+        params.loras,
+    )
+
+
+def vary_job(job_id: str, params: Params, source: Image.Image) -> VaryJob:
+    """The engine's image-to-image job making ``params``'s variations of ``source``."""
+    return VaryJob(
+        job_id,
+        source,
+        params.prompt,
+        params.negative_prompt,
+        params.steps,
+        params.guidance,
+        params.strength,
+        params.seeds(),
+        params.loras,
+    )
 
 
 RunBatch = Callable[[BatchKey, Sequence[GenerateJob]], Awaitable[list[JobResult]]]

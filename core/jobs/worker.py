@@ -44,12 +44,12 @@ from core.db.outage import Backoff, OutageLog, fault_of
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
 from core.errors import RefusedByProvider, StoreRefused, UserError
-from core.jobs.batching import Batcher, BatchKey, Coalescer, job_of
+from core.jobs.batching import Batcher, BatchKey, Coalescer, generate_job, job_of, vary_job
 from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
 from core.jobs.outages import NOISY, QuietOutages, close_quietly, patiently, unless_fault
 from core.ops import logs, metrics
-from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling, VaryJob
+from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -334,42 +334,14 @@ class Worker:
         engine: Engine = self.engines.get(params.engine)
         progress, cancelled = self._progress, self._is_cancelled
         if job.kind in (GenerationKind.IMAGINE, GenerationKind.REROLL):
-            return await self.batcher.submit(
-                BatchKey(
-                    params.engine,
-                    params.model,
-                    params.width,
-                    params.height,
-                    params.steps,
-                    params.guidance,
-                ),
-                GenerateJob(
-                    str(job.id),
-                    params.prompt,
-                    params.negative_prompt,
-                    params.width,
-                    params.height,
-                    params.steps,
-                    params.guidance,
-                    params.seeds(),
-                ),
-            )
+            return await self.batcher.submit(BatchKey.of(params), generate_job(str(job.id), params))
         if job.kind in IMAGE_KINDS:  # image prompts and product shots: core.jobs.images_in
             return await self.batcher.exclusive(
                 lambda: run_with_upload(engine, self.store, job, progress, cancelled)
             )
         source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:
-            vary = VaryJob(
-                str(job.id),
-                source,
-                params.prompt,
-                params.negative_prompt,
-                params.steps,
-                params.guidance,
-                params.strength,
-                params.seeds(),
-            )
+            vary = vary_job(str(job.id), params, source)
             return await self.batcher.exclusive(
                 lambda: engine.vary(params.model, vary, progress=progress, cancelled=cancelled)
             )
