@@ -233,8 +233,9 @@ async def test_discord_warns_a_reviewer_by_direct_message(
         await h.react(results[0].id, "✅", "ava")
         assert h.fake.dm_channels == {}  # nothing like it approved elsewhere: no message
         await h.react(results[1].id, "✅", "ava")
+        await h.fake.wait_for(lambda fake: fake.dm_channels, timeout=10)  # the DM comes after
         [dm] = h.fake.dm_channels
         assert h.fake.dm_channels[dm] == h.user("ava").id
-        [warning] = h.fake.messages_in(dm)
+        [warning] = await h.fake.wait_for(lambda fake: fake.messages_in(dm), timeout=10)
         assert "near-duplicate" in warning.content
         assert "spring" in warning.content
