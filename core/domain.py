@@ -123,6 +123,8 @@ class Params:
     # IPTC AIPromptInformation: set only when the campaign lets the prompt travel; the writer is
     # a pseudonym (the reports' formula)
     prompt_writer: str | None = None
+    # The campaign keeps its prompts private: no file carries them (A1111 parameters, IPTC)
+    confidential: bool = False
     loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
 
     def __post_init__(self) -> None:

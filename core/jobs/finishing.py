@@ -49,6 +49,8 @@ from core.provenance.watermark import embed, image_id_of
 from core.storage.local import BlockingPut
 
 log = logging.getLogger(__name__)
+
+CONFIDENTIAL = "(prompt not shared: the campaign keeps its prompts confidential)"
 _IMG2IMG = (GenerationKind.VARIATION, GenerationKind.IMAGE_PROMPT)
 
 
@@ -138,8 +140,8 @@ def finish_image(
         seed = params.seeds()[index - 1] if index <= params.n else params.seed
     made_by = sampling or Sampling(sampler=params.engine)
     meta = ImageMetadata(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
+        prompt=CONFIDENTIAL if params.confidential else params.prompt,
+        negative_prompt="" if params.confidential else params.negative_prompt,
         seed=seed,
         steps=params.steps,
         guidance=params.guidance,

@@ -44,7 +44,7 @@ from core.domain import (
 from core.errors import BlockedPrompt, LockedSetting, NotAllowed, UserError
 from core.imaging.product import PlacedProduct, place_product, product_alpha
 from core.ports import NewGeneration
-from core.service.imagine import Imagine
+from core.service.imagine import Imagine, prompt_travel
 from core.service.uploads import Uploads
 
 __all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
@@ -104,6 +104,7 @@ class ImagesIn(Imagine, Uploads):
                         global_banned=self.config.global_banned,
                         seed_source=self._seed,
                     )
+                    params = prompt_travel(params, campaign, actor)
                     if product is None:
                         params = _image_prompt(params, preset, upload, iw)
                     else:

@@ -54,8 +54,7 @@ class Imagine(UseCase):
                         global_banned=self.config.global_banned,
                         seed_source=self._seed,
                     )
-                    if campaign is not None and campaign.share_prompt:
-                        params = dataclasses.replace(params, prompt_writer=pseudonym(actor))
+                    params = prompt_travel(params, campaign, actor)
                     planned.append((params, preset, campaign, request.prompt))
 
                 _, first_preset, first_campaign, _ = planned[0]
@@ -142,6 +141,17 @@ class Imagine(UseCase):
             )
             await uow.commit()
         log.info("blocked prompt from %s: term %r", actor_key(actor), blocked.term)
+
+
+def prompt_travel(params: Params, campaign: Campaign | None, actor: Actor) -> Params:
+    """Whether the prompt may travel in the files: a campaign decides (``share_prompt``, off by
+    default: launch campaigns are often confidential); work outside campaigns carries it. When it
+    travels, its writer is named by pseudonym (IPTC AIPromptWriterName)."""
+    if campaign is None:
+        return params
+    if campaign.share_prompt:
+        return dataclasses.replace(params, prompt_writer=pseudonym(actor))
+    return dataclasses.replace(params, confidential=True)
 
 
 def pseudonym(actor: Actor) -> str:

@@ -19,6 +19,8 @@ from core.db.uow import sql_uow_factory
 from core.domain import Action, ActionKind, Actor, Platform, ReplyTarget, Role
 from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
+from core.imaging.metadata import read_parameters
+from core.jobs.finishing import CONFIDENTIAL
 from core.jobs.worker import Worker, WorkerConfig
 from core.provenance import setup
 from core.reports.queries import pseudonym
@@ -169,3 +171,15 @@ async def test_the_prompt_travels_only_when_the_campaign_allows(
     assert "AIPromptInformation" not in result.evidence.iptc
     assert "AIPromptWriterName" not in result.evidence.iptc
     assert result.records[0].campaign == "secret-launch"
+    # nor in the A1111 parameters, which every PNG reader shows (the shared one keeps it)
+    assert read_parameters(open_png).startswith("a blue lake")
+    secret = read_parameters(secret_png) or ""
+    assert "red lake" not in secret
+    assert secret.startswith(CONFIDENTIAL)
+    assert "Seed: " in secret  # the rest of the settings still travel
+    # a variation of the confidential image keeps it confidential
+    vary = Action(ActionKind.VARY, kept, 1).custom_id
+    (variation,) = (await service.act(vary, ANN, HERE)).generation_ids
+    await asyncio.wait_for(worker.run(drain=True), timeout=30)
+    for png in await originals(db, store, variation):
+        assert "red lake" not in (read_parameters(png) or "")
