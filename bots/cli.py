@@ -131,7 +131,7 @@ def imagine(
     ar: Annotated[str | None, typer.Option("--ar", help="Aspect ratio, e.g. 16:9.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for repeatable images.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Number of images, 1–4.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the images.")] = Path(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the images.")] = Path(
         "onbrand-out"
     ),
     wait: Annotated[

@@ -65,7 +65,7 @@ def edit_command(
         str | None, typer.Option(help="A region to draw again: top-left … bottom-right, halves.")
     ] = None,
     prompt: Annotated[str | None, typer.Option(help="A new prompt for --region.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the images.")] = Path(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the images.")] = Path(
         "onbrand-out"
     ),
 ) -> None:
