@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -88,3 +89,16 @@ async def db(migrated_db: Database) -> Database:
         if names:
             await conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     return migrated_db
+
+
+@pytest.fixture
+def provenance(tmp_path: Path) -> Iterator[Any]:
+    """Signing keys and the watermark secret of their own (a local CA in tmp), used by every
+    worker in the test; ``core.service.verify`` reads files back with them."""
+    from core.provenance import setup
+    from core.settings import Settings
+
+    made = setup.from_settings(Settings(ONBRAND_DATA_DIR=tmp_path / "data"))  # type: ignore[call-arg]
+    setup.configure(made)
+    yield made
+    setup.configure(None)

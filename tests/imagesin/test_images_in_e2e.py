@@ -26,9 +26,11 @@ from core.engines.registry import EngineRegistry
 from core.errors import LockedSetting, NotAllowed, UserError
 from core.imaging.metadata import read_parameters, read_xmp
 from core.jobs.worker import Worker, WorkerConfig
+from core.provenance import setup
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.service.images_in import iw_strength
+from core.service.verify import verify
 from core.storage.local import LocalImageStore
 from tests.imagesin.conftest import ACTOR, PRESET_YAML, WHERE
 from tests.imagesin.test_product_pixels import photo_on_white
@@ -181,7 +183,10 @@ async def test_the_preset_bounds_image_prompts_and_product_shots(
 
 
 async def test_zoom_out_pan_and_vary_region_keep_the_original_exactly(
-    wired: tuple[Service, Worker], db: Database, store: LocalImageStore
+    wired: tuple[Service, Worker],
+    db: Database,
+    store: LocalImageStore,
+    provenance: setup.Provenance,
 ) -> None:
     service, worker = wired
     ticket = await service.imagine("a red circle on blue --n 1 --seed 5", ACTOR, WHERE)
@@ -229,6 +234,15 @@ async def test_zoom_out_pan_and_vary_region_keep_the_original_exactly(
     for pixels in shots:
         assert np.array_equal(pixels[outside], original[outside])
     assert any(not np.array_equal(s[:16, :16], original[:16, :16]) for s in shots)
+
+    # every edit is signed last, with the image it was made from as its ingredient
+    for edit in (z, p, v):
+        for shot in await _images(db, edit.id, store):
+            result = await verify(db, provenance, shot)
+            assert (result.verdict, result.how) == ("ours", "signature")
+            assert result.evidence.credentials.state == "trusted"
+            assert result.evidence.credentials.ingredients[0] == f"onbrand {gid}#1"
+            assert result.records[0].generation_id == edit.id
 
     # a reroll of an edit is the same edit again (new seed); a variation is a plain one
     again = await service.act(Action(ActionKind.REROLL, z.id).custom_id, ACTOR, WHERE)

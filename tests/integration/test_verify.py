@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from core.reports.queries import pseudonym
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.service.verify import verify
-from core.settings import Settings
 from core.storage.local import LocalImageStore
 from tests.integration.test_cli import env, onbrand  # noqa: F401  (env is a fixture)
 from tests.integration.test_png_info import originals
@@ -47,14 +45,6 @@ limits: {images_per_user_per_day: 1000, queued_per_user: 50}
 PRESET = parse_preset(PRESET_TEXT)
 HERE = ReplyTarget(Platform.SLACK, "T1", "C9")
 ANN = Actor(Platform.SLACK, "T1", "ann", "ann")
-
-
-@pytest.fixture
-def provenance(tmp_path: Path) -> Iterator[setup.Provenance]:
-    made = setup.from_settings(Settings(ONBRAND_DATA_DIR=tmp_path / "data"))  # type: ignore[call-arg]
-    setup.configure(made)
-    yield made
-    setup.configure(None)
 
 
 async def test_an_upscale_of_a_variation_verifies_with_its_lineage(
