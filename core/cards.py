@@ -27,12 +27,10 @@ from core.imaging.preview import encode_preview
 REGION_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (name, name.replace("-", " ").capitalize())
     for name in (
-        *(f"{row}-{col}" for row in ("top",) for col in ("left", "center", "right")),
-        "middle-left",
-        "center",
-        "middle-right",
-        *(f"bottom-{col}" for col in ("left", "center", "right")),
-        *(f"{side}-half" for side in ("top", "bottom", "left", "right")),
+        *("top-left", "top-center", "top-right"),
+        *("middle-left", "center", "middle-right"),
+        *("bottom-left", "bottom-center", "bottom-right"),
+        *("top-half", "bottom-half", "left-half", "right-half"),
     )
 )
 assert set(dict(REGION_CHOICES)) == set(REGIONS), "the menu offers every region, and only those"
