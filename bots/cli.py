@@ -33,7 +33,7 @@ from bots.cli_common import (
     written_atomically,
 )
 from bots.cli_fetch import fetch, fetch_command
-from bots.cli_images import check_image_options, edit_command, imagine_from_files
+from bots.cli_images import check_image_options, edit_command, imagine_from_files, remix_command
 from bots.cli_verify import verify
 from core.domain import GenerationStatus
 from core.errors import DatabaseUnavailable
@@ -224,6 +224,7 @@ def imagine(
 
 
 app.command(name="edit")(edit_command)
+app.command(name="remix")(remix_command)
 
 
 @app.command()

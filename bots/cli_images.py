@@ -1,6 +1,7 @@
 """``onbrand imagine --image FILE [--iw W]`` and ``--product FILE``: read the file, hand it to
 the same core use cases the chat adapters call (upload, then imagine from it); and
-``onbrand edit GEN:INDEX --zoom-out 2 | --pan left | --region NAME [--prompt …]``."""
+``onbrand edit GEN:INDEX --zoom-out 2 | --pan left | --region NAME [--prompt …]``; and
+``onbrand remix GEN "new prompt"`` (the same seed and settings, ``Service.remix``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from core.imaging.uploads import MAX_UPLOAD_BYTES
 if TYPE_CHECKING:
     from core.bootstrap import App
 
-__all__ = ["check_image_options", "edit_command", "imagine_from_files"]
+__all__ = ["check_image_options", "edit_command", "imagine_from_files", "remix_command"]
 
 
 def check_image_options(image: Path | None, iw: float | None, product: Path | None) -> None:
@@ -86,6 +87,31 @@ def edit_command(
             region=region,
             prompt=prompt,
         )
+        return await wait_and_save(app, ticket, out_dir)
+
+    raise typer.Exit(with_app(go))
+
+
+def remix_command(
+    generation: Annotated[str, typer.Argument(help="GENERATION-ID of the result to remix.")],
+    prompt: Annotated[str, typer.Argument(help="The new prompt (no --flags).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the images.")] = Path(
+        "onbrand-out"
+    ),
+) -> None:
+    """A result again with a new prompt: the same seed, size and settings (Remix in chat)."""
+    from bots.cli_common import output_folder, with_app
+
+    try:
+        generation_id = uuid.UUID(generation.rpartition(":")[0] or generation)
+    except ValueError:
+        raise refuse(
+            f"{generation!r} isn't a generation id; `onbrand imagine` prints them."
+        ) from None
+    output_folder(out_dir, "--out")
+
+    async def go(app: App) -> int:
+        ticket = await app.service.remix(cli_actor(), cli_target(), generation_id, prompt)
         return await wait_and_save(app, ticket, out_dir)
 
     raise typer.Exit(with_app(go))

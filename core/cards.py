@@ -18,8 +18,22 @@ from core.domain import (
     ResultCard,
 )
 from core.humanise import duration
+from core.imaging.canvas import REGIONS
 from core.imaging.grid import make_grid
 from core.imaging.preview import encode_preview
+
+# The "Vary (Region)" menu: (value, label) in reading order; the values are
+# core.imaging.canvas.REGIONS' names, what ``Service.edit(region=…)`` takes.
+REGION_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (name, name.replace("-", " ").capitalize())
+    for name in (
+        *("top-left", "top-center", "top-right"),
+        *("middle-left", "center", "middle-right"),
+        *("bottom-left", "bottom-center", "bottom-right"),
+        *("top-half", "bottom-half", "left-half", "right-half"),
+    )
+)
+assert set(dict(REGION_CHOICES)) == set(REGIONS), "the menu offers every region, and only those"
 
 DEFAULT_PREVIEW_BYTES = 8 * 1024 * 1024  # under Discord's 10 MB and Slack's limits
 PREVIEW_SIDE = 2048
@@ -66,6 +80,7 @@ def result_card(
         actions: tuple[Action, ...] = (
             Action(ActionKind.VARY, generation.id, 1),
             *(Action(kind, generation.id, 1) for kind in EDIT_ACTIONS),  # zoom out, pan
+            Action(ActionKind.VARY_REGION, generation.id, 1),  # a menu of REGION_CHOICES
         )
         name = f"onbrand-{generation.id}-1.jpg"
     else:
@@ -75,6 +90,7 @@ def result_card(
             *(Action(ActionKind.UPSCALE, generation.id, i) for i in range(1, count + 1)),
             *(Action(ActionKind.VARY, generation.id, i) for i in range(1, count + 1)),
             Action(ActionKind.REROLL, generation.id),
+            Action(ActionKind.REMIX, generation.id),
         )
         name = f"onbrand-{generation.id}-grid.jpg"
     if max(picture.size) < SMALL_SIDE:

@@ -150,6 +150,8 @@ class ActionKind(enum.StrEnum):
     PAN_RIGHT = "pr"
     PAN_UP = "pu"
     PAN_DOWN = "pd"
+    VARY_REGION = "vr"  # a select menu of regions (core.imaging.canvas.REGIONS); the value picks
+    REMIX = "rm"  # opens a form: the prompt edited, seed and parameters kept (core.service.remix)
     OPEN = "o"  # a search result: show the original (core.memory)
     LIKE = "l"  # a search result: more like this image
 
@@ -205,6 +207,10 @@ class Action:
                 return "⬆"
             case ActionKind.PAN_DOWN:
                 return "⬇"
+            case ActionKind.VARY_REGION:
+                return "Vary (Region)"
+            case ActionKind.REMIX:
+                return "Remix"
             case ActionKind.OPEN:
                 return f"Open {self.index}"
             case ActionKind.LIKE:

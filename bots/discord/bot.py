@@ -30,6 +30,8 @@ from discord import app_commands
 from bots.discord import search
 from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
+from bots.discord.edits import TEMPLATES as EDIT_TEMPLATES
+from bots.discord.edits import RegionSelect, RemixButton
 from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
@@ -178,7 +180,7 @@ class OnbrandBot(discord.Client):
         install_commands(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ActionButton, search.SearchButton)
+        self.add_dynamic_items(ActionButton, search.SearchButton, RegionSelect, RemixButton)
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(guild_id)
@@ -279,7 +281,7 @@ class OnbrandBot(discord.Client):
             custom_id, str
         ):
             return
-        if re.fullmatch(TEMPLATE, custom_id) is None:
+        if not any(re.fullmatch(t, custom_id) for t in (TEMPLATE, *EDIT_TEMPLATES)):
             await self.on_action(interaction, custom_id)
 
     async def on_action(self, interaction: discord.Interaction[Any], custom_id: str) -> None:

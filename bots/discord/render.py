@@ -12,6 +12,7 @@ import discord
 from PIL import Image
 
 from bots.discord.buttons import ActionButton
+from bots.discord.edits import RegionSelect, RemixButton
 from core.domain import Action, ActionKind, CardImage, ResultCard
 from core.imaging.preview import encode_preview
 
@@ -73,9 +74,10 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
     groups: list[list[Action]] = [
         [a for a in actions if a.kind is ActionKind.UPSCALE],
         [a for a in actions if a.kind is ActionKind.VARY],
-        [a for a in actions if a.kind in (ActionKind.REROLL, ActionKind.CANCEL)],
+        [a for a in actions if a.kind in (ActionKind.REROLL, ActionKind.REMIX, ActionKind.CANCEL)],
         [a for a in actions if a.kind in (ActionKind.ZOOM_OUT_2, ActionKind.ZOOM_OUT_15)],
         [a for a in actions if a.kind.value.startswith("p")],  # pan ⬅ ➡ ⬆ ⬇
+        [a for a in actions if a.kind is ActionKind.VARY_REGION],  # a menu: a row of its own
     ]
     view = discord.ui.View(timeout=None)
     row = 0
@@ -84,11 +86,19 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
             if row >= MAX_ROWS:
                 raise ValueError(f"too many buttons for one message: {len(actions)}")
             for action in group[start : start + MAX_ROW_ITEMS]:
-                button = ActionButton.for_action(action)
+                button = _item(action)
                 button.row = row
                 view.add_item(button)
             row += 1
     return view
+
+
+def _item(action: Action) -> ActionButton | RegionSelect | RemixButton:
+    if action.kind is ActionKind.VARY_REGION:
+        return RegionSelect.for_action(action)
+    if action.kind is ActionKind.REMIX:
+        return RemixButton.for_action(action)
+    return ActionButton.for_action(action)
 
 
 def reply_content(card: ResultCard) -> str:

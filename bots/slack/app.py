@@ -41,6 +41,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import http, render, search, verify
+from bots.slack.edits import register_edits
 from bots.slack.images_in import register_images_in
 from bots.slack.payloads import (
     MalformedPayload,
@@ -140,6 +141,7 @@ class SlackBot:
         bolt.command("/imagine-report")(self.on_report)
         bolt.command("/imagine-admin")(self.on_admin)
         search.register(self)  # /imagine-search and its buttons, before ACTION_ID's
+        register_edits(self)  # region menu and Remix (bots/slack/edits), before ACTION_ID
         bolt.action(ACTION_ID)(self.on_button)
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Any
 
+from core.cards import REGION_CHOICES
 from core.domain import Action, ActionKind, ResultCard
 
 Block = dict[str, Any]
@@ -22,6 +23,7 @@ MAX_HEADER_TEXT = 150
 MAX_ALT_TEXT = 2000  # Slack's limit for an image block's alt_text
 MAX_BLOCKS = 50
 _ROWS = {ActionKind.UPSCALE: 0, ActionKind.VARY: 1, ActionKind.REROLL: 2, ActionKind.CANCEL: 2}
+_ROWS |= {ActionKind.REMIX: 2, ActionKind.VARY_REGION: 5}  # the region menu: a row of its own
 _ROWS |= {kind: 3 if kind.value.startswith("z") else 4 for kind in ActionKind if kind not in _ROWS}
 REACTION_HINT = "React 1️⃣–4️⃣ or ⭐ to pick favourites, 👍 / 👎 to rate, ✅ to approve (reviewers)."
 
@@ -42,6 +44,17 @@ def reply_text(card: ResultCard) -> str:
 
 
 def button(action: Action) -> Block:
+    """A button, or for "Vary (Region)" a menu of the regions (``core.cards.REGION_CHOICES``)."""
+    if action.kind is ActionKind.VARY_REGION:
+        return {
+            "type": "static_select",
+            "action_id": action.custom_id,
+            "placeholder": {"type": "plain_text", "text": action.label},
+            "options": [
+                {"text": {"type": "plain_text", "text": label}, "value": value}
+                for value, label in REGION_CHOICES
+            ],
+        }
     element: Block = {
         "type": "button",
         "action_id": action.custom_id,

@@ -10,6 +10,7 @@ text for the person who asked when the request can't be served.
 - ``uploads``: an untrusted image → checked, cleaned, stored, recorded
 - ``images_in``: ``/imagine`` from an upload (image prompt, product shot)
 - ``edits``: zoom out, pan and vary region on a result
+- ``remix``: a result again with an edited prompt, seed and settings kept
 - ``buttons``: upscale, vary, reroll and cancel
 - ``feedback``: reactions → favourites, likes, approvals
 - ``messages``: the chat messages posted for a generation, and the generation behind an id
@@ -34,12 +35,13 @@ from core.service.feedback import Feedback
 from core.service.imagine import Imagine
 from core.service.memory import Recall
 from core.service.messages import Messages
+from core.service.remix import Remix
 from core.service.reports import Reports, ReportSource
 
 __all__ = ["Service"]
 
 
-class Service(Edits, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
+class Service(Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 

@@ -9,7 +9,8 @@ generates the rest (inpainting on the preset's model) and pastes the kept pixels
   centre; the border generated;
 - **pan** left / right / up / down: the canvas extended by half (a multiple of 8) that way; the
   original's pixels bit-identical where they were;
-- **vary region**: a named region (3×3 cells ``top-left`` … ``bottom-right``, ``center``, the
+- **vary region** (``onbrand edit --region``, the chat's "Vary (Region)" menu: ``choose``): a
+  named region (3×3 cells ``top-left`` … ``bottom-right``, ``center``, the
   halves) generated again, optionally with a new prompt; outside it bit-identical, a feathered
   seam inside it.
 
@@ -30,6 +31,7 @@ from core.brand.presets import DEFAULT_N, Preset, apply_preset
 from core.domain import (
     EDIT_ACTIONS,
     Action,
+    ActionKind,
     Actor,
     GenerationKind,
     GenerationStatus,
@@ -72,6 +74,10 @@ class Edits(ImagesIn, Buttons):
             action = Action.parse(custom_id)
         except ValueError:
             action = None
+        if action is not None and action.kind is ActionKind.VARY_REGION:
+            raise UserError("Pick a region from the Vary (Region) menu.")
+        if action is not None and action.kind is ActionKind.REMIX:
+            raise UserError("Remix opens a form for the new prompt; press Remix again.")
         if action is None or action.kind not in EDIT_ACTIONS:
             return await super().act(custom_id, actor, where, key=key)
         what, value = EDIT_ACTIONS[action.kind]
@@ -83,6 +89,27 @@ class Edits(ImagesIn, Buttons):
             zoom=float(value) if what == "zoom" else None,
             direction=str(value) if what == "pan" else None,
             key=key,
+        )
+
+    async def choose(
+        self,
+        custom_id: str,
+        value: str,
+        actor: Actor,
+        where: ReplyTarget | None = None,
+        *,
+        key: RequestKey | None = None,
+    ) -> Ticket:
+        """A choice in a result's menu: ``Vary (Region)`` (``ob:vr:<generation>:<index>``, the
+        value a region's name) redraws that region of the image with the result's prompt."""
+        try:
+            action = Action.parse(custom_id)
+        except ValueError:
+            action = None
+        if action is None or action.kind is not ActionKind.VARY_REGION:
+            raise UserError("That menu isn't one of onbrand's.")
+        return await self.edit(
+            actor, where, action.generation_id, action.index, region=value, key=key
         )
 
     async def edit(

@@ -370,8 +370,8 @@ async def test_imagine_defers_queues_shows_progress_and_posts_the_result(idle: H
     assert fields["seed"] == "42"
     assert fields["preset"].startswith(PRESET)
     expected = [f"ob:u:{gid}:{i}" for i in range(1, 5)] + [f"ob:v:{gid}:{i}" for i in range(1, 5)]
-    assert result.custom_ids == [*expected, f"ob:r:{gid}:0"]
-    assert [len(row["components"]) for row in result.components] == [4, 4, 1]
+    assert result.custom_ids == [*expected, f"ob:r:{gid}:0", f"ob:rm:{gid}:0"]
+    assert [len(row["components"]) for row in result.components] == [4, 4, 2]
 
     # Progress edited the Queued message through the channel API; the last edit closed it.
     def descriptions() -> list[str]:
@@ -427,7 +427,7 @@ async def test_upscale_vary_and_reroll_buttons(h: Harness) -> None:
 
     upscale, upscaled = kinds[GenerationKind.UPSCALE]
     assert upscale.source_index == 2
-    edits = ("z2", "zh", "pl", "pr", "pu", "pd")  # a single image: vary it, zoom out, pan
+    edits = ("z2", "zh", "pl", "pr", "pu", "pd", "vr")  # a single image: vary, zoom, pan, region
     assert upscaled.custom_ids == [f"ob:{a}:{upscale.id}:1" for a in ("v", *edits)]
     with Image.open(io.BytesIO(upscaled.files[0].data)) as image:
         assert image.format == "JPEG"
@@ -435,7 +435,7 @@ async def test_upscale_vary_and_reroll_buttons(h: Harness) -> None:
     assert (variation.source_index, variation.params.n) == (3, 4)
     reroll, rerolled = kinds[GenerationKind.REROLL]
     assert reroll.params.seed != (await h.service.generation(gid)).params.seed
-    assert len(rerolled.custom_ids) == 9
+    assert len(rerolled.custom_ids) == 10  # U1–U4, V1–V4, 🔄, Remix
 
 
 async def test_a_button_on_a_message_from_before_a_restart(h: Harness) -> None:

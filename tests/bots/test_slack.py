@@ -312,7 +312,7 @@ def _button_ids(message: Message) -> list[list[str]]:
 
 def _labels(message: Message) -> list[list[str]]:
     return [
-        [e["text"]["text"] for e in b["elements"]]
+        [(e.get("text") or e["placeholder"])["text"] for e in b["elements"]]
         for b in message.blocks or []
         if b.get("type") == "actions"
     ]
@@ -571,7 +571,7 @@ async def test_command_to_queued_to_progress_to_grid_with_buttons(slack: Harness
     ]
     assert _text(buttons).startswith("✅ “a sneaker on a beach")
     assert _image_files(buttons) == [upload.id]
-    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄", "Remix"]]
     assert _button_ids(buttons)[0][0] == f"ob:u:{generation_id}:1"
     context_text = " ".join(
         e["text"] for b in buttons.blocks or [] if b["type"] == "context" for e in b["elements"]
@@ -688,6 +688,7 @@ async def test_upscale_vary_and_reroll_buttons_queue_children(slack: Harness) ->
         ["V1"],
         ["Zoom out 2×", "Zoom out 1.5×"],
         ["⬅", "➡", "⬆", "⬇"],
+        ["Vary (Region)"],  # a menu of the regions
     ]
     statuses = [m for m in slack.bot_messages() if _is_status(m)]
     assert len(statuses) == 4  # the parent's and one per child
@@ -919,7 +920,7 @@ async def test_when_slack_refuses_the_image_block_the_grid_and_buttons_come_apar
         buttons.ts,
     ]
     assert _image_files(buttons) == []
-    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄", "Remix"]]
     assert f"<@{USER_ID}>" in str(buttons.blocks)
     # both messages count for reactions
     rows = await slack.sql(

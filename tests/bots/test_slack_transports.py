@@ -204,7 +204,7 @@ async def test_imagine_is_acked_queued_and_delivered_with_buttons(slack: Transpo
 
     [upload] = slack.fake.files
     assert _image_files(buttons) == [upload.id]
-    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+    assert _labels(buttons) == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄", "Remix"]]
     closed = await slack.fake.wait_for(
         lambda f: m if _text(m := f.message(CHANNEL_ID, status.ts)).startswith("✅") else None
     )

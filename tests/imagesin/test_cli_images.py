@@ -55,3 +55,14 @@ def test_a_bad_file_is_refused_without_a_traceback(env: dict[str, str], tmp_path
     assert refused.returncode == 2
     assert "a GIF" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_remix_refuses_flags_and_unknown_results_without_a_traceback(env: dict[str, str]) -> None:
+    some = "00000000-0000-0000-0000-00000000abcd"
+    flags = onbrand("remix", some, "a lighthouse --ar 2:1", env=env)
+    assert flags.returncode == 2, flags.stdout + flags.stderr
+    assert "remove the --flags" in flags.stderr
+    missing = onbrand("remix", some, "a lighthouse at night", env=env)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "no longer exists" in missing.stderr
+    assert "Traceback" not in flags.stderr + missing.stderr

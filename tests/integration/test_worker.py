@@ -441,7 +441,8 @@ async def test_results_finished_while_the_bot_was_down_are_delivered_once(
     assert await delivery.sweep() == 0  # never twice
     ((posted_id, card),) = sink.posted
     assert posted_id == gid
-    assert [a.label for a in card.actions] == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "🔄"]
+    labels = ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "🔄", "Remix"]
+    assert [a.label for a in card.actions] == labels
     assert card.images[0].data[:3] == b"\xff\xd8\xff"  # a JPEG preview
     assert sink.edits[-1][0] == status
     assert "Done" in sink.edits[-1][1].text

@@ -1,0 +1,104 @@
+"""Remix: a result made again with an edited prompt, its seed and parameters kept.
+
+A remix is recorded as a **reroll** (``GenerationKind.REROLL``, the parent recorded, no source
+image) rather than a kind of its own: the worker already runs a reroll as text-to-image from the
+parameters it is given (and ``child_of_upload`` makes a reroll of an image prompt, product shot or
+edit the same kind again from the same input), so no new kind, migration or worker change is
+needed. What differs from 🔄 is only the parameters: the seed stays, and the prompt and negative
+prompt come from the new text through the preset's template and the same policy as ``/imagine``
+(banned terms raise ``BlockedPrompt``). ``raw_prompt`` is the new text, so the card, search and
+reports show what the person wrote; the lineage (``parent_id``) says what it was remixed from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+
+from core.brand.presets import apply_preset
+from core.domain import (
+    Actor,
+    GenerationKind,
+    ImagineRequest,
+    ReplyTarget,
+    RequestKey,
+    Ticket,
+)
+from core.errors import NotFound, UserError
+from core.ports import NewGeneration
+from core.service.base import UseCase
+from core.service.images_in import child_of_upload
+from core.service.imagine import pseudonym
+
+__all__ = ["MAX_REMIX_PROMPT", "Remix"]
+
+MAX_REMIX_PROMPT = 1500
+_FLAG = re.compile(r"(?:^|\s)--[a-z]")
+
+
+class Remix(UseCase):
+    async def remix(
+        self,
+        actor: Actor,
+        where: ReplyTarget | None,
+        generation_id: uuid.UUID,
+        prompt: str,
+        *,
+        key: RequestKey | None = None,
+    ) -> Ticket:
+        """Queue result ``generation_id`` again with ``prompt`` instead of its prompt, the same
+        seed, size and settings. ``key``: the platform's id for this request (a copy of it is
+        refused as a duplicate)."""
+        text = " ".join(prompt.split())
+        if not text:
+            raise UserError("Write the new prompt for the remix (the old one is there to edit).")
+        if len(text) > MAX_REMIX_PROMPT:
+            raise UserError(f"The prompt is {len(text)} characters; keep it to {MAX_REMIX_PROMPT}.")
+        if _FLAG.search(text):
+            raise UserError(
+                "A remix changes the words only and keeps the settings; remove the --flags, "
+                "or use /imagine to change them."
+            )
+        self._check_ids(actor, where)
+        async with self._uow() as uow:
+            await self._first_time(uow, key)
+            parent = await uow.repo.generation(generation_id)
+            if parent is None:
+                raise NotFound("That result no longer exists, so it can't be remixed.")
+            preset = self.preset(parent.params.preset)
+            fresh = apply_preset(
+                ImagineRequest(prompt=text),
+                preset,
+                global_banned=self.config.global_banned,
+                seed_source=lambda: parent.params.seed,
+            )
+            params = dataclasses.replace(
+                parent.params, prompt=fresh.prompt, negative_prompt=fresh.negative_prompt
+            )
+            kind, params = child_of_upload(parent, GenerationKind.REROLL, params, preset)
+            user_id = await uow.repo.ensure_user(actor)
+            campaign = await uow.repo.campaign(parent.campaign) if parent.campaign else None
+            if campaign is not None:
+                self._check_dates(campaign)
+                if campaign.share_prompt:  # the words are the remixer's now
+                    params = dataclasses.replace(params, prompt_writer=pseudonym(actor))
+            active = await self._check_quotas(uow, user_id, [params], preset.limits, campaign)
+            if parent.preset_id is None:
+                raise NotFound("The preset version of that result is no longer recorded.")
+            child = NewGeneration(
+                id=uuid.uuid4(),
+                kind=kind,
+                platform=actor.platform,
+                user_id=user_id,
+                campaign_id=parent.campaign_id,
+                preset_id=parent.preset_id,
+                raw_prompt=text,
+                params=params,
+                reply_target=where or parent.reply_target,
+                parent_id=parent.id,
+            )
+            await self._record_and_enqueue(uow, child, campaign, active)
+            ticket = await self._ticket(uow, [child.id])
+            await uow.commit()
+        return ticket
