@@ -281,7 +281,8 @@ class OnbrandBot(discord.Client):
             custom_id, str
         ):
             return
-        if not any(re.fullmatch(t, custom_id) for t in (TEMPLATE, *EDIT_TEMPLATES)):
+        ours = (TEMPLATE, *EDIT_TEMPLATES, search.TEMPLATE)  # each has its DynamicItem
+        if not any(re.fullmatch(t, custom_id) for t in ours):
             await self.on_action(interaction, custom_id)
 
     async def on_action(self, interaction: discord.Interaction[Any], custom_id: str) -> None:
