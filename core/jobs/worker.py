@@ -5,7 +5,9 @@ heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
 Images are finished (``core.jobs.finishing``: watermark, parameters, AI disclosure) and stored
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
-stored.
+stored. Finishing runs in its own threads (``finishing_pool``), so batch N is finished while batch
+N+1 is in the engine; ``batches_in_flight`` batches' worth of jobs are claimed at once, and
+finishing that falls behind holds its claims, which stops new ones (back-pressure).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
