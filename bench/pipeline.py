@@ -169,7 +169,11 @@ async def one_case(args: argparse.Namespace, per_image_ms: float, scratch: Path)
             engines,
             LocalImageStore(folder / "images"),
             {preset.name: preset},
-            WorkerConfig(max_batch=args.max_batch, max_in_flight=args.in_flight),
+            WorkerConfig(
+                max_batch=args.max_batch,
+                max_in_flight=args.in_flight,
+                batches_in_flight=args.batches_in_flight,
+            ),
         )
         async with subscribe(db.dsn) as events:
             running = asyncio.create_task(worker.run())
@@ -246,7 +250,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=400)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument(
-        "--in-flight", type=int, default=0, help="jobs claimed at once (0: the worker's default)"
+        "--in-flight", type=int, default=0, help="jobs claimed at once (0: --batches-in-flight)"
+    )
+    p.add_argument(
+        "--batches-in-flight",
+        type=int,
+        default=WorkerConfig.batches_in_flight,
+        help="batches' worth of jobs claimed at once (the worker's default)",
     )
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     return p

@@ -54,7 +54,10 @@ def srgb_to_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
 
 
-_PALETTE_SAMPLE: Final = 128
+_PALETTE_SAMPLE: Final = 64
+"""Side of the sample the dominant colours come from. Median cut costs ~10 ms at 128 px and ~2 ms
+at 64 on one core (once per stored image); scores moved by at most 0.0024 on 12 photo-like
+pictures of 512-1024 px."""
 _DOMINANT_COLOURS: Final = 8
 
 

@@ -7,7 +7,9 @@ one) → the invisible watermark
 ``parameters`` and XMP/IPTC AI fields (``core.imaging.metadata``) → the C2PA signature
 (``core.provenance.sign``; a variation's or upscale's parent image is its ingredient) last.
 Nothing writes after signing. The image is scored against the preset's palette and durably
-stored by content hash; the work runs in threads, the images of a job concurrently.
+stored by content hash; the work runs in finishing's own threads (``finishing_pool``: one per
+core, apart from the default executor, which the engines' calls use), the images of a job
+concurrently.
 
 A configured signer that fails fails the job (with the reason in the log): an unsigned file is
 never stored in its place. The embedded default signer always works.
@@ -23,12 +25,17 @@ from the source PNG).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import functools
 import logging
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image
 
@@ -52,6 +59,38 @@ log = logging.getLogger(__name__)
 
 CONFIDENTIAL = "(prompt not shared: the campaign keeps its prompts confidential)"
 _IMG2IMG = (GenerationKind.VARIATION, GenerationKind.IMAGE_PROMPT)
+T = TypeVar("T")
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def finishing_pool() -> ThreadPoolExecutor:
+    """The threads that finish images: one per core this process may use.
+
+    Not asyncio's default executor: the engines run their calls there (``asyncio.to_thread``),
+    and a GPU's next call must never queue behind a backlog of PNG encodes. Finishing is
+    CPU work that releases the GIL (PIL, zlib, hashing), so more threads than cores buy nothing;
+    a backlog waits here, and the worker's in-flight cap (``WorkerConfig.batches_in_flight``)
+    stops claims while it does."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="finishing")
+        return _pool
+
+
+def _cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+async def in_finishing_thread(work: Callable[..., T], *args: object) -> T:
+    """``work(*args)`` in ``finishing_pool``, in a copy of this context (as ``to_thread``)."""
+    call = functools.partial(contextvars.copy_context().run, work, *args)
+    return await asyncio.get_running_loop().run_in_executor(finishing_pool(), call)
 
 
 async def store_images(
@@ -79,9 +118,9 @@ async def store_images(
 
     async def one(index: int, image: Image.Image) -> StoredImage:
         if blocking is not None:  # one thread hop for both
-            data, score, key = await asyncio.to_thread(encode_and_put, blocking, index, image)
+            data, score, key = await in_finishing_thread(encode_and_put, blocking, index, image)
         else:
-            data, score = await asyncio.to_thread(finish, index, image)
+            data, score = await in_finishing_thread(finish, index, image)
             key = await store.put(data, suffix=".png")
         return StoredImage(
             index=index,

@@ -5,7 +5,9 @@ heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
 Images are finished (``core.jobs.finishing``: watermark, parameters, AI disclosure) and stored
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
-stored.
+stored. Finishing runs in its own threads (``finishing_pool``), so batch N is finished while batch
+N+1 is in the engine; ``batches_in_flight`` batches' worth of jobs are claimed at once, and
+finishing that falls behind holds its claims, which stops new ones (back-pressure).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
@@ -68,13 +70,18 @@ class WorkerConfig:
     max_attempts: int = 3
     progress_interval_s: float = 1.0
     retry_delay_s: float = 2.0
-    max_in_flight: int = 0  # jobs claimed at once; 0: two batches' worth (2 * max_batch)
+    # Batches' worth of jobs claimed at once: one in the engine, one being finished, one ready
+    # to go, so the engine never waits for a claim. Finishing that falls behind holds its jobs,
+    # and claims stop until it catches up (back-pressure).
+    batches_in_flight: int = 3
+    max_in_flight: int = 0  # jobs claimed at once; 0: batches_in_flight * max_batch
     claim_batch: int = 0  # jobs per dequeue; 0: max_batch
     reconnect_cap_s: float = 5.0  # longest wait between reconnects in a database outage
 
     @property
     def in_flight(self) -> int:
-        return max(self.max_in_flight or 2 * self.max_batch, 2 * self.claim_size)
+        wanted = self.max_in_flight or max(self.batches_in_flight, 1) * self.max_batch
+        return max(wanted, 2 * self.claim_size)
 
     @property
     def claim_size(self) -> int:
