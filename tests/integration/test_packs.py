@@ -1,5 +1,6 @@
-"""Campaign packs (issue 16, first slice): every placement at its exact size under its byte limit,
-the manifest, the contact sheet, the disclosure, and the use case's refusals on the real database."""
+"""Campaign packs (issue 16, first slice): every placement at its exact size under its byte
+limit, the manifest, the contact sheet, the disclosure, and the use case's refusals on the real
+database."""
 
 from __future__ import annotations
 
