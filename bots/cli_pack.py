@@ -51,10 +51,13 @@ def pack(
     seconds = time.perf_counter() - started
     for f in made.files:
         out.print(
-            f"{f.path}\t{f.size[0]}x{f.size[1]}\t{f.bytes:,} bytes\t{f.method}", highlight=False
+            f"{f.path}\t{f.size[0]}x{f.size[1]}\t{f.bytes:,} bytes\t{f.method}",
+            highlight=False,
+            soft_wrap=True,
         )
     err.print(
         f"wrote {path} ({len(made.files)} placements, {len(made.zip_bytes):,} bytes, "
         f"{seconds:.1f} s; protected box from {made.protected_from})",
         highlight=False,
+        soft_wrap=True,
     )

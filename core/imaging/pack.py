@@ -1,7 +1,7 @@
 """The pixels and bytes of a campaign pack: one placement's file from one source image.
 
 - ``extend_canvas``: the window of a plan that reaches outside the source, the source's pixels
-  bit-identical where they were and a blurred stretch of the picture around them. It stands in
+  bit-identical where they were and its edges carried outwards, blurred, around them. It stands in
   for outpainting (the inpainting pipeline) until the pack runs as queued jobs: a file made so is
   marked ``extend (pending outpaint)`` and its metadata says it is a composite.
 - ``render``: crop (or extend) then Lanczos to the placement's exact pixels.
@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 
 from core.imaging.brand import Position, apply_watermark
@@ -37,14 +38,20 @@ _QUALITIES: Final = (95, 90, 85, 80, 75, 70, 65, 60, 55, 50, 45, 40)  # best fir
 
 def extend_canvas(source: Image.Image, rect: Box) -> Image.Image:
     """``rect`` of ``source`` where it may reach outside: the source's own pixels unchanged,
-    the rest a heavily blurred copy of the picture stretched over the whole window."""
+    the rest its edge pixels carried outwards and blurred (a stand-in for outpainting)."""
     x, y, width, height = rect
     rgb = to_rgb(source)
-    radius = max(4, round(max(width, height) / 24))
-    background = rgb.resize((width, height), Image.Resampling.BILINEAR)
-    background = background.filter(ImageFilter.GaussianBlur(radius))
-    background.paste(rgb, (-x, -y))
-    return background
+    pad_left, pad_top = max(0, -x), max(0, -y)
+    pad_right = max(0, x + width - rgb.width)
+    pad_bottom = max(0, y + height - rgb.height)
+    pixels = np.asarray(rgb)
+    padded = np.pad(pixels, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
+    canvas = Image.fromarray(padded)
+    radius = max(2, round(max(width, height) / 40))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(radius))
+    canvas.paste(rgb, (pad_left, pad_top))  # the source's pixels, bit-identical
+    left, top = x + pad_left, y + pad_top
+    return canvas.crop((left, top, left + width, top + height))
 
 
 def render(source: Image.Image, plan: Plan, size: tuple[int, int]) -> Image.Image:

@@ -6,7 +6,7 @@ size, the preset's logo per the placement's rule, encoded under the placement's 
 AI disclosure. The pack is a zip of ``<campaign>/<placement>.<ext>``, ``manifest.csv`` and
 ``contact-sheet.png``, built in memory: nothing is written unless it all worked.
 
-In this first slice an extended placement is filled with a blurred stretch of the picture and
+In this first slice an extended placement is filled with its edges carried outwards, blurred, and
 marked ``extend (pending outpaint)``; outpainting through the inpainting pipeline, queued jobs and
 the approval gate come next.
 """

@@ -153,3 +153,17 @@ async def test_pack_from_a_finished_image_and_the_refusals(db: Database, tmp_pat
         await service.pack(ANN, gid, 3)
     with pytest.raises(NotFound, match="no result"):
         await service.pack(ANN, uuid.UUID(int=7), 1)
+
+
+@pytest.mark.parametrize("rect", [(-40, 0, 176, 96), (0, -30, 96, 150), (-5, -7, 200, 120)])
+def test_an_extended_window_keeps_the_source_pixels_bit_identical(
+    rect: tuple[int, int, int, int],
+) -> None:
+    from core.imaging.pack import extend_canvas
+
+    source = Image.effect_noise((96, 96), 60).convert("RGB")
+    canvas = extend_canvas(source, rect)
+    assert canvas.size == rect[2:]
+    x, y = -rect[0], -rect[1]
+    kept = canvas.crop((x, y, x + 96, y + 96))
+    assert kept.tobytes() == source.tobytes()
