@@ -29,11 +29,12 @@ from core.brand.logo import MAX_LOGO_SIDE, LogoError, preset_logo
 from core.brand.placements import Placement, default_placements
 from core.brand.presets import Preset
 from core.domain import Actor, Generation, GenerationStatus
-from core.errors import NotFound, UserError
+from core.errors import NotAllowed, NotFound, UserError
 from core.imaging.brand import decode_logo
 from core.imaging.metadata import read_parameters
 from core.imaging.pack import contact_sheet, disclosure, encode, mark, render
 from core.imaging.placement_geometry import Box, clamp_box, plan, saliency_box
+from core.service.base import actor_key
 from core.service.uploads import Uploads
 
 __all__ = ["Pack", "PackFile", "Packs", "build_pack"]
@@ -205,6 +206,11 @@ class Packs(Uploads):
         store, records = self._upload_ports()
         async with self._uow() as uow:
             generation = await uow.repo.generation(generation_id)
+            campaign = (
+                await uow.repo.campaign(generation.campaign)
+                if generation is not None and generation.campaign
+                else None
+            )
         if generation is None:
             raise NotFound(f"There is no result {generation_id}; check the id.")
         if generation.status is not GenerationStatus.DONE:
@@ -219,6 +225,24 @@ class Packs(Uploads):
         key = await records.image_key(generation_id, index)
         if key is None:
             raise NotFound(f"Image {index} of {generation_id} is no longer stored.")
+        subject = f"{generation_id}:{index}"
+        campaign_id = campaign.id if campaign else None
+        if (
+            campaign is not None
+            and "pack" in campaign.require_approval
+            and await records.approvals(generation_id, index) == 0
+        ):
+            async with self._uow() as uow:
+                await uow.repo.audit(
+                    actor_key(actor), "pack.refused", subject, {"why": "not approved"}, campaign_id
+                )
+                await uow.commit()
+            who = ", ".join(sorted(self.config.reviewers)) or "none are listed in ONBRAND_REVIEWERS"
+            raise NotAllowed(
+                f"Campaign {campaign.name} packs only approved images, and image {index} of "
+                f"{generation_id} has no approval yet. A reviewer ({who}; or a workspace's "
+                "reviewers) approves it with ✅; then pack it again."
+            )
         data = await store.get(key)
         preset = self.presets.get(generation.params.preset)
         logo = _logo(preset)
@@ -238,4 +262,12 @@ class Packs(Uploads):
                 parameters=read_parameters(data),
             )
 
-        return await asyncio.to_thread(make)
+        made = await asyncio.to_thread(make)
+        async with self._uow() as uow:
+            details = {
+                "placements": [f.placement for f in made.files],
+                "bytes": len(made.zip_bytes),
+            }
+            await uow.repo.audit(actor_key(actor), "pack.made", subject, details, campaign_id)
+            await uow.commit()
+        return made

@@ -167,3 +167,60 @@ def test_an_extended_window_keeps_the_source_pixels_bit_identical(
     x, y = -rect[0], -rect[1]
     kept = canvas.crop((x, y, x + 96, y + 96))
     assert kept.tobytes() == source.tobytes()
+
+
+async def test_a_campaign_that_requires_approval_refuses_then_allows_after_approval(
+    db: Database, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from core.domain import FeedbackKind, Role
+    from core.errors import NotAllowed
+
+    preset = parse_preset(PRESET)
+    store = LocalImageStore(tmp_path / "images")
+    service = Service(
+        sql_uow_factory(db),
+        {preset.name: preset},
+        ServiceConfig(preset.name, reviewers=frozenset({"cli:rita"})),
+        store=store,
+        uploads=SqlUploads(db),
+    )
+    admin = Actor(Platform.CLI, "local", "ada", "ada", frozenset({Role.ADMIN}))
+    with pytest.raises(UserError, match="require_approval takes pack and export, not 'print'"):
+        await service.create_campaign(admin, "gated", preset.name, require_approval=["print"])
+    gated = await service.create_campaign(admin, "gated", preset.name, require_approval=["pack"])
+    assert gated.require_approval == ("pack",)
+    assert (await service.campaigns())[0].require_approval == ("pack",)
+    ticket = await service.imagine("a green teapot --campaign gated --n 2", ANN, HERE)
+    gid = ticket.generation_ids[0]
+    engines = EngineRegistry()
+    engines.put("fake", FakeEngine())
+    worker = Worker(
+        db, engines, store, {preset.name: preset}, WorkerConfig(max_batch=4, batch_window_s=0)
+    )
+    await asyncio.wait_for(worker.run(drain=True), timeout=60)
+
+    with pytest.raises(NotAllowed, match=r"Campaign gated packs only approved images.*cli:rita"):
+        await service.pack(ANN, gid, 1, ["display-300x250"])
+    rita = Actor(Platform.CLI, "local", "rita", "rita", frozenset({Role.REVIEWER}))
+    async with sql_uow_factory(db)() as uow:
+        ids = await uow.repo.image_ids(gid)
+        user = await uow.repo.ensure_user(rita)
+        await uow.repo.add_feedback(gid, ids[2], user, FeedbackKind.APPROVE, "white_check_mark")
+        await uow.commit()
+    with pytest.raises(NotAllowed):  # image 2's approval does not approve image 1
+        await service.pack(ANN, gid, 1, ["display-300x250"])
+    made = await service.pack(ANN, gid, 2, ["display-300x250"])
+    assert [f.placement for f in made.files] == ["display-300x250"]
+    async with db.engine.connect() as conn:
+        actions = (
+            await conn.execute(
+                text("SELECT action, subject FROM audit_log WHERE action LIKE 'pack.%' ORDER BY id")
+            )
+        ).all()
+    assert [tuple(a) for a in actions] == [
+        ("pack.refused", f"{gid}:1"),
+        ("pack.refused", f"{gid}:1"),
+        ("pack.made", f"{gid}:2"),
+    ]
