@@ -224,3 +224,28 @@ async def test_a_campaign_that_requires_approval_refuses_then_allows_after_appro
         ("pack.refused", f"{gid}:1"),
         ("pack.made", f"{gid}:2"),
     ]
+
+
+def test_a_product_box_is_kept_whole_and_clear_of_the_story_bands() -> None:
+    from core.imaging.placement_geometry import plan
+
+    story = DEFAULTS["story-reel"]
+    source = Image.new("RGB", (200, 200), (30, 30, 30))
+    box = (150, 20, 40, 40)  # a bright product near the top-right corner
+    source.paste((250, 250, 0), (150, 20, 190, 60))
+    made = build_pack(source, source_ref="g:1", campaign=None, placements=[story], product_box=box)
+    assert made.protected_from == "product"
+    assert made.protected == box
+    decided = plan(source.size, box, story.size, story.safe.as_tuple())
+    with Image.open(io.BytesIO(unzip(made.zip_bytes)["onbrand/story-reel.jpg"])) as image:
+        rgb = image.convert("RGB")
+    yellow = [
+        (x, y)
+        for y in range(0, 1920, 6)
+        for x in range(0, 1080, 6)
+        if (p := rgb.getpixel((x, y)))[0] > 200 and p[1] > 200 and p[2] < 90  # type: ignore[index]
+    ]
+    assert yellow
+    assert min(y for _, y in yellow) >= 0.14 * 1920 - 12  # below the top band (Lanczos ring)
+    assert max(x for x, _ in yellow) <= 1080 * (1 - 0.06) + 12
+    assert decided.method == "extend"  # the corner product needs room above and right
