@@ -35,6 +35,8 @@ __all__ = [
     "WatermarkRule",
     "default_placements",
     "parse_placements",
+    "placements_for",
+    "preset_placements_file",
 ]
 
 DEFAULT_PLACEMENTS_FILE: Final = Path(__file__).with_name("placements.yaml")
@@ -167,3 +169,26 @@ def default_placements() -> dict[str, Placement]:
     """onbrand's shipped placement set."""
     path = DEFAULT_PLACEMENTS_FILE
     return parse_placements(path.read_text(encoding="utf-8"), str(path))
+
+
+MAX_PLACEMENTS_BYTES: Final = 64 * 1024
+
+
+def preset_placements_file(preset_path: str | None, preset_name: str) -> Path | None:
+    """Where a preset's own placement set lives: ``placements/<preset name>.yaml`` in the
+    preset's folder (a subfolder, so the preset loader never takes it for a preset)."""
+    if preset_path is None:
+        return None
+    return Path(preset_path).parent / "placements" / f"{preset_name}.yaml"
+
+
+def placements_for(preset_path: str | None, preset_name: str) -> dict[str, Placement]:
+    """The preset's own placement set when it has one, else the shipped defaults;
+    ``PresetError`` (file, line, key) when its file is invalid."""
+    path = preset_placements_file(preset_path, preset_name)
+    if path is None or not path.is_file():
+        return default_placements()
+    data = path.read_bytes()[: MAX_PLACEMENTS_BYTES + 1]
+    if len(data) > MAX_PLACEMENTS_BYTES:
+        raise PresetError(f"Invalid placements:\n- {path}: over {MAX_PLACEMENTS_BYTES:,} bytes")
+    return parse_placements(data.decode("utf-8", errors="replace"), str(path))

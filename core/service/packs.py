@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from core.brand.logo import MAX_LOGO_SIDE, LogoError, preset_logo
-from core.brand.placements import Placement, default_placements
+from core.brand.placements import Placement, placements_for
 from core.brand.presets import Preset
 from core.domain import Actor, Generation, GenerationStatus
 from core.errors import NotAllowed, NotFound, UserError
@@ -202,7 +202,6 @@ class Packs(Uploads):
     ) -> Pack:
         """The campaign pack of image ``index`` of a finished generation (module docstring)."""
         self._check_ids(actor)
-        chosen = choose(default_placements(), placements)
         store, records = self._upload_ports()
         async with self._uow() as uow:
             generation = await uow.repo.generation(generation_id)
@@ -245,6 +244,10 @@ class Packs(Uploads):
             )
         data = await store.get(key)
         preset = self.presets.get(generation.params.preset)
+        chosen = choose(
+            placements_for(preset.source_path if preset else None, generation.params.preset),
+            placements,
+        )
         logo = _logo(preset)
         opacity = preset.watermark.opacity if preset and preset.watermark else 0.8
 

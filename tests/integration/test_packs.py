@@ -249,3 +249,35 @@ def test_a_product_box_is_kept_whole_and_clear_of_the_story_bands() -> None:
     assert min(y for _, y in yellow) >= 0.14 * 1920 - 12  # below the top band (Lanczos ring)
     assert max(x for x, _ in yellow) <= 1080 * (1 - 0.06) + 12
     assert decided.method == "extend"  # the corner product needs room above and right
+
+
+async def test_the_preset_s_own_placements_replace_the_defaults(
+    db: Database, tmp_path: Path
+) -> None:
+    from core.brand.preset_files import load_preset
+
+    (tmp_path / "packs.yaml").write_text(PRESET)
+    (tmp_path / "placements").mkdir()
+    (tmp_path / "placements" / "packs.yaml").write_text(
+        "placements:\n  shop-banner:\n    size: [600, 200]\n    format: png\n"
+    )
+    preset = load_preset(tmp_path / "packs.yaml")
+    store = LocalImageStore(tmp_path / "images")
+    service = Service(
+        sql_uow_factory(db),
+        {preset.name: preset},
+        ServiceConfig(preset.name),
+        store=store,
+        uploads=SqlUploads(db),
+    )
+    gid = (await service.imagine("a lamp --n 1", ANN, HERE)).generation_ids[0]
+    engines = EngineRegistry()
+    engines.put("fake", FakeEngine())
+    worker = Worker(
+        db, engines, store, {preset.name: preset}, WorkerConfig(max_batch=4, batch_window_s=0)
+    )
+    await asyncio.wait_for(worker.run(drain=True), timeout=60)
+    made = await service.pack(ANN, gid, 1)
+    assert [(f.path, f.size) for f in made.files] == [("onbrand/shop-banner.png", (600, 200))]
+    with pytest.raises(UserError, match="Unknown placement 'story-reel'; the placements are: shop"):
+        await service.pack(ANN, gid, 1, ["story-reel"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -136,3 +138,21 @@ def test_the_saliency_box_finds_the_busy_part() -> None:
     assert clamp_box(flat, (64, 48)) == flat
     assert flat[2] >= 32
     assert flat[3] >= 24
+
+
+def test_a_preset_may_ship_its_own_placements(tmp_path: Path) -> None:
+    from core.brand.placements import placements_for, preset_placements_file
+
+    preset_file = tmp_path / "shop.yaml"
+    assert placements_for(str(preset_file), "shop") == DEFAULTS  # none of its own
+    assert placements_for(None, "shop") == DEFAULTS
+    own = preset_placements_file(str(preset_file), "shop")
+    assert own == tmp_path / "placements" / "shop.yaml"
+    own.parent.mkdir()
+    own.write_text("placements:\n  shop-banner:\n    size: [600, 200]\n    format: webp\n")
+    mine = placements_for(str(preset_file), "shop")
+    assert list(mine) == ["shop-banner"]
+    assert mine["shop-banner"].extension == "webp"
+    own.write_text("placements:\n  shop-banner:\n    size: [600, 200]\n    max_bytes: 5\n")
+    with pytest.raises(PresetError, match=rf"{own}:4: placements.shop-banner.max_bytes"):
+        placements_for(str(preset_file), "shop")
