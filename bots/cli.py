@@ -34,6 +34,7 @@ from bots.cli_common import (
 )
 from bots.cli_fetch import fetch, fetch_command
 from bots.cli_images import check_image_options, edit_command, imagine_from_files, remix_command
+from bots.cli_pack import pack
 from bots.cli_verify import verify
 from core.domain import GenerationStatus
 from core.errors import DatabaseUnavailable
@@ -53,6 +54,7 @@ app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
 app.command()(fetch)
 app.command()(verify)
+app.command()(pack)
 app.command("search")(cli_memory.search)
 app.command("history")(cli_memory.history)
 

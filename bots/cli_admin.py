@@ -122,6 +122,12 @@ def campaign_create(
     share_prompt: Annotated[
         bool, typer.Option(help="Write the prompt into the images' IPTC metadata.")
     ] = False,
+    require_approval: Annotated[
+        str | None,
+        typer.Option(
+            help="What needs a reviewer's approval first: pack, export (comma-separated)."
+        ),
+    ] = None,
 ) -> None:
     """Create a campaign."""
 
@@ -135,6 +141,7 @@ def campaign_create(
             gpu_budget_seconds=budget_gpu_seconds,
             rush=rush,
             share_prompt=share_prompt,
+            require_approval=[g.strip() for g in (require_approval or "").split(",") if g.strip()],
         )
 
     created = with_app(go)

@@ -9,6 +9,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Final
 
 
 class Platform(enum.StrEnum):
@@ -292,6 +293,9 @@ class Binding:
     locked: bool = False
 
 
+GATES: Final = ("pack", "export")  # what a campaign may require a reviewer's approval for
+
+
 @dataclass(frozen=True)
 class Campaign:
     name: str
@@ -302,6 +306,7 @@ class Campaign:
     rush: bool = False
     id: int | None = None
     share_prompt: bool = False  # the prompt may travel in the files (IPTC AIPromptInformation)
+    require_approval: tuple[str, ...] = ()  # "pack", "export": only approved images
 
 
 @dataclass(frozen=True)

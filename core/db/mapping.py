@@ -59,6 +59,7 @@ def campaign_from_row(row: m.Campaign) -> Campaign:
         rush=row.rush,
         id=row.id,
         share_prompt=row.share_prompt,
+        require_approval=tuple(row.require_approval or ()),
     )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.domain import FeedbackKind, GenerationKind, GenerationStatus
@@ -134,6 +134,9 @@ class Campaign(Base):
     gpu_budget_seconds: Mapped[float | None] = mapped_column(Float)
     rush: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     share_prompt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    require_approval: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), default=list, server_default=text("'{}'")
+    )  # "pack", "export": refused for images no reviewer approved
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _now()
 

@@ -209,6 +209,7 @@ class SqlRepository:
                 gpu_budget_seconds=campaign.gpu_budget_seconds,
                 rush=campaign.rush,
                 share_prompt=campaign.share_prompt,
+                require_approval=list(campaign.require_approval),
                 owner_id=owner_id,
             )
             .on_conflict_do_nothing(index_elements=[m.Campaign.name])

@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.db import models as m
 from core.db.database import Database
 from core.db.repository import SqlRepository
-from core.domain import Upload
+from core.domain import FeedbackKind, Upload
 from core.ports import NewUpload
 
 __all__ = ["SqlUploads", "upload_from_row"]
@@ -79,6 +79,24 @@ class SqlUploads:
                 )
             )
             return key
+
+    async def approvals(self, generation_id: uuid.UUID, index: int) -> int:
+        image = (
+            select(m.Image.id)
+            .where(m.Image.generation_id == generation_id, m.Image.index == index)
+            .scalar_subquery()
+        )
+        async with self._db.sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(m.Feedback)
+                .where(
+                    m.Feedback.generation_id == generation_id,
+                    m.Feedback.kind == FeedbackKind.APPROVE,
+                    or_(m.Feedback.image_id.is_(None), m.Feedback.image_id == image),
+                )
+            )
+            return int(count or 0)
 
     async def get(self, upload_id: int) -> Upload | None:
         async with self._db.sessions() as session:

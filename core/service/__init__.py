@@ -17,6 +17,7 @@ text for the person who asked when the request can't be served.
 - ``campaigns``: campaigns and channel bindings (admins)
 - ``reports``: campaign reports (admins and reviewers)
 - ``memory``: search past work, more like this, lineage (``core.memory`` holds the SQL)
+- ``packs``: a campaign pack (every placement) from one finished image
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ from core.service.feedback import Feedback
 from core.service.imagine import Imagine
 from core.service.memory import Recall
 from core.service.messages import Messages
+from core.service.packs import Packs
 from core.service.remix import Remix
 from core.service.reports import Reports, ReportSource
 
 __all__ = ["Service"]
 
 
-class Service(Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
+class Service(
+    Packs, Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall
+):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 

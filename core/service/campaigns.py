@@ -3,11 +3,12 @@ or not), unbind it. Each change is audited."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from core.brand import grammar
-from core.domain import Actor, Binding, Campaign, ReplyTarget, RequestKey, Role
+from core.domain import GATES, Actor, Binding, Campaign, ReplyTarget, RequestKey, Role
 from core.errors import NotFound, UserError
 from core.service.base import (
     NAME_MAX,
@@ -30,8 +31,15 @@ class Campaigns(UseCase):
         gpu_budget_seconds: float | None = None,
         rush: bool = False,
         share_prompt: bool = False,
+        require_approval: Sequence[str] = (),
     ) -> Campaign:
         self._require(actor, Role.ADMIN, "create campaigns")
+        gated = tuple(dict.fromkeys(require_approval))
+        if unknown := [g for g in gated if g not in GATES]:
+            raise UserError(
+                f"require_approval takes {' and '.join(GATES)}, "
+                f"not {', '.join(map(repr, unknown))}."
+            )
         self._check_ids(actor)
         self.preset(check_text("The preset name", preset, NAME_MAX))
         grammar.check_name("campaign", check_text("The campaign name", name, NAME_MAX))
@@ -42,7 +50,15 @@ class Campaigns(UseCase):
             owner = await uow.repo.ensure_user(actor)
             created = await uow.repo.add_campaign(
                 Campaign(
-                    name, preset, starts_on, ends_on, gpu_budget_seconds, rush, None, share_prompt
+                    name,
+                    preset,
+                    starts_on,
+                    ends_on,
+                    gpu_budget_seconds,
+                    rush,
+                    None,
+                    share_prompt,
+                    gated,
                 ),
                 owner,
             )
