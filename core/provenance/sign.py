@@ -120,8 +120,9 @@ def manifest(facts: Facts) -> dict[str, Any]:
     }
 
 
-def sign(png: bytes, facts: Facts, keys: SigningKeys) -> bytes:
-    """``png`` with the signed C2PA manifest of ``facts`` embedded; nothing may write after."""
+def sign(png: bytes, facts: Facts, keys: SigningKeys, mime: str = "image/png") -> bytes:
+    """``png`` (or a JPEG/WebP file, by ``mime``) with the signed C2PA manifest of ``facts``
+    embedded; nothing may write after."""
     try:
         import c2pa
     except ImportError as exc:  # the package is a core dependency; a broken install is loud
@@ -151,7 +152,7 @@ def sign(png: bytes, facts: Facts, keys: SigningKeys) -> bytes:
                 }
                 builder.add_ingredient(ingredient, facts.parent_format, io.BytesIO(facts.parent))
             out = io.BytesIO()
-            builder.sign(signer, "image/png", io.BytesIO(png), out)
+            builder.sign(signer, mime, io.BytesIO(png), out)
             return out.getvalue()
     except c2pa.C2paError as exc:
         raise ProvenanceError(f"C2PA signing failed: {exc}") from exc

@@ -20,7 +20,7 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -34,6 +34,9 @@ from core.imaging.brand import decode_logo
 from core.imaging.metadata import read_parameters
 from core.imaging.pack import contact_sheet, disclosure, encode, mark, render
 from core.imaging.placement_geometry import Box, clamp_box, plan, saliency_box
+from core.provenance import setup as provenance
+from core.provenance.sign import Facts, sign
+from core.provenance.watermark import embed, image_id_of
 from core.service.base import actor_key
 from core.service.uploads import Uploads
 
@@ -65,6 +68,54 @@ class Pack:
     protected_from: str  # "product" or "saliency"
 
 
+@dataclass(frozen=True)
+class Seal:
+    """Provenance for pack files: the source's invisible watermark (a pixel step, before
+    encoding) and a C2PA signature with the source original as ingredient (last)."""
+
+    watermark: Callable[[Image.Image], Image.Image]
+    sign: Callable[[bytes, str, str], bytes]  # (file, mime, placement name) → signed file
+
+
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_SIGNATURE_SLACK = 1024  # bytes kept free for the manifest's small size changes between tries
+
+
+def _encoded(
+    image: Image.Image,
+    placement: Placement,
+    extended: bool,
+    parameters: str | None,
+    seal: Seal | None,
+) -> tuple[bytes, int | None]:
+    """The placement's file under its byte limit, signed when ``seal`` asks; the signature's
+    bytes count against the limit (the quality search runs again with them reserved)."""
+    limit = placement.max_bytes
+    for _ in range(3):
+        try:
+            data, quality = encode(
+                image,
+                placement.format,
+                limit,
+                xmp=disclosure(composite=extended),
+                parameters=parameters,
+            )
+        except ValueError as exc:
+            raise UserError(f"Placement {placement.name}: {exc}.") from None
+        if seal is None:
+            return data, quality
+        signed = seal.sign(data, _MIME[placement.format.lower()], placement.name)
+        if len(signed) <= placement.max_bytes:
+            return signed, quality
+        limit = placement.max_bytes - (len(signed) - len(data)) - _SIGNATURE_SLACK
+        if limit <= 0:
+            break
+    raise UserError(
+        f"Placement {placement.name}: its signed file can't be made under "
+        f"{placement.max_bytes:,} bytes; raise the placement's max_bytes."
+    )
+
+
 def _folder(campaign: str | None) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", campaign or "").strip("-.") or "onbrand"
     return name[:60]
@@ -80,6 +131,7 @@ def build_pack(
     logo: Image.Image | None = None,
     logo_opacity: float = 0.8,
     parameters: str | None = None,
+    seal: Seal | None = None,
 ) -> Pack:
     """The pack's files, manifest and contact sheet (pure: pixels in, zip bytes out).
     ``UserError`` names the placement whose file can't be made under its byte limit."""
@@ -98,16 +150,9 @@ def build_pack(
                 image, logo, corner=rule.corner, scale=rule.scale, opacity=logo_opacity, safe=safe
             )
         extended = decided.method == "extend"
-        try:
-            data, quality = encode(
-                image,
-                placement.format,
-                placement.max_bytes,
-                xmp=disclosure(composite=extended),
-                parameters=parameters,
-            )
-        except ValueError as exc:
-            raise UserError(f"Placement {placement.name}: {exc}.") from None
+        if seal is not None:
+            image = seal.watermark(image)
+        data, quality = _encoded(image, placement, extended, parameters, seal)
         path = f"{folder}/{placement.name}.{placement.extension}"
         method = PENDING_OUTPAINT if extended else "crop"
         files.append(
@@ -263,6 +308,7 @@ class Packs(Uploads):
                 logo=logo,
                 logo_opacity=opacity,
                 parameters=read_parameters(data),
+                seal=_seal(generation_id, index, data),
             )
 
         made = await asyncio.to_thread(make)
@@ -274,3 +320,26 @@ class Packs(Uploads):
             await uow.repo.audit(actor_key(actor), "pack.made", subject, details, campaign_id)
             await uow.commit()
         return made
+
+
+def _seal(generation_id: uuid.UUID, index: int, original: bytes) -> Seal:
+    """Pack files carry their source's watermark id (verify finds the source image) and are
+    signed as a ``pack`` resize of the source original, which travels as their ingredient."""
+    credentials = provenance.current()
+    image_id = image_id_of(str(generation_id), index)
+
+    def sign_file(data: bytes, mime: str, placement: str) -> bytes:
+        facts = Facts(
+            title=f"onbrand {generation_id}#{index} {placement}",
+            kind="pack",
+            generation_id=str(generation_id),
+            index=index,
+            watermark_id=image_id,
+            model="",
+            engine="",
+            parent=original,
+            parent_title=f"onbrand {generation_id}#{index}",
+        )
+        return sign(data, facts, credentials.keys, mime)
+
+    return Seal(lambda im: embed(im, credentials.watermark_secret, image_id), sign_file)

@@ -26,9 +26,11 @@ from core.engines.registry import EngineRegistry
 from core.errors import NotFound, UserError
 from core.imaging.metadata import COMPOSITE_SOURCE_TYPE, DIGITAL_SOURCE_TYPE, iptc_fields, read_xmp
 from core.jobs.worker import Worker, WorkerConfig
+from core.provenance import setup
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.service.packs import PENDING_OUTPAINT, build_pack
+from core.service.verify import verify
 from core.storage.local import LocalImageStore
 
 DEFAULTS = default_placements()
@@ -120,7 +122,9 @@ def test_a_byte_limit_that_cannot_be_met_is_refused_by_name() -> None:
         build_pack(noisy, source_ref="g:1", campaign=None, placements=list(tiny.values()))
 
 
-async def test_pack_from_a_finished_image_and_the_refusals(db: Database, tmp_path: Path) -> None:
+async def test_pack_from_a_finished_image_and_the_refusals(
+    db: Database, tmp_path: Path, provenance: setup.Provenance
+) -> None:
     preset = parse_preset(PRESET)
     store = LocalImageStore(tmp_path / "images")
     service = Service(
@@ -147,6 +151,21 @@ async def test_pack_from_a_finished_image_and_the_refusals(db: Database, tmp_pat
     files = unzip(made.zip_bytes)
     with Image.open(io.BytesIO(files["onbrand/story-reel.jpg"])) as image:
         assert image.size == (1080, 1920)
+    # every file is signed (the source original as its ingredient, the signature within the
+    # byte limit) and carries the source's watermark
+    limits = {p.name: p.max_bytes for p in default_placements().values()}
+    for made_file in made.files:
+        data = files[made_file.path]
+        assert len(data) <= limits[made_file.placement]
+        result = await verify(db, provenance, data)
+        assert (result.verdict, result.how) == ("ours", "signature")
+        assert result.evidence.credentials.state == "trusted"
+        assert result.evidence.credentials.ingredients[0] == f"onbrand {gid}#2"
+        assert result.records[0].generation_id == gid
+        stripped = io.BytesIO()
+        Image.open(io.BytesIO(data)).convert("RGB").save(stripped, "JPEG", quality=80)
+        by_mark = await verify(db, provenance, stripped.getvalue())
+        assert (by_mark.verdict, by_mark.how) == ("ours", "watermark")
     with pytest.raises(UserError, match="Unknown placement 'tiktok'; the placements are: "):
         await service.pack(ANN, gid, 1, ["tiktok"])
     with pytest.raises(UserError, match="has images 1 to 2"):
