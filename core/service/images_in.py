@@ -22,15 +22,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import uuid
 
 from PIL import Image
 
 from core.brand import grammar
-from core.brand.presets import Preset, apply_preset
+from core.brand.presets import Preset
 from core.domain import (
     Actor,
-    Campaign,
     Generation,
     GenerationKind,
     ImageMode,
@@ -41,10 +39,9 @@ from core.domain import (
     Ticket,
     Upload,
 )
-from core.errors import BlockedPrompt, LockedSetting, NotAllowed, UserError
+from core.errors import LockedSetting, NotAllowed, UserError
 from core.imaging.product import PlacedProduct, place_product, product_alpha
-from core.ports import NewGeneration
-from core.service.imagine import Imagine, prompt_travel
+from core.service.imagine import Imagine
 from core.service.uploads import Uploads
 
 __all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
@@ -88,62 +85,27 @@ class ImagesIn(Imagine, Uploads):
         if mode is ImageMode.PRODUCT:
             product = await asyncio.to_thread(_cut_out, await store.get(upload.storage_key))
         notes: list[str] = list(upload.notes)
-        checking: tuple[ImagineRequest, Preset, Campaign | None] | None = None
-        try:
-            async with self._uow() as uow:
-                await self._first_time(uow, key)
-                user_id = await uow.repo.ensure_user(actor)
-                binding = await uow.repo.binding_for(where)
-                planned: list[tuple[Params, Preset, Campaign | None, str]] = []
-                for request in requests:
-                    preset, campaign = await self._context(uow, request, binding)
-                    checking = (request, preset, campaign)
-                    params = apply_preset(
-                        request,
-                        preset,
-                        global_banned=self.config.global_banned,
-                        seed_source=self._seed,
-                    )
-                    params = prompt_travel(params, campaign, actor)
-                    if product is None:
-                        params = _image_prompt(params, preset, upload, iw)
-                    else:
-                        aspect = request.aspect or preset.default_aspect
-                        placed = await asyncio.to_thread(_place, product, params, preset, aspect)
-                        placed_key = await store.put(_png(placed.image), suffix=".png")
-                        params = _product(params, preset, upload, placed, placed_key)
-                        if placed.small:
-                            notes.append(_small_note(placed, params, preset, aspect))
-                    planned.append((params, preset, campaign, request.prompt))
-                _, first_preset, first_campaign, _ = planned[0]
-                active = await self._check_quotas(
-                    uow, user_id, [p for p, *_ in planned], first_preset.limits, first_campaign
-                )
-                ids: list[uuid.UUID] = []
-                for params, preset, campaign, raw_prompt in planned:
-                    preset_id = await uow.repo.record_preset(
-                        preset.name, preset.version, preset.source_text
-                    )
-                    generation = NewGeneration(
-                        id=uuid.uuid4(),
-                        kind=GenerationKind(mode.value),
-                        platform=actor.platform,
-                        user_id=user_id,
-                        campaign_id=campaign.id if campaign else None,
-                        preset_id=preset_id,
-                        raw_prompt=raw_prompt,
-                        params=params,
-                        reply_target=where,
-                        upload_id=upload.id,
-                    )
-                    await self._record_and_enqueue(uow, generation, campaign, active + len(ids))
-                    ids.append(generation.id)
-                ticket = await self._ticket(uow, ids)
-                await uow.commit()
-        except BlockedPrompt as blocked:
-            assert checking is not None
-            await self._audit_blocked(actor, where, *checking, blocked)
-            raise
+
+        async def shape(params: Params, preset: Preset, request: ImagineRequest) -> Params:
+            if product is None:
+                return _image_prompt(params, preset, upload, iw)
+            aspect = request.aspect or preset.default_aspect
+            placed = await asyncio.to_thread(_place, product, params, preset, aspect)
+            placed_key = await store.put(_png(placed.image), suffix=".png")
+            params = _product(params, preset, upload, placed, placed_key)
+            if placed.small:
+                notes.append(_small_note(placed, params, preset, aspect))
+            return params
+
+        ticket = await self._queue(
+            requests,
+            actor,
+            where,
+            key=key,
+            kind=GenerationKind(mode.value),
+            shape=shape,
+            upload_id=upload.id,
+        )
         return dataclasses.replace(ticket, warnings=(*ticket.warnings, *dict.fromkeys(notes)))
 
 

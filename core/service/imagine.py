@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
 from core.brand import grammar
 from core.brand.presets import Preset, apply_preset
@@ -27,6 +28,9 @@ from core.service.base import UseCase, actor_key
 
 log = logging.getLogger(__name__)
 
+Shape = Callable[[Params, Preset, ImagineRequest], Awaitable[Params]]
+"""Adjusts one request's parameters after its preset is applied (``Imagine._queue``)."""
+
 
 class Imagine(UseCase):
     async def imagine(
@@ -38,6 +42,23 @@ class Imagine(UseCase):
         raises ``DuplicateRequest`` and changes nothing (``UseCase._first_time``)."""
         requests = grammar.parse(text)
         self._check_ids(actor, where)
+        return await self._queue(requests, actor, where, key=key)
+
+    async def _queue(
+        self,
+        requests: Sequence[ImagineRequest],
+        actor: Actor,
+        where: ReplyTarget,
+        *,
+        key: RequestKey | None,
+        kind: GenerationKind = GenerationKind.IMAGINE,
+        shape: Shape | None = None,
+        upload_id: int | None = None,
+    ) -> Ticket:
+        """Apply the binding, preset and policy to each request, check quotas, then record and
+        enqueue them all in one unit of work (or nothing). ``shape`` adjusts each request's
+        parameters after the preset (image prompts and product shots: core.service.images_in);
+        ``kind`` and ``upload_id`` are recorded with each generation."""
         checking: tuple[ImagineRequest, Preset, Campaign | None] | None = None
         try:
             async with self._uow() as uow:
@@ -55,6 +76,8 @@ class Imagine(UseCase):
                         seed_source=self._seed,
                     )
                     params = prompt_travel(params, campaign, actor)
+                    if shape is not None:
+                        params = await shape(params, preset, request)
                     planned.append((params, preset, campaign, request.prompt))
 
                 _, first_preset, first_campaign, _ = planned[0]
@@ -68,7 +91,7 @@ class Imagine(UseCase):
                     )
                     generation = NewGeneration(
                         id=uuid.uuid4(),
-                        kind=GenerationKind.IMAGINE,
+                        kind=kind,
                         platform=actor.platform,
                         user_id=user_id,
                         campaign_id=campaign.id if campaign else None,
@@ -76,6 +99,7 @@ class Imagine(UseCase):
                         raw_prompt=raw_prompt,
                         params=params,
                         reply_target=where,
+                        upload_id=upload_id,
                     )
                     await self._record_and_enqueue(uow, generation, campaign, active + len(ids))
                     ids.append(generation.id)
