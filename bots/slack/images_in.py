@@ -13,14 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import aiohttp
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import render
+from bots.slack import files, render
 from bots.slack.payloads import field, part, required
 from core import replies
 from core.delivery import announce
@@ -37,7 +35,6 @@ __all__ = ["SHORTCUT_ID", "VIEW_ID", "fetch_file", "register_images_in"]
 
 SHORTCUT_ID = "onbrand_imagine_from_image"
 VIEW_ID = "onbrand_image_modal"
-FILE_HOSTS = frozenset({"files.slack.com"})
 MODES = {"image_prompt": ImageMode.IMAGE_PROMPT, "product": ImageMode.PRODUCT}
 
 
@@ -199,20 +196,17 @@ async def fetch_file(client: AsyncWebClient, file_id: str) -> bytes:
             "Send a PNG, JPEG or WebP under that."
         )
     url = str(file.get("url_private_download") or file.get("url_private") or "")
-    hosts = FILE_HOSTS | {urlsplit(client.base_url).hostname or ""}
-    if urlsplit(url).hostname not in hosts:
-        raise UserError("That file isn't stored on Slack; upload the image itself and try again.")
-    headers = {"Authorization": f"Bearer {client.token}"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(url, headers=headers, allow_redirects=False) as response,
-    ):
-        if response.status != 200:
-            raise UserError(
-                "Slack wouldn't hand over that file (the app needs the files:read scope). "
-                "Ask an admin to reinstall the app, then try again."
-            )
-        return await response.content.read(MAX_UPLOAD_BYTES + 1)
+    try:
+        return await files.fetch(url, client.token or "", client.base_url, MAX_UPLOAD_BYTES)
+    except files.NotOnSlack:
+        raise UserError(
+            "That file isn't stored on Slack; upload the image itself and try again."
+        ) from None
+    except files.FileRefused:
+        raise UserError(
+            "Slack wouldn't hand over that file (the app needs the files:read scope). "
+            "Ask an admin to reinstall the app, then try again."
+        ) from None
 
 
 async def _tell(

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import aiohttp
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 
+from bots.slack import files
 from bots.slack.payloads import field, part, required
 from core.provenance.inspect import MAX_BYTES
 from core.provenance.setup import provenance_of
@@ -31,26 +30,15 @@ CALLBACK_ID = "ob_verify_image"
 MOST = 4  # images verified per message
 
 
-FILE_HOSTS = frozenset({"files.slack.com"})
-
-
 async def download(url: str, token: str, api_base: str) -> bytes | str:
-    """The file's bytes, or why not (too large, not a file, not on Slack). The bot token goes
-    only to Slack's file host (or the Web API's own host, e.g. a test's fake)."""
-    host = urlsplit(url).hostname
-    if url.startswith("http://") and host != urlsplit(api_base).hostname:
+    """The file's bytes, or why not (too large, not a file, not on Slack); the bot token goes
+    only to Slack's file host (``bots.slack.files``)."""
+    try:
+        data = await files.fetch(url, token, api_base, MAX_BYTES)
+    except files.NotOnSlack:
         return "The file is not on Slack."
-    if host not in FILE_HOSTS | {urlsplit(api_base).hostname}:
-        return "The file is not on Slack."
-    timeout = aiohttp.ClientTimeout(total=30)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, headers=headers) as response,
-    ):
-        if response.status != 200 or response.content_type.startswith("text/"):
-            return "Slack did not hand over the file (is the files:read scope granted?)."
-        data = await response.content.read(MAX_BYTES + 1)
+    except files.FileRefused:
+        return "Slack did not hand over the file (is the files:read scope granted?)."
     if len(data) > MAX_BYTES:
         return f"The file is larger than {MAX_BYTES:,} bytes; verify reads no more."
     return data
