@@ -23,21 +23,26 @@ from core.domain import GenerationStatus, MessageRef, Platform
 FINISHED = (GenerationStatus.DONE, GenerationStatus.FAILED, GenerationStatus.CANCELLED)
 
 
+# A result is due: not posted, not given up, not waiting for its next try.
+_DUE = (
+    GenerationRow.delivered_at.is_(None),
+    GenerationRow.undeliverable.is_(None),
+    or_(
+        GenerationRow.delivery_retry_at.is_(None),
+        GenerationRow.delivery_retry_at <= func.now(),
+    ),
+)
+
+
 async def undelivered(db: Database, platform: Platform, limit: int = 50) -> list[uuid.UUID]:
-    """Finished generations of this platform whose result hasn't been posted and is due (not
-    waiting for its next try, not given up), oldest first."""
+    """Finished generations of this platform whose result is due, oldest first."""
     async with db.sessions() as session:
         rows = await session.scalars(
             select(GenerationRow.id)
             .where(
                 GenerationRow.platform == platform.value,
-                GenerationRow.delivered_at.is_(None),
-                GenerationRow.undeliverable.is_(None),
                 GenerationRow.status.in_(FINISHED),
-                or_(
-                    GenerationRow.delivery_retry_at.is_(None),
-                    GenerationRow.delivery_retry_at <= func.now(),
-                ),
+                *_DUE,
             )
             .order_by(GenerationRow.finished_at)
             .limit(limit)
@@ -99,12 +104,14 @@ async def progress(db: Database, generation_id: uuid.UUID) -> float:
     return float(value or 0.0)
 
 
-async def is_delivered(db: Database, generation_id: uuid.UUID) -> bool:
+async def is_due(db: Database, generation_id: uuid.UUID) -> bool:
+    """Whether the result is still due now: a sweep's list read a moment ago may name one that
+    another attempt has since posted, given up, or put off until its next try."""
     async with db.sessions() as session:
-        delivered = await session.scalar(
-            select(GenerationRow.delivered_at).where(GenerationRow.id == generation_id)
+        due = await session.scalar(
+            select(GenerationRow.id).where(GenerationRow.id == generation_id, *_DUE)
         )
-    return delivered is not None
+    return due is not None
 
 
 class FailedDelivery(NamedTuple):

@@ -242,7 +242,7 @@ class Delivery:
         originals = await load_originals(self.db, self.store, generation_id)
         card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
         status_ref = await queries.status_message(self.db, generation_id)
-        if await queries.is_delivered(self.db, generation_id):
+        if not await queries.is_due(self.db, generation_id):
             return False
         posted = await self.sink.post_result(generation.reply_target, card, generation)
         await self.service.record_message(generation_id, posted, "result")
