@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from PIL import Image
 
@@ -49,6 +49,7 @@ from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
 from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
 from core.jobs.images_in import kept_pixels, watermark_position
+from core.memory.phash import phash_if_available
 from core.ports import ImageStore, Sampling
 from core.provenance import setup as provenance
 from core.provenance.sign import Facts, action_for, sign
@@ -60,6 +61,15 @@ log = logging.getLogger(__name__)
 CONFIDENTIAL = "(prompt not shared: the campaign keeps its prompts confidential)"
 _IMG2IMG = (GenerationKind.VARIATION, GenerationKind.IMAGE_PROMPT)
 T = TypeVar("T")
+
+
+class Finished(NamedTuple):
+    """A finished original and what was measured on its pixels on the way."""
+
+    data: bytes  # the signed PNG
+    palette_score: float | None
+    phash: int | None  # before the invisible watermark; None without imagehash
+
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -107,29 +117,28 @@ async def store_images(
     ingredient of each new image's C2PA manifest."""
     blocking = store if isinstance(store, BlockingPut) else None
 
-    def finish(index: int, image: Image.Image) -> tuple[bytes, float | None]:
+    def finish(index: int, image: Image.Image) -> Finished:
         return finish_image(job, preset, index, image, sampling, parent)
 
-    def encode_and_put(
-        local: BlockingPut, index: int, image: Image.Image
-    ) -> tuple[bytes, float | None, str]:
-        data, score = finish(index, image)
-        return data, score, local.put_blocking(data, suffix=".png")
+    def encode_and_put(local: BlockingPut, index: int, image: Image.Image) -> tuple[Finished, str]:
+        done = finish(index, image)
+        return done, local.put_blocking(done.data, suffix=".png")
 
     async def one(index: int, image: Image.Image) -> StoredImage:
         if blocking is not None:  # one thread hop for both
-            data, score, key = await in_finishing_thread(encode_and_put, blocking, index, image)
+            done, key = await in_finishing_thread(encode_and_put, blocking, index, image)
         else:
-            data, score = await in_finishing_thread(finish, index, image)
-            key = await store.put(data, suffix=".png")
+            done = await in_finishing_thread(finish, index, image)
+            key = await store.put(done.data, suffix=".png")
         return StoredImage(
             index=index,
             storage_key=key,
             sha256=key.split(".", 1)[0],
             width=image.width,
             height=image.height,
-            size=len(data),
-            palette_score=score,
+            size=len(done.data),
+            palette_score=done.palette_score,
+            phash=done.phash,
         )
 
     if len(images) == 1:
@@ -144,9 +153,10 @@ def finish_image(
     image: Image.Image,
     sampling: Sampling | None = None,
     parent: bytes | None = None,
-) -> tuple[bytes, float | None]:
+) -> Finished:
     """The stored original: logo, invisible watermark, PNG with A1111 ``parameters`` and XMP,
-    then the C2PA signature."""
+    then the C2PA signature; with its palette score and the pHash of its pixels before the
+    watermark."""
     params = job.params
     credentials = provenance.current()
     logo = watermark_logo(preset) if preset is not None else None
@@ -169,6 +179,9 @@ def finish_image(
         image = apply_ai_badge(image, position=badge.position, size=badge.size)
     score = palette_score(image, preset.palette) if preset and preset.palette else None
     watermark_id = image_id_of(str(job.id), index)
+    # hashed before the watermark, which differs in every copy and moves a small picture's
+    # pHash by up to 14 of 64 bits: the same picture in two campaigns must hash the same
+    phash = phash_if_available(image)
     keep = kept_pixels(job.kind, params, image.size)  # a product, an edit's original: untouched
     image = embed(image, credentials.watermark_secret, watermark_id, keep=keep)
     step = action_for(job.kind.value, parent is not None)
@@ -215,7 +228,7 @@ def finish_image(
         parent=parent if step.has_parent else None,
         parent_title=f"onbrand {job.parent_id}#{job.source_index}" if job.parent_id else None,
     )
-    return sign(encode_png(image, meta), facts, credentials.keys), score
+    return Finished(sign(encode_png(image, meta), facts, credentials.keys), score, phash)
 
 
 _LOGOS_KEPT = 8

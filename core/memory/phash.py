@@ -7,6 +7,7 @@ worker's indexer or ``onbrand search reindex``; the bots and search itself never
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 from PIL import Image
@@ -32,6 +33,13 @@ def phash_image(image: Image.Image) -> int:
         ) from exc
     value = int(str(imagehash.phash(image.convert("RGB"), hash_size=8)), 16)
     return value - (1 << BITS) if value >= 1 << (BITS - 1) else value
+
+
+def phash_if_available(image: Image.Image) -> int | None:
+    """``phash_image``, or None where imagehash is not installed (the indexer hashes it later)."""
+    if importlib.util.find_spec("imagehash") is None:
+        return None
+    return phash_image(image)
 
 
 def distance(a: int, b: int) -> int:

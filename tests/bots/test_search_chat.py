@@ -144,6 +144,10 @@ async def test_slack_warns_a_reviewer_privately_about_a_near_duplicate(slack: Ha
     assert slack.fake.ephemerals[before:] == []  # nothing like it approved elsewhere
     await slack.sender.reaction("white_check_mark", ts=autumn.ts, user=REVIEWER_ID)
     await slack.settled()
+    # hashed before their watermarks (core.jobs.finishing): the same picture, the same hash
+    hashes = {r.phash for r in await slack.sql("SELECT phash FROM images")}
+    assert len(hashes) == 1
+    assert None not in hashes
     [warning] = await eventually(
         lambda: _async(slack.fake.ephemerals[before:]), "the reviewer is warned"
     )

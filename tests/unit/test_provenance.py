@@ -299,7 +299,7 @@ def test_a_preset_can_ask_for_a_visible_ai_badge(tmp_path: Path) -> None:
     params = Params("a cat", "", 128, 128, 8, 5.0, 1, 1, "fake", "m", "badged", "v")
     job = StartedJob(uuid.uuid4(), GenerationKind.IMAGINE, "cli", params, 1, None, None)
     white = Image.new("RGB", (128, 128), (255, 255, 255))
-    data, _ = finish_image(job, preset, 1, white)
+    data = finish_image(job, preset, 1, white).data
     out = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
     assert out[100:120, 90:120].mean() < 150  # a dark label in the bottom-right corner
     assert out[5:30, 5:40].mean() > 240  # and nothing in the top-left
