@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bots.cli_common import err, out, output_file, refuse, with_app, written_atomically
+from core.domain import GenerationStatus
+from core.errors import UserError
 
 if TYPE_CHECKING:
     from core.bootstrap import App
-    from core.service.packs import Pack
+    from core.delivery.packs import StoredPack
 
 
 def pack(
@@ -27,9 +30,7 @@ def pack(
     ] = None,
 ) -> None:
     """Every placement (feed, story, link card, banners…) from one finished image, as a zip
-    with a manifest and a contact sheet."""
-    from bots.cli_common import cli_actor
-
+    with a manifest and a contact sheet: queued like any job and built by a worker run here."""
     ident, _, index = target.rpartition(":")
     try:
         generation_id, number = uuid.UUID(ident), int(index)
@@ -41,23 +42,45 @@ def pack(
     names = [n.strip() for n in placements.split(",") if n.strip()] if placements else None
     path = output_file(output, "--out", "pack.zip")
 
-    async def go(app: App) -> Pack:
-        return await app.service.pack(cli_actor(), generation_id, number, names)
-
     started = time.perf_counter()
-    made = with_app(go)
+    made, data = with_app(lambda app: _queue_and_build(app, generation_id, number, names))
     with written_atomically(path, "--out") as part:
-        part.write_bytes(made.zip_bytes)
+        part.write_bytes(data)
     seconds = time.perf_counter() - started
     for f in made.files:
         out.print(
-            f"{f.path}\t{f.size[0]}x{f.size[1]}\t{f.bytes:,} bytes\t{f.method}",
+            f"{made.folder}/{f.placement}\t{f.width}x{f.height}\t{f.bytes:,} bytes\t{f.method}",
             highlight=False,
             soft_wrap=True,
         )
     err.print(
-        f"wrote {path} ({len(made.files)} placements, {len(made.zip_bytes):,} bytes, "
-        f"{seconds:.1f} s; protected box from {made.protected_from})",
+        f"wrote {path} ({len(made.files)} placements, {len(data):,} bytes; pack "
+        f"{made.generation_id}, {seconds:.1f} s)",
         highlight=False,
         soft_wrap=True,
     )
+
+
+async def _queue_and_build(
+    app: App, generation_id: uuid.UUID, index: int, names: list[str] | None
+) -> tuple[StoredPack, bytes]:
+    """Queue the pack like any job, run a worker here until it is done, and read its zip."""
+    from bots.cli_common import cli_actor, cli_target
+    from core.bootstrap import build_worker
+    from core.delivery.packs import pack_files
+    from core.delivery.sweep import wait_until_finished
+
+    ticket = await app.service.queue_pack(cli_actor(), cli_target(), generation_id, index, names)
+    running = build_worker(app)
+    worker_task = asyncio.create_task(running.run())
+    try:
+        (done,) = await wait_until_finished(
+            app.db, app.service, ticket.generation_ids, lambda _: None
+        )
+    finally:
+        running.stop()
+        await worker_task
+    if done.status is not GenerationStatus.DONE:
+        raise UserError(f"The pack {done.status.value}: {done.error or done.id}.")
+    pack, data, _ = await pack_files(app.db, app.service, app.store, done)
+    return pack, data

@@ -67,8 +67,10 @@ def result_card(
     originals: Sequence[bytes],
     *,
     max_bytes: int = DEFAULT_PREVIEW_BYTES,
+    placements: Sequence[tuple[str, str]] = (),
 ) -> ResultCard:
-    """The finished result: a grid preview (or the single image) and its buttons."""
+    """The finished result: a grid preview (or the single image) and its buttons. A single
+    image gets 📦 Pack and, given its preset's ``placements`` (value, label), a menu of them."""
     if generation.status is GenerationStatus.FAILED:
         return ResultCard(text=f"⚠️ {generation.error or 'generation failed'}: {_what(generation)}")
     if generation.status is GenerationStatus.CANCELLED:
@@ -81,7 +83,11 @@ def result_card(
             Action(ActionKind.VARY, generation.id, 1),
             *(Action(kind, generation.id, 1) for kind in EDIT_ACTIONS),  # zoom out, pan
             Action(ActionKind.VARY_REGION, generation.id, 1),  # a menu of REGION_CHOICES
+            Action(ActionKind.PACK, generation.id, 1),
         )
+        if placements:
+            pick = Action(ActionKind.PACK_SELECT, generation.id, 1, choices=tuple(placements))
+            actions = (*actions, pick)
         name = f"onbrand-{generation.id}-1.jpg"
     else:
         picture = make_grid(images)
@@ -130,6 +136,7 @@ def _what(generation: Generation) -> str:
         GenerationKind.ZOOM_OUT: f"zoom out of image {generation.source_index} of ",
         GenerationKind.PAN: f"pan of image {generation.source_index} of ",
         GenerationKind.VARY_REGION: f"region of image {generation.source_index} varied, ",
+        GenerationKind.PACK: f"📦 pack of image {generation.source_index} of ",
     }[generation.kind]
     return f"{label}“{short}”"
 

@@ -34,6 +34,7 @@ class GenerationKind(enum.StrEnum):
     ZOOM_OUT = "zoom_out"  # one image, shrunk in the centre, the border generated
     PAN = "pan"  # one image, the canvas extended by half in one direction
     VARY_REGION = "vary_region"  # one image, a region of it generated again
+    PACK = "pack"  # one image → every placement, a zip (core.jobs.packs); no images of its own
 
 
 class GenerationStatus(enum.StrEnum):
@@ -127,8 +128,11 @@ class Params:
     # The campaign keeps its prompts private: no file carries them (A1111 parameters, IPTC)
     confidential: bool = False
     loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
+    # A pack (core.service.pack_jobs): the placement names asked for; () for the preset's list
+    placements: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "placements", tuple(str(name) for name in self.placements))
         # read back from JSON, the pairs are lists: make them hashable tuples again
         object.__setattr__(
             self, "loras", tuple((str(source), float(weight)) for source, weight in self.loras)
@@ -155,6 +159,8 @@ class ActionKind(enum.StrEnum):
     REMIX = "rm"  # opens a form: the prompt edited, seed and parameters kept (core.service.remix)
     OPEN = "o"  # a search result: show the original (core.memory)
     LIKE = "l"  # a search result: more like this image
+    PACK = "pk"  # a campaign pack of one image, its preset's placements (core.service.pack_jobs)
+    PACK_SELECT = "ps"  # a menu of the preset's placements (``Action.choices``); the values pick
 
 
 EDIT_ACTIONS: dict[ActionKind, tuple[str, float | str]] = {
@@ -178,6 +184,8 @@ class Action:
     generation_id: uuid.UUID
     index: int = 0  # 1-4 for U/V, 0 for reroll and cancel
     caption: str = field(default="", compare=False)  # a label other than the default one
+    # A menu's (value, label) options, where they depend on the result (PACK_SELECT)
+    choices: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def custom_id(self) -> str:
@@ -216,6 +224,10 @@ class Action:
                 return f"Open {self.index}"
             case ActionKind.LIKE:
                 return f"Like {self.index}"
+            case ActionKind.PACK:
+                return "📦 Pack"
+            case ActionKind.PACK_SELECT:
+                return "📦 Pack only…"
 
     @classmethod
     def parse(cls, custom_id: str) -> Action:

@@ -16,8 +16,9 @@ from typing import Final
 from core.db.database import Database
 from core.db.lookup import generations_starting
 from core.db.outage import translated
+from core.delivery.packs import save_pack
 from core.delivery.sweep import save_results
-from core.domain import Generation, GenerationStatus
+from core.domain import Generation, GenerationKind, GenerationStatus
 from core.errors import NotFound, UserError
 from core.ports import ImageStore
 from core.service import Service
@@ -71,4 +72,6 @@ async def fetch(
         reason = f": {generation.error}" if generation.error else ""
         raise UserError(f"Generation {generation.id} {status.value}{reason}; it has no images.")
     async with translated():
+        if generation.kind is GenerationKind.PACK:
+            return generation, await save_pack(db, service, store, generation, out)
         return generation, await save_results(db, store, [generation], out)

@@ -26,7 +26,8 @@ from core.db import delivery as queries
 from core.db.database import Database
 from core.db.events import Event, Events, subscribe
 from core.db.outage import Backoff, OutageLog, fault_of, translated
-from core.domain import Generation, GenerationStatus, Platform
+from core.delivery.packs import pack_card
+from core.domain import Generation, GenerationKind, GenerationStatus, Platform, ResultCard
 from core.imaging.grid import make_grid
 from core.ops import logs, metrics
 from core.ports import ChatSink, ImageStore, Undeliverable
@@ -239,8 +240,7 @@ class Delivery:
         generation = await self.service.generation(generation_id)
         if not generation.status.finished:
             return False
-        originals = await load_originals(self.db, self.store, generation_id)
-        card = result_card(generation, originals, max_bytes=self.sink.max_upload_bytes)
+        card = await self._card(generation)
         status_ref = await queries.status_message(self.db, generation_id)
         if not await queries.is_due(self.db, generation_id):
             return False
@@ -258,6 +258,16 @@ class Delivery:
                 )
         self.delivered += 1
         return True
+
+    async def _card(self, generation: Generation) -> ResultCard:
+        """The result card: a pack's zip and contact sheet (``core.delivery.packs``), else the
+        images with their buttons (and, under a single image, the 📦 menu of its placements)."""
+        limit = self.sink.max_upload_bytes
+        if generation.kind is GenerationKind.PACK:
+            return await pack_card(self.service, self.store, generation, max_bytes=limit)
+        originals = await load_originals(self.db, self.store, generation.id)
+        choices = self.service.placement_choices(generation) if len(originals) == 1 else ()
+        return result_card(generation, originals, max_bytes=limit, placements=choices)
 
 
 async def load_originals(db: Database, store: ImageStore, generation_id: uuid.UUID) -> list[bytes]:

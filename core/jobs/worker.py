@@ -50,6 +50,7 @@ from core.jobs.batching import Batcher, BatchKey, Coalescer, generate_job, job_o
 from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
 from core.jobs.outages import NOISY, QuietOutages, close_quietly, patiently, unless_fault
+from core.jobs.packs import run_pack
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling
 
@@ -345,6 +346,12 @@ class Worker:
         if job.kind in IMAGE_KINDS:  # image prompts and product shots: core.jobs.images_in
             return await self.batcher.exclusive(
                 lambda: run_with_upload(engine, self.store, job, progress, cancelled)
+            )
+        if job.kind is GenerationKind.PACK:  # core.jobs.packs: stores and records the zip
+            return await self.batcher.exclusive(
+                lambda: run_pack(
+                    self.db, self.store, self.presets, job, engine, progress, cancelled
+                )
             )
         source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:

@@ -18,6 +18,7 @@ text for the person who asked when the request can't be served.
 - ``reports``: campaign reports (admins and reviewers)
 - ``memory``: search past work, more like this, lineage (``core.memory`` holds the SQL)
 - ``packs``: a campaign pack (every placement) from one finished image
+- ``pack_jobs``: packs as queued jobs (the 📦 button and menu, ``onbrand pack``), the approval gate
 """
 
 from __future__ import annotations
@@ -26,26 +27,24 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from core.brand.presets import Preset
+from core.db.packs import SqlPacks
 from core.memory.store import MemoryStore
 from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
 from core.service.campaigns import Campaigns
-from core.service.edits import Edits
 from core.service.feedback import Feedback
 from core.service.imagine import Imagine
 from core.service.memory import Recall
 from core.service.messages import Messages
-from core.service.packs import Packs
+from core.service.pack_jobs import PackJobs
 from core.service.remix import Remix
 from core.service.reports import Reports, ReportSource
 
 __all__ = ["Service"]
 
 
-class Service(
-    Packs, Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall
-):
+class Service(PackJobs, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 
@@ -61,9 +60,11 @@ class Service(
         store: ImageStore | None = None,
         uploads: UploadRecords | None = None,
         memory: MemoryStore | None = None,
+        packs: SqlPacks | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
         self._store = store
         self._upload_records = uploads
         self._memory = memory
+        self._packs = packs
