@@ -32,6 +32,7 @@ from bots.discord.buttons import TEMPLATE, ActionButton
 from bots.discord.commands import install_commands
 from bots.discord.edits import TEMPLATES as EDIT_TEMPLATES
 from bots.discord.edits import RegionSelect, RemixButton
+from bots.discord.packs import PACK_TEMPLATE, PackSelect
 from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
 from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
@@ -180,7 +181,9 @@ class OnbrandBot(discord.Client):
         install_commands(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ActionButton, search.SearchButton, RegionSelect, RemixButton)
+        self.add_dynamic_items(
+            ActionButton, search.SearchButton, RegionSelect, RemixButton, PackSelect
+        )
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(guild_id)
@@ -281,7 +284,7 @@ class OnbrandBot(discord.Client):
             custom_id, str
         ):
             return
-        ours = (TEMPLATE, *EDIT_TEMPLATES, search.TEMPLATE)  # each has its DynamicItem
+        ours = (TEMPLATE, *EDIT_TEMPLATES, search.TEMPLATE, PACK_TEMPLATE)  # DynamicItems
         if not any(re.fullmatch(t, custom_id) for t in ours):
             await self.on_action(interaction, custom_id)
 

@@ -13,7 +13,7 @@ import discord
 
 from core.domain import Action, ActionKind
 
-TEMPLATE = r"ob:(?P<action>[urvx]|z2|zh|p[lrud]):(?P<gid>[0-9a-f-]{36}):(?P<index>[0-4])"
+TEMPLATE = r"ob:(?P<action>[urvx]|z2|zh|p[lrudk]):(?P<gid>[0-9a-f-]{36}):(?P<index>[0-4])"
 
 _STYLES = {
     ActionKind.UPSCALE: discord.ButtonStyle.primary,

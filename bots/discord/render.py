@@ -13,6 +13,7 @@ from PIL import Image
 
 from bots.discord.buttons import ActionButton
 from bots.discord.edits import RegionSelect, RemixButton
+from bots.discord.packs import PackSelect
 from core.domain import Action, ActionKind, CardImage, ResultCard
 from core.imaging.preview import encode_preview
 
@@ -22,9 +23,15 @@ FIELD_VALUE_MAX = 1024
 MAX_ROW_ITEMS = 5
 MAX_ROWS = 5
 COLOUR = discord.Colour(0x00A6A6)
+PANS = (ActionKind.PAN_LEFT, ActionKind.PAN_RIGHT, ActionKind.PAN_UP, ActionKind.PAN_DOWN)
 DOWNSIZED_NOTE = (
     "Preview downsized to fit this server's upload limit; "
     "the full-size original is kept in onbrand's image store."
+)
+
+TOO_BIG_NOTE = (
+    "The file is over this server's upload limit; it is kept in onbrand's image store "
+    "(`onbrand fetch <id>` writes it)."
 )
 
 
@@ -45,8 +52,18 @@ def render_card(card: ResultCard, *, max_upload_bytes: int) -> Rendered:
         embed.add_field(name=label, value=clip(value or "—", FIELD_VALUE_MAX), inline=True)
     files: list[discord.File] = []
     downsized = False
-    budget = max_upload_bytes // max(1, len(card.images))
-    for index, image in enumerate(card.images):
+    # Other files (a pack's zip) go as they are, within the limit; images share what is left.
+    others = [f for f in card.images if not f.content_type.startswith("image/")]
+    pictures = [f for f in card.images if f.content_type.startswith("image/")]
+    left = max_upload_bytes
+    for other in others:
+        if len(other.data) > left // 2:  # leave the pictures room
+            embed.add_field(name="not attached", value=clip(TOO_BIG_NOTE, FIELD_VALUE_MAX))
+            continue
+        files.append(discord.File(io.BytesIO(other.data), filename=other.filename))
+        left -= len(other.data)
+    budget = left // max(1, len(pictures))
+    for index, image in enumerate(pictures):
         fitted, shrunk = fit_image(image, budget)
         downsized |= shrunk
         files.append(discord.File(io.BytesIO(fitted.data), filename=fitted.filename))
@@ -73,11 +90,12 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
         return None
     groups: list[list[Action]] = [
         [a for a in actions if a.kind is ActionKind.UPSCALE],
-        [a for a in actions if a.kind is ActionKind.VARY],
+        [a for a in actions if a.kind in (ActionKind.VARY, ActionKind.PACK)],
         [a for a in actions if a.kind in (ActionKind.REROLL, ActionKind.REMIX, ActionKind.CANCEL)],
         [a for a in actions if a.kind in (ActionKind.ZOOM_OUT_2, ActionKind.ZOOM_OUT_15)],
-        [a for a in actions if a.kind.value.startswith("p")],  # pan ⬅ ➡ ⬆ ⬇
+        [a for a in actions if a.kind in PANS],  # pan ⬅ ➡ ⬆ ⬇
         [a for a in actions if a.kind is ActionKind.VARY_REGION],  # a menu: a row of its own
+        [a for a in actions if a.kind is ActionKind.PACK_SELECT],  # a menu: a row of its own
     ]
     view = discord.ui.View(timeout=None)
     row = 0
@@ -93,9 +111,11 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
     return view
 
 
-def _item(action: Action) -> ActionButton | RegionSelect | RemixButton:
+def _item(action: Action) -> ActionButton | RegionSelect | RemixButton | PackSelect:
     if action.kind is ActionKind.VARY_REGION:
         return RegionSelect.for_action(action)
+    if action.kind is ActionKind.PACK_SELECT:
+        return PackSelect.for_action(action)
     if action.kind is ActionKind.REMIX:
         return RemixButton.for_action(action)
     return ActionButton.for_action(action)

@@ -43,6 +43,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import http, render, search, verify
 from bots.slack.edits import register_edits
 from bots.slack.images_in import register_images_in
+from bots.slack.packs import register_packs
 from bots.slack.payloads import (
     MalformedPayload,
     api_error,
@@ -142,6 +143,7 @@ class SlackBot:
         bolt.command("/imagine-admin")(self.on_admin)
         search.register(self)  # /imagine-search and its buttons, before ACTION_ID's
         register_edits(self)  # region menu and Remix (bots/slack/edits), before ACTION_ID
+        register_packs(self)  # the 📦 placements menu (bots/slack/packs), before ACTION_ID
         bolt.action(ACTION_ID)(self.on_button)
         bolt.event("reaction_added")(self.on_reaction_added)
         bolt.event("reaction_removed")(self.on_reaction_removed)

@@ -22,8 +22,10 @@ MAX_SECTION_TEXT = 3000  # Slack's limit for a section's text
 MAX_HEADER_TEXT = 150
 MAX_ALT_TEXT = 2000  # Slack's limit for an image block's alt_text
 MAX_BLOCKS = 50
+MAX_OPTIONS = 100  # Slack's limit for a select's options
 _ROWS = {ActionKind.UPSCALE: 0, ActionKind.VARY: 1, ActionKind.REROLL: 2, ActionKind.CANCEL: 2}
 _ROWS |= {ActionKind.REMIX: 2, ActionKind.VARY_REGION: 5}  # the region menu: a row of its own
+_ROWS |= {ActionKind.PACK: 6, ActionKind.PACK_SELECT: 6}  # 📦 Pack and its placements menu
 _ROWS |= {kind: 3 if kind.value.startswith("z") else 4 for kind in ActionKind if kind not in _ROWS}
 REACTION_HINT = "React 1️⃣–4️⃣ or ⭐ to pick favourites, 👍 / 👎 to rate, ✅ to approve (reviewers)."
 
@@ -44,7 +46,8 @@ def reply_text(card: ResultCard) -> str:
 
 
 def button(action: Action) -> Block:
-    """A button, or for "Vary (Region)" a menu of the regions (``core.cards.REGION_CHOICES``)."""
+    """A button, or for "Vary (Region)" a menu of the regions (``core.cards.REGION_CHOICES``),
+    or for "📦 Pack only…" a multi-select of the placements the action carries."""
     if action.kind is ActionKind.VARY_REGION:
         return {
             "type": "static_select",
@@ -53,6 +56,16 @@ def button(action: Action) -> Block:
             "options": [
                 {"text": {"type": "plain_text", "text": label}, "value": value}
                 for value, label in REGION_CHOICES
+            ],
+        }
+    if action.kind is ActionKind.PACK_SELECT:
+        return {
+            "type": "multi_static_select",
+            "action_id": action.custom_id,
+            "placeholder": {"type": "plain_text", "text": action.label, "emoji": True},
+            "options": [
+                {"text": {"type": "plain_text", "text": label[:75]}, "value": value}
+                for value, label in action.choices[:MAX_OPTIONS]
             ],
         }
     element: Block = {

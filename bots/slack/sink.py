@@ -32,7 +32,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -119,6 +119,7 @@ class SlackSink:
         self.bucket = TokenBucket(updates_per_minute, burst)
         self.edits = EditThrottle(self._edit, min_interval_s=min_interval_s, pace=self.bucket.take)
         self._postings: dict[uuid.UUID, _Posting] = {}  # generations being posted
+        self._with_files: dict[uuid.UUID, MessageRef] = {}  # posted; their files not yet
         self._edit_tries: dict[tuple[str, str], tuple[ResultCard, int]] = {}  # card, tries
         self.edits_sent = 0
 
@@ -169,10 +170,13 @@ class SlackSink:
         image block, as an upload and a buttons message); raises when Slack refuses it, with
         ``Undeliverable`` when the channel is gone or closed to the bot for good."""
         try:
+            if any(not i.content_type.startswith("image/") for i in card.images):
+                return await self._post_with_files(target, card, generation)
             return await self._post_result(target, card, generation)
         except SlackApiError as exc:
             if _error(exc) in CHANNEL_GONE:
                 self._postings.pop(generation.id, None)
+                self._with_files.pop(generation.id, None)
                 raise Undeliverable(f"Slack: {_error(exc)}") from exc
             raise
 
@@ -214,6 +218,29 @@ class SlackSink:
             await self.service.record_message(generation.id, picture, "result")
         del self._postings[generation.id]
         return posting.posted
+
+    async def _post_with_files(
+        self, target: ReplyTarget, card: ResultCard, generation: Generation
+    ) -> MessageRef:
+        """A card with files that are not pictures (a pack's zip): the message with its
+        pictures first, then the files uploaded into the channel or thread beside it
+        (``files_upload_v2``); a retry after a failed upload doesn't post the message again."""
+        pictures = tuple(i for i in card.images if i.content_type.startswith("image/"))
+        files = [i for i in card.images if not i.content_type.startswith("image/")]
+        ref = self._with_files.get(generation.id)
+        if ref is None:
+            ref = await self._post_result(target, replace(card, images=pictures), generation)
+            self._with_files[generation.id] = ref
+        await self.client.files_upload_v2(
+            file_uploads=[
+                {"content": f.data, "filename": f.filename, "title": f.filename} for f in files
+            ],
+            channel=target.channel_id,
+            thread_ts=target.thread_id,
+            initial_comment=f"📦 {', '.join(f.filename for f in files)}",
+        )
+        del self._with_files[generation.id]
+        return ref
 
     async def _post(
         self,

@@ -57,7 +57,10 @@ async def pack_card(
             f"with `onbrand fetch {generation.id}`."
         )
     extended = sum(1 for f in pack.files if f.method.startswith("extend"))
-    fields = [("placements", ", ".join(f.placement for f in pack.files))]
+    fields = [
+        ("pack", str(generation.id)),
+        ("placements", ", ".join(f.placement for f in pack.files)),
+    ]
     fields.append(("made", f"{count - extended} cropped, {extended} extended"))
     if generation.campaign:
         fields.append(("campaign", generation.campaign))
