@@ -311,8 +311,17 @@ def export(
     with written_atomically(target, "-o") as part:
 
         async def go(app: App) -> int:
+            async def gate(unapproved: list[str]) -> None:  # require_approval: [export]
+                await app.service.check_export(cli_actor(), campaign, unapproved)
+
             return await export_zip(
-                app.db, campaign, which, part, app.store.get, pseudonymise=pseudonymise
+                app.db,
+                campaign,
+                which,
+                part,
+                app.store.get,
+                pseudonymise=pseudonymise,
+                gate=gate,
             )
 
         count = with_app(go)

@@ -22,13 +22,16 @@ async def export_zip(
     out: Path,
     read_image: Callable[[str], Awaitable[bytes]],
     pseudonymise: bool = False,
+    gate: Callable[[list[str]], Awaitable[None]] | None = None,
 ) -> int:
     """Write the approved (or favourited) originals and a ``manifest.csv`` to ``out``.
 
     Returns the number of images written. Files are named ``<generation>-<index>.<ext>`` after
     the stored key's extension; the manifest has the CSV report's columns plus ``file``. When
     an original is missing from the store, nothing is kept at ``out`` and ``NotFound`` names
-    every missing one: a handover with holes is worse than none.
+    every missing one: a handover with holes is worse than none. ``gate`` sees the chosen
+    images no reviewer approved (``GEN:INDEX``) before anything is written, and may refuse
+    (a campaign's ``require_approval: [export]``).
     """
     report = await build_report(source, campaign, pseudonymise=pseudonymise, sheet=0)
     assert report.images is not None
@@ -36,6 +39,8 @@ async def export_zip(
         chosen = [i for i in report.images if i.approved]
     else:
         chosen = [i for i in report.images if i.favourites > 0]
+    if gate is not None:
+        await gate([f"{i.generation_id}:{i.index}" for i in chosen if not i.approved])
     manifest: list[list[object]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     missing: list[str] = []
