@@ -137,7 +137,8 @@ async def test_the_pack_button_attaches_the_zip_and_over_the_limit_names_the_com
     second = (await _packs(h, gid, 2))[1]
     over = await h.result(second)
     stored = await h.service.pack_of(second)
-    assert stored is not None and stored.bytes > 20_000
+    assert stored is not None
+    assert stored.bytes > 20_000
     assert not [f for f in over.files if f.filename.endswith(".zip")]
     description = over.embeds[0]["description"]
     assert f"onbrand fetch {second}" in description
