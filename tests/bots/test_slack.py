@@ -689,6 +689,7 @@ async def test_upscale_vary_and_reroll_buttons_queue_children(slack: Harness) ->
         ["Zoom out 2×", "Zoom out 1.5×"],
         ["⬅", "➡", "⬆", "⬇"],
         ["Vary (Region)"],  # a menu of the regions
+        ["📦 Pack", "📦 Pack only…"],  # the pack button and its placements menu
     ]
     statuses = [m for m in slack.bot_messages() if _is_status(m)]
     assert len(statuses) == 4  # the parent's and one per child

@@ -55,7 +55,9 @@ async def test_the_region_menu_varies_a_region_and_keeps_the_rest_exactly(h: Har
     single = await h.result(gid)
     menu_id = f"ob:vr:{gid}:1"
     assert menu_id in single.custom_ids
-    [menu] = [c for row in single.components for c in row["components"] if c["type"] == 3]
+    [menu] = [
+        c for row in single.components for c in row["components"] if c.get("custom_id") == menu_id
+    ]
     assert [o["value"] for o in menu["options"]] == [v for v, _ in REGION_CHOICES]
 
     record = await h.fake.dispatch_component(
