@@ -221,6 +221,8 @@ async def _build(
             pending=int(t["pending"]),
             blocked_prompts=int(t["blocked_prompts"]),
             undelivered=int(t["undelivered"]),
+            packs=int(t.get("packs") or 0),
+            pack_files=int(t.get("pack_files") or 0),
         ),
         engagement=Engagement(
             favourites=int(t["favourites"]),

@@ -52,6 +52,8 @@ class Totals:
     pending: int  # queued or running when the report was made
     blocked_prompts: int  # audit_log 'prompt.blocked' for the campaign
     undelivered: int  # results given up on (channel gone, or failed too often)
+    packs: int = 0  # campaign packs made (``pack`` generations with their zip recorded)
+    pack_files: int = 0  # placement files in those packs
 
 
 @dataclass(frozen=True)

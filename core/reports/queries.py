@@ -262,7 +262,12 @@ SELECT
                    AS blocked_prompts,
                (SELECT count(*) FROM generations
                 WHERE campaign_id = :cid {range} AND undeliverable IS NOT NULL)
-                   AS undelivered
+                   AS undelivered,
+               (SELECT count(*) FROM packs WHERE generation_id IN
+                   (SELECT id FROM generations WHERE campaign_id = :cid {range})) AS packs,
+               (SELECT count(*) FROM pack_files JOIN packs ON packs.id = pack_files.pack_id
+                WHERE packs.generation_id IN
+                   (SELECT id FROM generations WHERE campaign_id = :cid {range})) AS pack_files
         FROM tot, fbc, med) t) AS totals,
     (SELECT json_agg(s ORDER BY s.images DESC, s.requests DESC, s.key)
        FILTER (WHERE s.dim = 'user') FROM slices s) AS per_user,

@@ -74,6 +74,7 @@ def to_markdown(report: CampaignReport) -> str:
             if t.undelivered
             else []
         ),
+        *([f"- 📦 {t.packs:,} packs · {t.pack_files:,} placement files"] if t.packs else []),
         "",
         "## Engagement",
         "",

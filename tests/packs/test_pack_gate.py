@@ -23,7 +23,9 @@ from core.engines.fake import FakeEngine
 from core.engines.registry import EngineRegistry
 from core.errors import NotAllowed
 from core.jobs.worker import Worker, WorkerConfig
+from core.reports.build import build_report
 from core.reports.export import export_zip
+from core.reports.text import to_markdown
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
@@ -112,6 +114,9 @@ async def test_packs_and_exports_are_refused_until_a_reviewer_approves(
     with zipfile.ZipFile(out) as archive:
         assert len([n for n in archive.namelist() if n.endswith(".png")]) == 2
 
+    report = await build_report(db, "launch", sheet=0)
+    assert (report.totals.packs, report.totals.pack_files) == (1, 2)
+    assert "📦 1 packs · 2 placement files" in to_markdown(report)
     async with db.engine.connect() as conn:
         actions = (
             await conn.execute(
