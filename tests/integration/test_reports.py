@@ -289,6 +289,8 @@ async def test_every_figure_in_the_json(seeded: Database) -> None:
         "pending": 0,
         "blocked_prompts": 2,  # the binding.created entry and other's block don't count
         "undelivered": 1,  # G4 (its channel was deleted); G7 is other's, G8 has no campaign
+        "packs": 0,  # counted in tests/packs/test_pack_gate.py
+        "pack_files": 0,
     }
     assert doc["engagement"] == {
         "favourites": 5,  # G1#2 ×2, G1#4, G2#3, G3#1 (image-level only)
