@@ -43,7 +43,7 @@ def pack(
     path = output_file(output, "--out", "pack.zip")
 
     started = time.perf_counter()
-    made, data = with_app(lambda app: _queue_and_build(app, generation_id, number, names))
+    made, data, took = with_app(lambda app: _queue_and_build(app, generation_id, number, names))
     with written_atomically(path, "--out") as part:
         part.write_bytes(data)
     seconds = time.perf_counter() - started
@@ -55,7 +55,7 @@ def pack(
         )
     err.print(
         f"wrote {path} ({len(made.files)} placements, {len(data):,} bytes; pack "
-        f"{made.generation_id}, {seconds:.1f} s)",
+        f"{made.generation_id}: {took:.1f} s queued → done, {seconds:.1f} s in all)",
         highlight=False,
         soft_wrap=True,
     )
@@ -63,13 +63,14 @@ def pack(
 
 async def _queue_and_build(
     app: App, generation_id: uuid.UUID, index: int, names: list[str] | None
-) -> tuple[StoredPack, bytes]:
+) -> tuple[StoredPack, bytes, float]:
     """Queue the pack like any job, run a worker here until it is done, and read its zip."""
     from bots.cli_common import cli_actor, cli_target
     from core.bootstrap import build_worker
     from core.delivery.packs import pack_files
     from core.delivery.sweep import wait_until_finished
 
+    started = time.perf_counter()
     ticket = await app.service.queue_pack(cli_actor(), cli_target(), generation_id, index, names)
     running = build_worker(app)
     worker_task = asyncio.create_task(running.run())
@@ -77,10 +78,11 @@ async def _queue_and_build(
         (done,) = await wait_until_finished(
             app.db, app.service, ticket.generation_ids, lambda _: None
         )
+        took = time.perf_counter() - started
     finally:
         running.stop()
         await worker_task
     if done.status is not GenerationStatus.DONE:
         raise UserError(f"The pack {done.status.value}: {done.error or done.id}.")
     pack, data, _ = await pack_files(app.db, app.service, app.store, done)
-    return pack, data
+    return pack, data, took
