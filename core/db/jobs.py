@@ -78,6 +78,8 @@ class StoredImage:
     # pHash of the picture before its invisible watermark (core.memory.phash): the same picture
     # hashes the same in every copy. None: the worker has no imagehash; the indexer hashes it.
     phash: int | None = None
+    # The logo-free master's key (core.jobs.finishing): None when the preset draws no logo/badge.
+    clean_key: str | None = None
 
 
 # For one statement: commit without waiting for the WAL flush (see the module docstring).
@@ -103,11 +105,13 @@ WITH batch AS (
     RETURNING g.id, b.event
 ), stored AS (
     INSERT INTO images
-        (generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash)
+        (generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash,
+         clean_key)
     SELECT i.* FROM unnest(
         $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bigint[],
-        $11::float8[], $13::bigint[]
-    ) AS i(generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash)
+        $11::float8[], $13::bigint[], $14::text[]
+    ) AS i(generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash,
+           clean_key)
     WHERE i.generation_id IN (SELECT id FROM moved)
     ON CONFLICT (generation_id, "index") DO NOTHING
 )
@@ -226,6 +230,7 @@ async def finish_many(sql: Sql, finished: Sequence[Finished]) -> set[uuid.UUID]:
         [i.palette_score for _, i in images],
         CHANNEL,
         [i.phash for _, i in images],
+        [i.clean_key for _, i in images],
     )
     return {row["id"] for row in rows}
 
