@@ -39,6 +39,7 @@ __all__ = [
     "finish",
     "finish_many",
     "source_image_key",
+    "source_image_keys",
     "start",
     "start_many",
     "sync_running",
@@ -151,6 +152,11 @@ SELECT storage_key FROM images WHERE generation_id = $1 AND "index" = $2
 """
 
 
+_SOURCE_IMAGE_KEYS: Final = """
+SELECT storage_key, clean_key FROM images WHERE generation_id = $1 AND "index" = $2
+"""
+
+
 def _event(type_: EventType, generation_id: uuid.UUID, platform: str) -> str:
     return Event(type_, generation_id, platform).encode()
 
@@ -181,6 +187,16 @@ async def start(sql: Sql, generation_id: uuid.UUID) -> StartedJob | None:
 async def source_image_key(sql: Sql, generation_id: uuid.UUID, index: int) -> str | None:
     key: str | None = await sql.fetchval(_SOURCE_IMAGE_KEY, generation_id, index)
     return key
+
+
+async def source_image_keys(
+    sql: Sql, generation_id: uuid.UUID, index: int
+) -> tuple[str, str | None] | None:
+    """The keys of a source image and of its logo-free master (``None`` without one): an
+    upscale or a variation starts from the master, so the source's logo is not carried into it
+    under its own; the original gives its ``parameters``."""
+    row = await sql.fetchrow(_SOURCE_IMAGE_KEYS, generation_id, index)
+    return None if row is None else (row["storage_key"], row["clean_key"])
 
 
 async def sync_running(

@@ -122,6 +122,15 @@ async def test_packs_start_from_the_clean_master_which_is_never_served(
     # a no-logo placement from the clean master has no logo at all
     assert red(bare, logo_area) < 0.1 < 0.8 < red(pixels(original), logo_area)
 
+    # an upscale starts from the clean master: its own master carries no logo either
+    up = (await service.act(f"ob:u:{gid}:1", ANN, HERE)).generation_ids[0]
+    await asyncio.wait_for(worker.run(drain=True), timeout=60)
+    async with db.sessions() as session:
+        big = (await session.scalars(select(ImageRow).where(ImageRow.generation_id == up))).one()
+    assert big.clean_key is not None
+    doubled = np.kron(logo_area, np.ones((2, 2), dtype=bool))  # where the source's logo went
+    assert red(pixels(await store.get(big.clean_key)), doubled) < 0.1
+
     # an image from before clean masters: packed from its original, and the manifest says so
     async with db.sessions() as session:
         await session.execute(update(ImageRow).where(ImageRow.id == row.id).values(clean_key=None))
