@@ -143,15 +143,36 @@ def outpaint_inputs(
     return start, mask
 
 
-def outpaint_compose(generated: Image.Image, source: Image.Image, frame: Box) -> Outpainted:
+def outpaint_compose(
+    generated: Image.Image, source: Image.Image, frame: Box, *, seam: float = 0.2
+) -> Outpainted:
     """The engine's picture (at work size) enlarged to ``frame`` with the source pasted over it
-    at full resolution, its pixels bit for bit."""
+    at full resolution, its pixels bit for bit.
+
+    The engine's colours drift a little from the source's along the border (it works shrunk,
+    through a VAE), which would show as a line; so, outside the source only, the new area fades
+    (smoothstep) from the source's own edge pixels carried out (``extend_canvas``) to the
+    engine's over a band of ``seam`` × the source's shorter side."""
     fx, fy, fw, fh = frame
+    rgb = to_rgb(source)
     canvas = to_rgb(generated)
     if canvas.size != (fw, fh):
         canvas = canvas.resize((fw, fh), Image.Resampling.LANCZOS)
-    canvas.paste(to_rgb(source), (-fx, -fy))
-    return Outpainted(frame, canvas)
+    band = max(2.0, seam * min(rgb.size))
+    left, top = -fx, -fy
+    xs = np.arange(fw, dtype=np.float32)
+    ys = np.arange(fh, dtype=np.float32)
+    dx = np.maximum(np.maximum(left - xs, xs - (left + rgb.width - 1)), 0)
+    dy = np.maximum(np.maximum(top - ys, ys - (top + rgb.height - 1)), 0)
+    distance = np.maximum(dx[None, :], dy[:, None])
+    ramp = np.clip(1.0 - distance / band, 0.0, 1.0)
+    weight = (ramp * ramp * (3.0 - 2.0 * ramp))[..., None]  # smoothstep: 1 at the source's edge
+    edge = np.asarray(extend_canvas(rgb, frame), dtype=np.float32)
+    made = np.asarray(canvas, dtype=np.float32)
+    blended = np.clip(np.round(edge * weight + made * (1.0 - weight)), 0, 255).astype(np.uint8)
+    out = Image.fromarray(blended, "RGB")
+    out.paste(rgb, (left, top))  # the source's pixels, bit for bit
+    return Outpainted(frame, out)
 
 
 def render(source: Image.Image, plan: Plan, outpainted: Outpainted | None = None) -> Image.Image:
