@@ -49,7 +49,13 @@ from core.errors import PresetError
 from core.imaging.badge import apply_ai_badge
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
-from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
+from core.imaging.metadata import (
+    PNG_COMPRESS_LEVEL,
+    ImageMetadata,
+    encode_png,
+    parameter_settings,
+    read_parameters,
+)
 from core.jobs.images_in import kept_pixels, watermark_position
 from core.memory.phash import phash_if_available
 from core.ports import ImageStore, Sampling
@@ -249,10 +255,9 @@ def image_marked(preset: Preset | None) -> bool:
 
 
 def clean_png(image: Image.Image) -> bytes:
-    """The logo-free master: the pixels as a PNG with no metadata (never served, never signed;
-    zlib level 1, as fast as PNG goes, since only packs read it back)."""
+    """The logo-free master: the pixels as a PNG with no metadata (never served, never signed)."""
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, "PNG", compress_level=1)
+    image.convert("RGB").save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
