@@ -174,7 +174,8 @@ async def _outpaint(
         if decided.method == "extend":
             groups.setdefault(_aspect(placement.size), []).append(decided.rect)
     out: dict[tuple[int, int], Outpainted] = {}
-    for aspect, rects in groups.items():
+    for n, (aspect, rects) in enumerate(groups.items()):
+        step_of = _overall(progress, n, len(groups))
         frame = outpaint_frame(source.size, rects)
         work = work_size(frame[2:], work_pixels)
         start, mask = await asyncio.to_thread(outpaint_inputs, source, frame, work)
@@ -188,13 +189,25 @@ async def _outpaint(
             prompt.guidance,
             (prompt.seed,),
         )
-        result = await inpainter.inpaint(model, job, progress=progress, cancelled=cancelled)
+        result = await inpainter.inpaint(model, job, progress=step_of, cancelled=cancelled)
         if result.cancelled or not result.images:
             raise PackCancelled(job_id)
         done = await asyncio.to_thread(outpaint_compose, result.images[0], source, frame)
         _assert_kept(done, source)
         out[aspect] = done
     return out
+
+
+def _overall(progress: ProgressFn | None, call: int, calls: int) -> ProgressFn | None:
+    """Progress of call ``call`` of ``calls`` as progress of them all (each counts the same)."""
+    if progress is None:
+        return None
+    report = progress
+
+    def step_of(job_id: str, step: int, total: int) -> None:
+        report(job_id, call * total + step, calls * total)
+
+    return step_of
 
 
 def _assert_kept(done: Outpainted, source: Image.Image) -> None:

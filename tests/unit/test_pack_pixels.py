@@ -84,6 +84,21 @@ async def test_outpainting_once_per_aspect_and_the_method_of_every_file() -> Non
         assert row["note"] == ""
 
 
+async def test_progress_runs_once_from_start_to_end_over_all_outpaints() -> None:
+    seen: list[tuple[int, int]] = []
+    await build_pack(
+        picture(),
+        source_ref="g:1",
+        campaign=None,
+        placements=[DEFAULTS["display-728x90"], DEFAULTS["display-160x600"]],
+        inpainter=FakeEngine(),
+        model="fake",
+        prompt=PackPrompt(steps=3),
+        progress=lambda job_id, step, total: seen.append((step, total)),
+    )
+    assert seen == [(step, 6) for step in range(1, 7)]
+
+
 async def test_without_an_engine_the_extension_is_blurred_and_says_so() -> None:
     banner = DEFAULTS["display-728x90"]
     made = await build_pack(picture(), source_ref="g:1", campaign=None, placements=[banner])
