@@ -115,7 +115,8 @@ class Seal:
     encoding) and a C2PA signature with the source original as ingredient (last)."""
 
     watermark: Callable[[Image.Image], Image.Image]
-    sign: Callable[[bytes, str, str], bytes]  # (file, mime, placement name) → signed file
+    # (file, mime, placement name, composite: extended beyond the source) → the signed file
+    sign: Callable[[bytes, str, str, bool], bytes]
 
 
 @dataclass(frozen=True)
@@ -436,7 +437,7 @@ def _encoded(
             raise UserError(f"Placement {placement.name}: {exc}.") from None
         if seal is None:
             return data, quality
-        signed = seal.sign(data, _MIME[placement.format.lower()], placement.name)
+        signed = seal.sign(data, _MIME[placement.format.lower()], placement.name, composite)
         if len(signed) <= placement.max_bytes:
             return signed, quality
         limit = placement.max_bytes - (len(signed) - len(data)) - _SIGNATURE_SLACK

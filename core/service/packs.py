@@ -210,10 +210,10 @@ def _seal(generation_id: uuid.UUID, index: int, original: bytes) -> Seal:
     credentials = provenance.current()
     image_id = image_id_of(str(generation_id), index)
 
-    def sign_file(data: bytes, mime: str, placement: str) -> bytes:
+    def sign_file(data: bytes, mime: str, placement: str, composite: bool) -> bytes:
         facts = Facts(
             title=f"onbrand {generation_id}#{index} {placement}",
-            kind="pack",
+            kind="pack_extend" if composite else "pack",
             generation_id=str(generation_id),
             index=index,
             watermark_id=image_id,

@@ -148,6 +148,7 @@ async def test_pack_from_a_finished_image_and_the_refusals(
     made = await service.pack(ANN, gid, 2, ["story-reel", "display-300x250"])
     assert [f.placement for f in made.files] == ["story-reel", "display-300x250"]
     assert made.source == f"{gid}:2"
+    assert [f.method for f in made.files] == [f"{PENDING_OUTPAINT}, lanczos", "crop, lanczos"]
     files = unzip(made.zip_bytes)
     with Image.open(io.BytesIO(files["onbrand/story-reel.jpg"])) as image:
         assert image.size == (1080, 1920)
@@ -162,6 +163,11 @@ async def test_pack_from_a_finished_image_and_the_refusals(
         assert result.evidence.credentials.state == "trusted"
         assert result.evidence.credentials.ingredients[0] == f"onbrand {gid}#2"
         assert result.records[0].generation_id == gid
+        extended = not made_file.method.startswith("crop")
+        assert result.evidence.credentials.kind == ("pack_extend" if extended else "pack")
+        assert result.evidence.credentials.actions[-1] == (
+            "c2pa.edited" if extended else "c2pa.resized"
+        )
         stripped = io.BytesIO()
         Image.open(io.BytesIO(data)).convert("RGB").save(stripped, "JPEG", quality=80)
         by_mark = await verify(db, provenance, stripped.getvalue())
