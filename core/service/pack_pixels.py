@@ -1,28 +1,22 @@
 """The pixels of a campaign pack: from one image to every placement's file (``build_pack``).
 
-For each placement: crop or extend (``core.imaging.placement_geometry``, around the product's box
-of a product shot, else a model-free saliency box); resize to the exact size; the preset's logo
-per the placement's rule; the source's invisible watermark; encoded under the placement's byte
-limit with the AI disclosure; signed. The pack is a zip of ``<campaign>/<placement>.<ext>``,
-``manifest.csv`` and ``contact-sheet.png``, built in memory: nothing is written unless it all
-worked.
+Per placement: crop or extend around the protected box (``core.imaging.placement_geometry``),
+resize to the exact size, the logo per the placement's rule, the source's invisible watermark,
+encode under the byte limit with the AI disclosure, sign; then a zip with ``manifest.csv`` and
+``contact-sheet.png``, built in memory (nothing is written unless it all worked).
 
 **Extend.** With an inpainting engine (``inpainter`` and ``model``) the source is outpainted
-first, once per distinct target aspect (placements of one aspect share a frame that holds all
-their windows): the engine generates the new area on a copy shrunk to ``work_pixels``, which is
-enlarged back, and the source is pasted over it at full resolution, bit for bit (asserted).
-Such a file's method is ``extend (outpaint)``. Without an engine the new area is the source's
-edges carried outwards and blurred, ``extend (pending outpaint)``. Either way the file's
-disclosure says it is a composite.
+first, once per distinct target aspect (one frame holds every window of that aspect), on a copy
+shrunk to ``work_pixels``; the source is pasted back at full resolution, bit for bit (asserted):
+``extend (outpaint)``. Without one: its edges carried out and blurred, ``extend (pending
+outpaint)``. Either way the file's disclosure and signature say it is a composite.
 
-**Resize.** Lanczos to the exact size; an enlargement by more than ``ENLARGE_THRESHOLD`` goes
-through the engine when there is one: the preset's ``upscaler`` (``upscaler X``, then Lanczos to
-the exact size), else, when ``refine`` > 0, a low-strength image-to-image pass over the Lanczos
-enlargement (``lanczos+refine 0.2``). The manifest's method says which.
+**Resize.** Lanczos; an enlargement over ``ENLARGE_THRESHOLD`` goes through the engine when there
+is one: the preset's ``upscaler`` (``upscaler X``), else, with ``refine`` > 0, a low-strength
+image-to-image pass over the Lanczos enlargement (``lanczos+refine 0.2``).
 
-The engine calls are async and run first (outpaints, then enlargements); decoding, cropping,
-marking, encoding and zipping run in a thread. Packs of ``build_pack`` without an engine make no
-engine call at all.
+The engine calls are async and run first; cropping, marking, encoding and zipping run in a
+thread. docs/packs.md tells the whole story.
 """
 
 from __future__ import annotations
