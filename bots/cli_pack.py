@@ -61,3 +61,5 @@ def pack(
         highlight=False,
         soft_wrap=True,
     )
+    if made.note:
+        err.print(f"note: {made.note}", highlight=False, soft_wrap=True)
