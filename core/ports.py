@@ -255,6 +255,10 @@ class UploadRecords(Protocol):
         """The image-store key of image ``index`` (1-based) of a generation (what edits take)."""
         ...
 
+    async def clean_key(self, generation_id: uuid.UUID, index: int) -> str | None:
+        """The key of image ``index``'s logo-free master (packs start from it), if it has one."""
+        ...
+
     async def approvals(self, generation_id: uuid.UUID, index: int) -> int:
         """How many approvals image ``index`` has (of it, or of its whole generation)."""
         ...

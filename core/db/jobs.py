@@ -39,6 +39,7 @@ __all__ = [
     "finish",
     "finish_many",
     "source_image_key",
+    "source_image_keys",
     "start",
     "start_many",
     "sync_running",
@@ -78,6 +79,8 @@ class StoredImage:
     # pHash of the picture before its invisible watermark (core.memory.phash): the same picture
     # hashes the same in every copy. None: the worker has no imagehash; the indexer hashes it.
     phash: int | None = None
+    # The logo-free master's key (core.jobs.finishing): None when the preset draws no logo/badge.
+    clean_key: str | None = None
 
 
 # For one statement: commit without waiting for the WAL flush (see the module docstring).
@@ -103,11 +106,13 @@ WITH batch AS (
     RETURNING g.id, b.event
 ), stored AS (
     INSERT INTO images
-        (generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash)
+        (generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash,
+         clean_key)
     SELECT i.* FROM unnest(
         $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bigint[],
-        $11::float8[], $13::bigint[]
-    ) AS i(generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash)
+        $11::float8[], $13::bigint[], $14::text[]
+    ) AS i(generation_id, "index", storage_key, sha256, width, height, bytes, palette_score, phash,
+           clean_key)
     WHERE i.generation_id IN (SELECT id FROM moved)
     ON CONFLICT (generation_id, "index") DO NOTHING
 )
@@ -147,6 +152,11 @@ SELECT storage_key FROM images WHERE generation_id = $1 AND "index" = $2
 """
 
 
+_SOURCE_IMAGE_KEYS: Final = """
+SELECT storage_key, clean_key FROM images WHERE generation_id = $1 AND "index" = $2
+"""
+
+
 def _event(type_: EventType, generation_id: uuid.UUID, platform: str) -> str:
     return Event(type_, generation_id, platform).encode()
 
@@ -177,6 +187,16 @@ async def start(sql: Sql, generation_id: uuid.UUID) -> StartedJob | None:
 async def source_image_key(sql: Sql, generation_id: uuid.UUID, index: int) -> str | None:
     key: str | None = await sql.fetchval(_SOURCE_IMAGE_KEY, generation_id, index)
     return key
+
+
+async def source_image_keys(
+    sql: Sql, generation_id: uuid.UUID, index: int
+) -> tuple[str, str | None] | None:
+    """The keys of a source image and of its logo-free master (``None`` without one): an
+    upscale or a variation starts from the master, so the source's logo is not carried into it
+    under its own; the original gives its ``parameters``."""
+    row = await sql.fetchrow(_SOURCE_IMAGE_KEYS, generation_id, index)
+    return None if row is None else (row["storage_key"], row["clean_key"])
 
 
 async def sync_running(
@@ -226,6 +246,7 @@ async def finish_many(sql: Sql, finished: Sequence[Finished]) -> set[uuid.UUID]:
         [i.palette_score for _, i in images],
         CHANNEL,
         [i.phash for _, i in images],
+        [i.clean_key for _, i in images],
     )
     return {row["id"] for row in rows}
 

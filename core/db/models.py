@@ -300,6 +300,10 @@ class Image(Base):
     )
     index: Mapped[int] = mapped_column(Integer)  # 1-based, as on the buttons
     storage_key: Mapped[str] = mapped_column(String(200))
+    # The logo-free master (before logo, badge and invisible watermark; an unsigned PNG that is
+    # never served): what campaign packs are made from. NULL when the preset draws no logo or
+    # badge (the original then serves) and for images made before it existed.
+    clean_key: Mapped[str | None] = mapped_column(String(200))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

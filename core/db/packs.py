@@ -115,14 +115,18 @@ class SqlPacks:
             )
             return row.id
 
-    async def context(self, generation_id: uuid.UUID) -> tuple[str | None, str | None, str]:
+    async def context(
+        self, generation_id: uuid.UUID
+    ) -> tuple[str | None, str | None, str | None, str]:
         """For a ``pack`` generation: its source image's storage key (None when no longer
-        stored), its campaign's name and who asked (``platform:workspace:user``)."""
+        stored) and logo-free master's key (None when it has none), its campaign's name and
+        who asked (``platform:workspace:user``)."""
         async with self._db.sessions() as session:
             row = (
                 await session.execute(
                     select(
                         m.Image.storage_key,
+                        m.Image.clean_key,
                         m.Campaign.name,
                         m.Workspace.platform,
                         m.Workspace.external_id,
@@ -142,8 +146,8 @@ class SqlPacks:
             ).one_or_none()
         if row is None:
             raise LookupError(f"no generation {generation_id}")
-        key, campaign, platform, workspace, user = row
-        return key, campaign, f"{platform}:{workspace}:{user}"
+        key, clean, campaign, platform, workspace, user = row
+        return key, clean, campaign, f"{platform}:{workspace}:{user}"
 
     async def of_generation(self, generation_id: uuid.UUID) -> StoredPack | None:
         """The pack a ``pack`` generation made, or None (not made, or not a pack)."""

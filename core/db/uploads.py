@@ -80,6 +80,15 @@ class SqlUploads:
             )
             return key
 
+    async def clean_key(self, generation_id: uuid.UUID, index: int) -> str | None:
+        async with self._db.sessions() as session:
+            key: str | None = await session.scalar(
+                select(m.Image.clean_key).where(
+                    m.Image.generation_id == generation_id, m.Image.index == index
+                )
+            )
+            return key
+
     async def approvals(self, generation_id: uuid.UUID, index: int) -> int:
         image = (
             select(m.Image.id)

@@ -9,7 +9,8 @@ one) → the invisible watermark
 Nothing writes after signing. The image is scored against the preset's palette and durably
 stored by content hash; the work runs in finishing's own threads (``finishing_pool``: one per
 core, apart from the default executor, which the engines' calls use), the images of a job
-concurrently.
+concurrently. When the preset draws a logo or badge, the engine's pixels are also stored as the
+image's logo-free master (``clean_png``, ``images.clean_key``), the source of campaign packs.
 
 A configured signer that fails fails the job (with the reason in the log): an unsigned file is
 never stored in its place. The embedded default signer always works.
@@ -28,6 +29,7 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
+import io
 import logging
 import os
 import threading
@@ -47,7 +49,13 @@ from core.errors import PresetError
 from core.imaging.badge import apply_ai_badge
 from core.imaging.brand import apply_watermark, decode_logo
 from core.imaging.colour import palette_score
-from core.imaging.metadata import ImageMetadata, encode_png, parameter_settings, read_parameters
+from core.imaging.metadata import (
+    PNG_COMPRESS_LEVEL,
+    ImageMetadata,
+    encode_png,
+    parameter_settings,
+    read_parameters,
+)
 from core.jobs.images_in import kept_pixels, watermark_position
 from core.memory.phash import phash_if_available
 from core.ports import ImageStore, Sampling
@@ -69,6 +77,9 @@ class Finished(NamedTuple):
     data: bytes  # the signed PNG
     palette_score: float | None
     phash: int | None  # before the invisible watermark; None without imagehash
+    # the logo-free master (a plain PNG of the engine's pixels, unsigned, never served) that
+    # campaign packs start from; only when a logo or badge was drawn (else the original serves)
+    clean: bytes | None = None
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -120,15 +131,19 @@ async def store_images(
     def finish(index: int, image: Image.Image) -> Finished:
         return finish_image(job, preset, index, image, sampling, parent)
 
-    def encode_and_put(local: BlockingPut, index: int, image: Image.Image) -> tuple[Finished, str]:
+    def encode_and_put(
+        local: BlockingPut, index: int, image: Image.Image
+    ) -> tuple[Finished, str, str | None]:
         done = finish(index, image)
-        return done, local.put_blocking(done.data, suffix=".png")
+        clean = None if done.clean is None else local.put_blocking(done.clean, suffix=".png")
+        return done, local.put_blocking(done.data, suffix=".png"), clean
 
     async def one(index: int, image: Image.Image) -> StoredImage:
         if blocking is not None:  # one thread hop for both
-            done, key = await in_finishing_thread(encode_and_put, blocking, index, image)
+            done, key, clean = await in_finishing_thread(encode_and_put, blocking, index, image)
         else:
             done = await in_finishing_thread(finish, index, image)
+            clean = None if done.clean is None else await store.put(done.clean, suffix=".png")
             key = await store.put(done.data, suffix=".png")
         return StoredImage(
             index=index,
@@ -139,6 +154,7 @@ async def store_images(
             size=len(done.data),
             palette_score=done.palette_score,
             phash=done.phash,
+            clean_key=clean,
         )
 
     if len(images) == 1:
@@ -159,6 +175,7 @@ def finish_image(
     watermark."""
     params = job.params
     credentials = provenance.current()
+    clean = image  # the engine's pixels: packs put the logo on each placement themselves
     logo = watermark_logo(preset) if preset is not None else None
     if (
         preset is not None
@@ -228,7 +245,20 @@ def finish_image(
         parent=parent if step.has_parent else None,
         parent_title=f"onbrand {job.parent_id}#{job.source_index}" if job.parent_id else None,
     )
-    return Finished(sign(encode_png(image, meta), facts, credentials.keys), score, phash)
+    signed = sign(encode_png(image, meta), facts, credentials.keys)
+    return Finished(signed, score, phash, clean_png(clean) if image_marked(preset) else None)
+
+
+def image_marked(preset: Preset | None) -> bool:
+    """Whether finishing draws on the pixels (a logo or a badge): then a clean master is kept."""
+    return preset is not None and (preset.watermark is not None or preset.ai_badge is not None)
+
+
+def clean_png(image: Image.Image) -> bytes:
+    """The logo-free master: the pixels as a PNG with no metadata (never served, never signed)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
 
 
 _LOGOS_KEPT = 8

@@ -1,14 +1,16 @@
 """The worker's part of campaign packs: a ``pack`` generation → a zip in the image store.
 
-The job's parent image is read from the store, the pack is built off the event loop by
-``core.service.packs.build_pack`` (crop or extend, resize, the preset's logo per placement,
-encoded under each byte limit with the disclosure, sealed with the watermark and C2PA), the zip
+The job's parent image (its logo-free master when it has one) is read from the store, the pack
+is built by ``core.service.pack_pixels.build_pack`` with the job's engine (outpainting and
+engine enlargements when it can inpaint; then crop or extend, resize, the preset's logo per
+placement, encoded under each byte limit with the disclosure, sealed with the watermark and
+C2PA), the zip
 and its contact sheet are stored, and the pack is recorded (``core.db.packs``: the pack, one row
 per placement file and the ``pack.made`` audit entry) before the generation is marked done. A
 pack makes no images of its own: the job's result is empty, and delivery posts the zip.
 
-Progress: 5% once the source is read, 100% once the pack is built. A cancel seen before the
-build or after it stores nothing.
+Progress: 5% once the source is read, then the engine's own steps while it outpaints. A cancel
+(seen before the build, by the engine, or after it) stores nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from core.domain import Params
 from core.errors import UserError
 from core.imaging.metadata import read_parameters
 from core.imaging.placement_geometry import Box
-from core.ports import CancelledFn, Engine, ImageStore, JobResult, ProgressFn
-from core.service.packs import Pack, _logo, _seal, build_pack, choose
+from core.ports import CancelledFn, Engine, ImageStore, Inpainter, JobResult, ProgressFn
+from core.service.pack_pixels import PackCancelled, PackPrompt, build_pack
+from core.service.packs import FROM_ORIGINAL, _logo, _marks, _seal, choose
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,11 @@ async def run_pack(
     if job.parent_id is None or job.source_index is None:
         raise ValueError(f"pack {job.id} has no source image")
     records = SqlPacks(db)
-    key, campaign, requester = await records.context(job.id)
+    key, clean_key, campaign, requester = await records.context(job.id)
     if key is None:
         raise UserError(f"Image {job.source_index} of {job.parent_id} is no longer stored.")
     data = await store.get(key)
+    clean = None if clean_key is None else await store.get(clean_key)
     if progress is not None:
         progress(job_id, 1, 20)
     params = job.params
@@ -69,13 +73,13 @@ async def run_pack(
     if cancelled is not None and cancelled(job_id):
         return JobResult(job_id, (), cancelled=True)
 
-    def make() -> Pack:
-        with Image.open(io.BytesIO(data)) as opened:
-            source = opened.convert("RGB")
-        # The one call site of the pack builder in the worker. When build_pack takes
-        # ``inpainter=`` and ``model=`` (real outpainting), pass
-        # ``inpainter=engine if isinstance(engine, Inpainter) else None, model=params.model``.
-        return build_pack(
+    def decode() -> Image.Image:
+        with Image.open(io.BytesIO(clean or data), formats=("PNG",)) as opened:
+            return opened.convert("RGB")
+
+    source = await asyncio.to_thread(decode)
+    try:
+        made = await build_pack(
             source,
             source_ref=source_ref,
             campaign=campaign,
@@ -85,11 +89,23 @@ async def run_pack(
             logo_opacity=opacity,
             parameters=read_parameters(data),
             seal=seal,
+            note=FROM_ORIGINAL if clean is None and _marks(preset) else "",
+            inpainter=engine if isinstance(engine, Inpainter) else None,
+            model=params.model,
+            prompt=PackPrompt(
+                params.prompt,
+                params.negative_prompt,
+                params.steps,
+                params.guidance,
+                (params.seed + job.source_index - 1) % 2**32,
+            ),
+            upscaler=params.upscaler,
+            job_id=job_id,
+            progress=progress,
+            cancelled=cancelled,
         )
-
-    made = await asyncio.to_thread(make)
-    if progress is not None:
-        progress(job_id, 20, 20)
+    except PackCancelled:
+        return JobResult(job_id, (), cancelled=True)
     if cancelled is not None and cancelled(job_id):
         return JobResult(job_id, (), cancelled=True)
     zip_key = await store.put(made.zip_bytes, suffix=".zip")

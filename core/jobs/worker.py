@@ -370,11 +370,15 @@ class Worker:
         if job.parent_id is None or job.source_index is None:
             raise ValueError(f"{job.kind.value} {job.id} has no source image")
         parent, index = job.parent_id, job.source_index
-        key = await self._patiently(lambda: jobs.source_image_key(self._connected(), parent, index))
-        if key is None:
+        keys = await self._patiently(
+            lambda: jobs.source_image_keys(self._connected(), parent, index)
+        )
+        if keys is None:
             raise ValueError(f"image {job.source_index} of {job.parent_id} is not stored")
-        data = await self.store.get(key)
-        return Image.open(io.BytesIO(data)).convert("RGB"), sampling_of(data)
+        data = await self.store.get(keys[0])
+        # from the logo-free master when there is one: the source's logo is not carried over
+        pixels = data if keys[1] is None else await self.store.get(keys[1])
+        return Image.open(io.BytesIO(pixels)).convert("RGB"), sampling_of(data)
 
     async def _run_batch(self, key: BatchKey, batch: Sequence[GenerateJob]) -> list[JobResult]:
         engine = self.engines.get(key.engine)

@@ -47,6 +47,8 @@ ACTIONS: Final[dict[str, Action]] = {
     "outpaint": Action("c2pa.edited", TRAINED, True),
     "edit": Action("c2pa.edited", TRAINED, True),
     "pack": Action("c2pa.resized", TRAINED, True),
+    # a pack file extended beyond its source (outpainted, or filled): new pixels around it
+    "pack_extend": Action("c2pa.edited", COMPOSITE, True),
 }
 _DERIVED: Final = Action("c2pa.edited", TRAINED, True)  # an unknown kind with a parent
 

@@ -1,27 +1,22 @@
 """Campaign packs: every placement from one finished image (``onbrand pack GEN:INDEX``).
 
-For each placement (``core.brand.placements``): crop or extend (``core.imaging.placement_geometry``
-around the product's box of a product shot, else a model-free saliency box), Lanczos to the exact
-size, the preset's logo per the placement's rule, encoded under the placement's byte limit with the
-AI disclosure. The pack is a zip of ``<campaign>/<placement>.<ext>``, ``manifest.csv`` and
-``contact-sheet.png``, built in memory: nothing is written unless it all worked.
+The use case: the image and its campaign, the approval gate, the placements (the preset's, or
+the shipped set), the preset's logo, and provenance for every file (the source's watermark id,
+a C2PA ``pack`` manifest with the source original as ingredient). The pixels are
+``core.service.pack_pixels.build_pack``'s.
 
-In this first slice an extended placement is filled with its edges carried outwards, blurred, and
-marked ``extend (pending outpaint)``; outpainting through the inpainting pipeline, queued jobs and
-the approval gate come next.
+A pack starts from the image's **logo-free master** (``images.clean_key``, stored by finishing
+when the preset draws a logo or badge), so each placement carries the logo once, at its own
+rule. An image made before clean masters existed is packed from its original, and the manifest
+says its own logo is in the picture.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import hashlib
 import io
-import re
 import uuid
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from PIL import Image
 
@@ -32,171 +27,38 @@ from core.domain import Actor, Generation, GenerationStatus
 from core.errors import NotAllowed, NotFound, UserError
 from core.imaging.brand import decode_logo
 from core.imaging.metadata import read_parameters
-from core.imaging.pack import contact_sheet, disclosure, encode, mark, render
-from core.imaging.placement_geometry import Box, clamp_box, plan, saliency_box
+from core.imaging.placement_geometry import Box
 from core.provenance import setup as provenance
 from core.provenance.sign import Facts, sign
 from core.provenance.watermark import embed, image_id_of
 from core.service.base import actor_key
+from core.service.pack_pixels import (
+    OUTPAINT,
+    PENDING_OUTPAINT,
+    Pack,
+    PackFile,
+    PackPrompt,
+    Seal,
+    build_pack,
+)
 from core.service.uploads import Uploads
 
-__all__ = ["Pack", "PackFile", "Packs", "build_pack"]
+__all__ = [
+    "FROM_ORIGINAL",
+    "OUTPAINT",
+    "PENDING_OUTPAINT",
+    "Pack",
+    "PackFile",
+    "PackPrompt",
+    "Packs",
+    "build_pack",
+    "pack_prompt",
+]
 
-PENDING_OUTPAINT = "extend (pending outpaint)"
-_ZIP_TIME = (2026, 1, 1, 0, 0, 0)  # fixed, so the same pack gives the same zip
-
-
-@dataclass(frozen=True)
-class PackFile:
-    placement: str
-    path: str  # inside the zip
-    size: tuple[int, int]
-    bytes: int
-    method: str
-    quality: int | None
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Pack:
-    source: str  # GEN:INDEX
-    campaign: str
-    files: tuple[PackFile, ...]
-    zip_bytes: bytes
-    contact_sheet: bytes  # PNG
-    protected: Box
-    protected_from: str  # "product" or "saliency"
-
-
-@dataclass(frozen=True)
-class Seal:
-    """Provenance for pack files: the source's invisible watermark (a pixel step, before
-    encoding) and a C2PA signature with the source original as ingredient (last)."""
-
-    watermark: Callable[[Image.Image], Image.Image]
-    sign: Callable[[bytes, str, str], bytes]  # (file, mime, placement name) → signed file
-
-
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_SIGNATURE_SLACK = 1024  # bytes kept free for the manifest's small size changes between tries
-
-
-def _encoded(
-    image: Image.Image,
-    placement: Placement,
-    extended: bool,
-    parameters: str | None,
-    seal: Seal | None,
-) -> tuple[bytes, int | None]:
-    """The placement's file under its byte limit, signed when ``seal`` asks; the signature's
-    bytes count against the limit (the quality search runs again with them reserved)."""
-    limit = placement.max_bytes
-    for _ in range(3):
-        try:
-            data, quality = encode(
-                image,
-                placement.format,
-                limit,
-                xmp=disclosure(composite=extended),
-                parameters=parameters,
-            )
-        except ValueError as exc:
-            raise UserError(f"Placement {placement.name}: {exc}.") from None
-        if seal is None:
-            return data, quality
-        signed = seal.sign(data, _MIME[placement.format.lower()], placement.name)
-        if len(signed) <= placement.max_bytes:
-            return signed, quality
-        limit = placement.max_bytes - (len(signed) - len(data)) - _SIGNATURE_SLACK
-        if limit <= 0:
-            break
-    raise UserError(
-        f"Placement {placement.name}: its signed file can't be made under "
-        f"{placement.max_bytes:,} bytes; raise the placement's max_bytes."
-    )
-
-
-def _folder(campaign: str | None) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", campaign or "").strip("-.") or "onbrand"
-    return name[:60]
-
-
-def build_pack(
-    source: Image.Image,
-    *,
-    source_ref: str,
-    campaign: str | None,
-    placements: Sequence[Placement],
-    product_box: Box | None = None,
-    logo: Image.Image | None = None,
-    logo_opacity: float = 0.8,
-    parameters: str | None = None,
-    seal: Seal | None = None,
-) -> Pack:
-    """The pack's files, manifest and contact sheet (pure: pixels in, zip bytes out).
-    ``UserError`` names the placement whose file can't be made under its byte limit."""
-    box = clamp_box(product_box, source.size) if product_box else saliency_box(source)
-    folder = _folder(campaign)
-    files: list[PackFile] = []
-    thumbs: list[tuple[str, Image.Image]] = []
-    blobs: list[tuple[str, bytes]] = []
-    for placement in placements:
-        safe = placement.safe.as_tuple()
-        decided = plan(source.size, box, placement.size, safe)
-        image = render(source, decided, placement.size)
-        if logo is not None and not placement.no_logo:
-            rule = placement.watermark
-            image = mark(
-                image, logo, corner=rule.corner, scale=rule.scale, opacity=logo_opacity, safe=safe
-            )
-        extended = decided.method == "extend"
-        if seal is not None:
-            image = seal.watermark(image)
-        data, quality = _encoded(image, placement, extended, parameters, seal)
-        path = f"{folder}/{placement.name}.{placement.extension}"
-        method = PENDING_OUTPAINT if extended else "crop"
-        files.append(
-            PackFile(
-                placement.name,
-                path,
-                placement.size,
-                len(data),
-                f"{method}, lanczos",
-                quality,
-                hashlib.sha256(data).hexdigest(),
-            )
-        )
-        blobs.append((path, data))
-        label = f"{placement.name}\n{placement.size[0]}x{placement.size[1]} {method}"
-        thumbs.append((label, image))
-    sheet = contact_sheet(thumbs, title=f"{folder} from {source_ref}")
-    sheet_buf = io.BytesIO()
-    sheet.save(sheet_buf, "PNG", compress_level=6)
-    manifest = io.StringIO()
-    writer = csv.writer(manifest, lineterminator="\n")
-    writer.writerow(["placement", "size", "bytes", "method", "source", "sha256"])
-    for f in files:
-        writer.writerow(
-            [f.placement, f"{f.size[0]}x{f.size[1]}", f.bytes, f.method, source_ref, f.sha256]
-        )
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for path, data in blobs:
-            archive.writestr(zipfile.ZipInfo(path, _ZIP_TIME), data, zipfile.ZIP_STORED)
-        for path, data, how in (
-            (f"{folder}/manifest.csv", manifest.getvalue().encode("utf-8"), zipfile.ZIP_DEFLATED),
-            (f"{folder}/contact-sheet.png", sheet_buf.getvalue(), zipfile.ZIP_STORED),
-        ):
-            archive.writestr(zipfile.ZipInfo(path, _ZIP_TIME), data, how)
-    return Pack(
-        source_ref,
-        folder,
-        tuple(files),
-        out.getvalue(),
-        sheet_buf.getvalue(),
-        box,
-        "product" if product_box else "saliency",
-    )
+FROM_ORIGINAL = (
+    "made from the signed original: no logo-free master is stored for this image (made before "
+    "they were), so its own logo shows in every file besides the placement's"
+)
 
 
 def choose(known: Mapping[str, Placement], names: Sequence[str] | None) -> list[Placement]:
@@ -225,6 +87,19 @@ def _logo(preset: Preset | None) -> Image.Image | None:
             f"The watermark logo of preset {preset.name} can't be used ({exc}); an admin must "
             "fix the preset (`onbrand presets validate`)."
         ) from None
+
+
+def pack_prompt(generation: Generation, index: int) -> PackPrompt:
+    """What an engine generates a pack's new pixels from: image ``index``'s prompt and seed."""
+    params = generation.params
+    seeds = params.seeds()
+    return PackPrompt(
+        params.prompt,
+        params.negative_prompt,
+        params.steps,
+        params.guidance,
+        seeds[index - 1] if index <= len(seeds) else params.seed,
+    )
 
 
 def _scaled_box(generation: Generation, size: tuple[int, int]) -> Box | None:
@@ -288,6 +163,8 @@ class Packs(Uploads):
                 "reviewers) approves it with ✅; then pack it again."
             )
         data = await store.get(key)
+        clean_key = await records.clean_key(generation_id, index)
+        clean = None if clean_key is None else await store.get(clean_key)
         preset = self.presets.get(generation.params.preset)
         chosen = choose(
             placements_for(preset.source_path if preset else None, generation.params.preset),
@@ -296,22 +173,23 @@ class Packs(Uploads):
         logo = _logo(preset)
         opacity = preset.watermark.opacity if preset and preset.watermark else 0.8
 
-        def make() -> Pack:
-            with Image.open(io.BytesIO(data)) as opened:
-                source = opened.convert("RGB")
-            return build_pack(
-                source,
-                source_ref=f"{generation_id}:{index}",
-                campaign=generation.campaign,
-                placements=chosen,
-                product_box=_scaled_box(generation, source.size),
-                logo=logo,
-                logo_opacity=opacity,
-                parameters=read_parameters(data),
-                seal=_seal(generation_id, index, data),
-            )
+        def decode() -> Image.Image:
+            with Image.open(io.BytesIO(clean or data), formats=("PNG",)) as opened:
+                return opened.convert("RGB")
 
-        made = await asyncio.to_thread(make)
+        source = await asyncio.to_thread(decode)
+        made = await build_pack(
+            source,
+            source_ref=f"{generation_id}:{index}",
+            campaign=generation.campaign,
+            placements=chosen,
+            product_box=_scaled_box(generation, source.size),
+            logo=logo,
+            logo_opacity=opacity,
+            parameters=read_parameters(data),
+            seal=_seal(generation_id, index, data),
+            note=FROM_ORIGINAL if clean is None and _marks(preset) else "",
+        )
         async with self._uow() as uow:
             details = {
                 "placements": [f.placement for f in made.files],
@@ -322,16 +200,20 @@ class Packs(Uploads):
         return made
 
 
+def _marks(preset: Preset | None) -> bool:
+    return preset is not None and (preset.watermark is not None or preset.ai_badge is not None)
+
+
 def _seal(generation_id: uuid.UUID, index: int, original: bytes) -> Seal:
     """Pack files carry their source's watermark id (verify finds the source image) and are
     signed as a ``pack`` resize of the source original, which travels as their ingredient."""
     credentials = provenance.current()
     image_id = image_id_of(str(generation_id), index)
 
-    def sign_file(data: bytes, mime: str, placement: str) -> bytes:
+    def sign_file(data: bytes, mime: str, placement: str, composite: bool) -> bytes:
         facts = Facts(
             title=f"onbrand {generation_id}#{index} {placement}",
-            kind="pack",
+            kind="pack_extend" if composite else "pack",
             generation_id=str(generation_id),
             index=index,
             watermark_id=image_id,

@@ -390,16 +390,22 @@ async def test_flags_in_the_prompt_and_permutations(h: Harness) -> None:
     record = await h.fake.dispatch_slash_command(
         "imagine", {"prompt": "a {red, blue} kite --ar 2:1 --n 1", "preset": PRESET}
     )
-    messages = await h.fake.wait_for(
-        lambda _: len(h.status_messages()) == 2 and h.status_messages()
-    )
-    gids = [status_generation(m) for m in messages]
+    # both permutations are queued (read from the database: under load the first may finish
+    # and lose its "Queued" message before the second one is posted)
+    gids = await eventually(lambda: _queued(h, 2))
     generations = [await h.service.generation(g) for g in gids]
     assert sorted(g.raw_prompt for g in generations) == ["a blue kite", "a red kite"]
     assert {(g.params.width, g.params.n) for g in generations} == {(128, 1)}
     assert record.callback is not None
     for gid in gids:
         await h.result(gid)
+
+
+async def _queued(h: Harness, wanted: int) -> list[uuid.UUID] | None:
+    async with h.db.engine.connect() as conn:
+        rows = await conn.exec_driver_sql("SELECT id FROM generations")
+        found = [row[0] for row in rows]
+    return found if len(found) == wanted else None
 
 
 # --- buttons -------------------------------------------------------------------------------------

@@ -59,9 +59,9 @@ def unzip(data: bytes) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def test_every_default_placement_at_its_exact_size_under_its_limit() -> None:
+async def test_every_default_placement_at_its_exact_size_under_its_limit() -> None:
     logo = Image.new("RGBA", (40, 20), (255, 255, 255, 255))
-    made = build_pack(
+    made = await build_pack(
         picture(),
         source_ref="g:1",
         campaign="Spring launch!",
@@ -94,11 +94,11 @@ def test_every_default_placement_at_its_exact_size_under_its_limit() -> None:
         assert sheet.width >= 5 * 200
 
 
-def test_the_logo_lands_inside_the_safe_area() -> None:
+async def test_the_logo_lands_inside_the_safe_area() -> None:
     story = DEFAULTS["story-reel"]
     logo = Image.new("RGBA", (50, 50), (255, 0, 0, 255))
     grey = Image.new("RGB", (1080, 1920), (128, 128, 128))
-    made = build_pack(grey, source_ref="g:1", campaign=None, placements=[story], logo=logo)
+    made = await build_pack(grey, source_ref="g:1", campaign=None, placements=[story], logo=logo)
     with Image.open(io.BytesIO(unzip(made.zip_bytes)["onbrand/story-reel.jpg"])) as image:
         pixels = image.convert("RGB").load()
         reds = [
@@ -112,14 +112,14 @@ def test_the_logo_lands_inside_the_safe_area() -> None:
     assert max(x for x, _ in reds) <= 1080 * (1 - 0.06)  # left of the right band
 
 
-def test_a_byte_limit_that_cannot_be_met_is_refused_by_name() -> None:
+async def test_a_byte_limit_that_cannot_be_met_is_refused_by_name() -> None:
     tiny = parse_placements(
         "placements:\n  huge-png:\n    size: [1600, 1600]\n    format: png\n    max_bytes: 10000\n",
         "p.yaml",
     )
     noisy = Image.effect_noise((64, 64), 80).convert("RGB")
     with pytest.raises(UserError, match="Placement huge-png: as PNG it takes"):
-        build_pack(noisy, source_ref="g:1", campaign=None, placements=list(tiny.values()))
+        await build_pack(noisy, source_ref="g:1", campaign=None, placements=list(tiny.values()))
 
 
 async def test_pack_from_a_finished_image_and_the_refusals(
@@ -148,6 +148,7 @@ async def test_pack_from_a_finished_image_and_the_refusals(
     made = await service.pack(ANN, gid, 2, ["story-reel", "display-300x250"])
     assert [f.placement for f in made.files] == ["story-reel", "display-300x250"]
     assert made.source == f"{gid}:2"
+    assert [f.method for f in made.files] == [f"{PENDING_OUTPAINT}, lanczos", "crop, lanczos"]
     files = unzip(made.zip_bytes)
     with Image.open(io.BytesIO(files["onbrand/story-reel.jpg"])) as image:
         assert image.size == (1080, 1920)
@@ -162,6 +163,11 @@ async def test_pack_from_a_finished_image_and_the_refusals(
         assert result.evidence.credentials.state == "trusted"
         assert result.evidence.credentials.ingredients[0] == f"onbrand {gid}#2"
         assert result.records[0].generation_id == gid
+        extended = not made_file.method.startswith("crop")
+        assert result.evidence.credentials.kind == ("pack_extend" if extended else "pack")
+        assert result.evidence.credentials.actions[-1] == (
+            "c2pa.edited" if extended else "c2pa.resized"
+        )
         stripped = io.BytesIO()
         Image.open(io.BytesIO(data)).convert("RGB").save(stripped, "JPEG", quality=80)
         by_mark = await verify(db, provenance, stripped.getvalue())
@@ -245,14 +251,16 @@ async def test_a_campaign_that_requires_approval_refuses_then_allows_after_appro
     ]
 
 
-def test_a_product_box_is_kept_whole_and_clear_of_the_story_bands() -> None:
+async def test_a_product_box_is_kept_whole_and_clear_of_the_story_bands() -> None:
     from core.imaging.placement_geometry import plan
 
     story = DEFAULTS["story-reel"]
     source = Image.new("RGB", (200, 200), (30, 30, 30))
     box = (150, 20, 40, 40)  # a bright product near the top-right corner
     source.paste((250, 250, 0), (150, 20, 190, 60))
-    made = build_pack(source, source_ref="g:1", campaign=None, placements=[story], product_box=box)
+    made = await build_pack(
+        source, source_ref="g:1", campaign=None, placements=[story], product_box=box
+    )
     assert made.protected_from == "product"
     assert made.protected == box
     decided = plan(source.size, box, story.size, story.safe.as_tuple())
