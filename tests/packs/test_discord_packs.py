@@ -127,6 +127,11 @@ async def test_the_pack_button_attaches_the_zip_and_over_the_limit_names_the_com
         "onbrand/manifest.csv": None,
     }
     assert any(f.filename.endswith("-pack-sheet.jpg") for f in posted.files)
+    recorded = await h.service.pack_of(pack_id)
+    assert recorded is not None
+    methods = {f.placement: f.method for f in recorded.files}
+    assert methods["square"].startswith("crop")  # a square from a square image
+    assert methods["banner"].startswith("extend (outpaint)")  # the worker's engine outpainted
 
     # Over the upload limit: the contact sheet, and the command that writes the zip.
     h.bot.sink.max_upload_bytes = 20_000
