@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from PIL import Image
@@ -348,11 +349,8 @@ class Worker:
                 lambda: run_with_upload(engine, self.store, job, progress, cancelled)
             )
         if job.kind is GenerationKind.PACK:  # core.jobs.packs: stores and records the zip
-            return await self.batcher.exclusive(
-                lambda: run_pack(
-                    self.db, self.store, self.presets, job, engine, progress, cancelled
-                )
-            )
+            pack = partial(run_pack, self.db, self.store, self.presets, job, engine)
+            return await self.batcher.exclusive(lambda: pack(progress, cancelled))
         source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:
             vary = vary_job(str(job.id), params, source)
