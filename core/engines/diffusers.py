@@ -50,6 +50,7 @@ from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
 from core.engines.families import image_size_kwargs, prompt_kwargs
+from core.engines.ip_adapter import style_kwargs
 from core.engines.loras import activate as activate_loras
 from core.engines.pipelines import DeviceName, DTypeName, Pipelines, diffusers_module
 from core.imaging.resize import resample_upscale, upscaled_size
@@ -60,6 +61,7 @@ from core.ports import (
     JobResult,
     ProgressFn,
     Sampling,
+    StyleJob,
     UpscaleResult,
     VaryJob,
 )
@@ -198,10 +200,13 @@ class DiffusersEngine:
         prompts = [job.prompt for job in jobs for _ in job.seeds]
         negatives = [job.negative_prompt for job in jobs for _ in job.seeds]
         seeds = [seed for job in jobs for seed in job.seeds]
-        activate_loras(pipe, first.loras, local_files_only=self.pipelines.local_files_only)
+        local = self.pipelines.local_files_only
+        activate_loras(pipe, first.loras, local_files_only=local)
+        style = style_kwargs(pipe, first.style, first.guidance, local_files_only=local)
         fresh = self._fresh(pipe, "text2image")
         out = fresh(
             **prompt_kwargs(fresh, prompts, negatives, first.guidance),
+            **style,
             width=first.width,
             height=first.height,
             num_inference_steps=first.steps,
@@ -224,9 +229,12 @@ class DiffusersEngine:
         seeds: Sequence[int],
         watch: _StepWatch | None,
         loras: Sequence[tuple[str, float]] = (),
+        style: StyleJob | None = None,
     ) -> tuple[list[Image.Image], Any]:
         """The images, and the scheduler that made them."""
-        activate_loras(pipe, loras, local_files_only=self.pipelines.local_files_only)
+        local = self.pipelines.local_files_only
+        activate_loras(pipe, loras, local_files_only=local)
+        styled = style_kwargs(pipe, style, guidance, local_files_only=local)
         source = image.convert("RGB")
         width, height = source.size
         fit = (width - width % 8, height - height % 8)
@@ -238,6 +246,7 @@ class DiffusersEngine:
             **prompt_kwargs(fresh, [prompt] * len(seeds), [negative_prompt] * len(seeds), guidance),
             image=[source] * len(seeds),
             **image_size_kwargs(fresh, *source.size),
+            **styled,
             strength=strength,
             num_inference_steps=steps,
             generator=self._generators(seeds),
@@ -258,9 +267,11 @@ class DiffusersEngine:
         (the masked-latent path); a 9-channel inpainting UNet is fed image and mask instead."""
         source = job.image.convert("RGB")
         check_size(*source.size)
+        styled = style_kwargs(pipe, None, job.guidance)  # an adapter loaded: at scale 0
         fresh = self._fresh(pipe, "inpaint")
         width, height = source.size
         out = fresh(
+            **styled,
             prompt=[job.prompt] * len(job.seeds),
             negative_prompt=[job.negative_prompt] * len(job.seeds),
             image=source,
@@ -345,6 +356,7 @@ class DiffusersEngine:
                 job.seeds,
                 watch,
                 job.loras,
+                job.style,
             )
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)
