@@ -56,7 +56,11 @@ class StyleJob:
     def same_look(self, other: StyleJob | None) -> bool:
         """Whether ``other`` runs the same references, adapter and scale (one batch)."""
         return other is not None and (
-            self.code, self.scale, self.adapter, self.subfolder, self.weight_name
+            self.code,
+            self.scale,
+            self.adapter,
+            self.subfolder,
+            self.weight_name,
         ) == (other.code, other.scale, other.adapter, other.subfolder, other.weight_name)
 
 

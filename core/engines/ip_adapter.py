@@ -26,6 +26,7 @@ import logging
 import warnings
 from typing import Any
 
+from core.brand.families import model_folder
 from core.ports import StyleJob
 
 __all__ = ["StyleLoadError", "loaded_adapter", "style_kwargs"]
@@ -66,7 +67,7 @@ def _load(pipe: Any, style: StyleJob, local_files_only: bool) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pipe.load_ip_adapter(
-                style.adapter,
+                str(model_folder("tiny")) if style.adapter == "tiny" else style.adapter,
                 subfolder=style.subfolder,
                 weight_name=style.weight_name,
                 image_encoder_folder=style.image_encoder,
@@ -90,16 +91,12 @@ def _load(pipe: Any, style: StyleJob, local_files_only: bool) -> None:
 
 def _embeds(pipe: Any, style: StyleJob) -> Any:
     """[unconditional; conditional] image embeddings of the style's references (cached)."""
-    import torch
-
     cache: dict[tuple[str, tuple[str, str, str, str]], Any] = getattr(pipe, _EMBEDS)
     key = (style.code, _key(style))
     if key not in cache:
         images = [image.convert("RGB") for image in style.images]
-        with torch.no_grad():
-            (both,) = pipe.prepare_ip_adapter_image_embeds(
-                [images], None, pipe.unet.device, 1, True
-            )
+        (both,) = pipe.prepare_ip_adapter_image_embeds([images], None, pipe.unet.device, 1, True)
+        both = both.detach()  # called outside the pipeline's no_grad: keep no graph
         if len(cache) >= _MAX_CACHED:
             cache.pop(next(iter(cache)))
         cache[key] = both
@@ -108,11 +105,8 @@ def _embeds(pipe: Any, style: StyleJob) -> Any:
 
 def _zeros(pipe: Any) -> Any:
     """Embeddings for a call without a style on a pipeline that has an adapter loaded."""
-    import torch
-
-    layer = pipe.unet.encoder_hid_proj.image_projection_layers[0]
-    width = int(layer.image_embeds.in_features)
-    return torch.zeros((2, 1, width), device=pipe.unet.device, dtype=pipe.unet.dtype)
+    weight = pipe.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.weight
+    return weight.new_zeros((2, 1, int(weight.shape[1])))
 
 
 def _uses_cfg(pipe: Any, guidance: float) -> bool:
