@@ -718,6 +718,7 @@ def main(argv: list[str] | None = None) -> None:
     asm.add_argument("--out", type=Path, default=DEFAULT_OUT)
     lk = sub.add_parser("looks", help="(re)make ip_adapter/ and loras/ in a saved pipeline")
     lk.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    lk.add_argument("--references", type=Path, help="also draw the example's reference images here")
     e = sub.add_parser("eval", help="print the steering numbers of a saved pipeline")
     e.add_argument("path", type=Path, nargs="?", default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -737,6 +738,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "looks":
         add_looks(StableDiffusionPipeline.from_pretrained(args.out), args.out)
         (args.out / "README.md").write_text(MODEL_CARD, encoding="utf-8")
+        if args.references:
+            from tiny_looks import draw_references
+
+            draw_references(args.references)
     else:
         print(json.dumps(steering_report(args.path)))
 

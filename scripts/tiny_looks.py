@@ -42,7 +42,10 @@ def ip_adapter_state_dict(unet: Any, *, seed: int = 0) -> dict[str, Any]:
         if name.endswith("attn1.processor"):
             continue
         hidden = _hidden_size(unet, name)
-        to_k, to_v = torch.nn.Linear(cross, hidden, bias=False), torch.nn.Linear(cross, hidden, bias=False)
+        to_k, to_v = (
+            torch.nn.Linear(cross, hidden, bias=False),
+            torch.nn.Linear(cross, hidden, bias=False),
+        )
         tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = to_k.weight.detach() * IP_GAIN
         tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = to_v.weight.detach() * IP_GAIN
         key_id += 2
@@ -116,3 +119,26 @@ def _readable(folder: Path) -> None:
     """safetensors files come out 0600: make them readable by the worker's user."""
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def draw_references(folder: Path) -> list[Path]:
+    """Two 64 px reference pictures in the ACME palette (teal, coral, cream) for the styled
+    example preset: diagonal stripes and concentric rings, drawn from numbers alone."""
+    import numpy as np
+    from PIL import Image
+
+    teal, coral, cream = (
+        np.array((0, 166, 166)),
+        np.array((255, 111, 89)),
+        np.array((244, 241, 222)),
+    )
+    y, x = np.mgrid[0:64, 0:64]
+    stripes = np.where((((x + y) // 8) % 2 == 0)[..., None], teal, coral)
+    rings = np.where(((np.hypot(x - 32, y - 32) // 6) % 2 == 0)[..., None], cream, teal)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, pixels in (("stripes.png", stripes), ("rings.png", rings)):
+        path = folder / name
+        Image.fromarray(pixels.astype("uint8"), "RGB").save(path, optimize=True)
+        out.append(path)
+    return out

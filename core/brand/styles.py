@@ -24,6 +24,8 @@ import base64
 import hashlib
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -36,6 +38,7 @@ __all__ = [
     "CODE_LENGTH",
     "TINY_ADAPTER",
     "StyleAdapterSpec",
+    "StyleCodeInfo",
     "StyleSpec",
     "adapter_of",
     "style_code",
@@ -49,6 +52,26 @@ DEFAULT_SW = 100
 TINY_ADAPTER = ("tiny", "ip_adapter", "ip-adapter_tiny.safetensors", "image_encoder")
 
 _Text = Annotated[str, Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class StyleCodeInfo:
+    """A registered style code (``core.service.styles``): what it is, whose, and its state."""
+
+    code: str
+    brand: str
+    label: str
+    references: tuple[tuple[str, str], ...]  # (sha256, image-store key) of each clean image
+    created_by: str
+    created_at: datetime
+    workspace: tuple[str, str] | None = None  # (platform, workspace id) when limited to one
+    retired_at: datetime | None = None
+    retired_by: str | None = None
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """The references as ``Params.style_refs`` names them."""
+        return tuple(f"store:{key}" for _, key in self.references)
 
 
 class _Strict(BaseModel):

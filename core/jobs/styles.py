@@ -17,10 +17,11 @@ from typing import TypeVar
 
 from PIL import Image
 
+from core.brand.lora_files import LoraFileError, lora_digest
 from core.domain import Params
 from core.ports import GenerateJob, ImageStore, StyleJob, VaryJob
 
-__all__ = ["load_reference", "with_style"]
+__all__ = ["a1111_loras", "load_reference", "with_style"]
 
 J = TypeVar("J", GenerateJob, VaryJob)
 _KEPT = 64
@@ -65,3 +66,19 @@ async def with_style(job: J, params: Params, store: ImageStore) -> J:
         params.style_code, images, params.style_weight, source, subfolder, weights, encoder
     )
     return dataclasses.replace(job, style=style)
+
+
+def a1111_loras(loras: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float, str | None], ...]:
+    """(name, weight, short hash) of each LoRA as A1111 writes them: the file's stem (a
+    folder's name, a hub id's last part) and 12 hex digits of its sha256 (``None`` for a hub id
+    or a file no longer there)."""
+    out = []
+    for source, weight in loras:
+        path = Path(source)
+        name = path.stem if path.suffix == ".safetensors" else path.name
+        try:
+            digest = lora_digest(source)
+        except (LoraFileError, OSError):
+            digest = None
+        out.append((name, weight, digest[:12] if digest else None))
+    return tuple(out)
