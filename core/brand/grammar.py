@@ -255,7 +255,7 @@ def _parse_variant(atoms: _Variant, *, several: bool) -> ImagineRequest:
                 if not style_raw and _CODE_RE.fullmatch(style_code) is None:
                     raise GrammarError(
                         f"--style {_q(value)}: give raw or a style code (10 letters a-z and "
-                        "digits 2-7, e.g. --style k3v9x2m4qa); `onbrand style list` shows them."
+                        "digits 2-7, e.g. --style k3v7x2m4qa); `onbrand style list` shows them."
                     )
                 style_code = None if style_raw else style_code
             case "sw":
