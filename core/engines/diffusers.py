@@ -30,6 +30,9 @@ How a call runs (after diffusers' "Create a server" guide):
   (bfloat16 with ``prefer_bf16`` when the GPU supports it), MPS → float16, CPU → float32; both can
   be forced. Attention is PyTorch's SDPA (diffusers' default with torch 2). ``compile_unet`` and
   ``channels_last`` are opt-in (they pay off on GPUs, not on CPUs).
+- **Brand looks.** A job's LoRAs (``core.engines.loras``) and reference images
+  (``core.engines.ip_adapter``: an IP-Adapter loaded once per model, embeddings cached per style
+  code) are made active on the loaded pipeline before the per-call one is built.
 - **What made the images.** Every result carries a ``Sampling``: the scheduler the call really
   ran and the model's short hash, as AUTOMATIC1111 names them (``core.engines.a1111``; the hash
   is computed once when the model is loaded).
