@@ -29,7 +29,9 @@ def _hidden_size(unet: Any, name: str) -> int:
     return int(list(reversed(channels))[block] if name.startswith("up_blocks") else channels[block])
 
 
-def ip_adapter_state_dict(unet: Any, *, seed: int = 0) -> dict[str, Any]:
+def ip_adapter_state_dict(
+    unet: Any, *, seed: int = 0, image_embed_dim: int = IMAGE_EMBED_DIM
+) -> dict[str, Any]:
     """``image_proj.*`` and ``ip_adapter.*`` tensors (one safetensors file) for ``unet``."""
     import torch
     from diffusers.models.embeddings import ImageProjection
@@ -50,7 +52,7 @@ def ip_adapter_state_dict(unet: Any, *, seed: int = 0) -> dict[str, Any]:
         tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = to_v.weight.detach() * IP_GAIN
         key_id += 2
     projection = ImageProjection(
-        cross_attention_dim=cross, image_embed_dim=IMAGE_EMBED_DIM, num_image_text_embeds=4
+        cross_attention_dim=cross, image_embed_dim=image_embed_dim, num_image_text_embeds=4
     ).state_dict()
     tensors["image_proj.proj.weight"] = projection["image_embeds.weight"]
     tensors["image_proj.proj.bias"] = projection["image_embeds.bias"]
