@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,32 @@ async def test_hostile_files_and_people_are_refused_leaving_nothing(
     async with db.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM style_codes"))).scalar_one() == 0
     assert not (store.root.exists() and any(p.is_file() for p in store.root.rglob("*")))
+
+
+def test_the_cli_registers_lists_and_retires(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    """``onbrand style create/retire`` (three processes: listing is the service's, tested above)
+    on the shipped presets (brand ACME); a file that is
+    not an image is refused with its name and exit code 2."""
+    from tests.integration.test_cli import onbrand
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONBRAND_", "SLACK_"))}
+    env |= {
+        "DATABASE_URL": database_url,
+        "ONBRAND_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "COLUMNS": "200",
+    }
+    (tmp_path / "a.png").write_bytes(_png((0, 166, 166)))
+    (tmp_path / "evil.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    refused = onbrand("style", "create", str(tmp_path / "evil.png"), "--brand", "ACME", env=env)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "evil.png: " in refused.stderr
+    made = onbrand("style", "create", str(tmp_path / "a.png"), "--brand", "acme", env=env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    code = made.stdout.split()[1]
+    assert made.stdout.startswith(f"created {code}  ACME: 1 image(s)")
+    retired = onbrand("style", "retire", code, env=env)
+    assert retired.returncode == 0
+    assert retired.stdout.startswith(f"retired {code}  ACME: 1 image(s), retired ")
