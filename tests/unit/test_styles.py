@@ -4,6 +4,7 @@ metadata says about its look."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -183,3 +184,22 @@ def test_parameters_and_xmp_carry_the_loras_and_the_style() -> None:
     assert "Style code" not in (read_parameters(plain) or "")
     assert iptc_fields(read_xmp(plain) or "", namespace="onbrand") == {}
     assert io.BytesIO(png).getbuffer().nbytes > 0
+
+
+def test_the_status_card_shows_the_style_code_and_weight() -> None:
+    import uuid
+
+    from core.cards import status_card
+    from core.domain import Generation, GenerationKind, GenerationStatus, Platform, ReplyTarget
+
+    preset = load_preset(PRESETS / "acme-styled.yaml")
+    params = apply_preset(ImagineRequest("a cat", style_weight=120), preset, seed_source=lambda: 0)
+    where = ReplyTarget(Platform.CLI, "local", "t")
+    generation = Generation(
+        uuid.uuid4(), GenerationKind.IMAGINE, GenerationStatus.QUEUED, 1, "cli:local:u", "a cat",
+        params, where,
+    )  # fmt: skip
+    fields = dict(status_card(generation).fields)
+    assert fields["style"] == f"{preset.style_code} at 0.84"
+    plain = dataclasses.replace(generation, params=dataclasses.replace(params, style_code=None))
+    assert "style" not in dict(status_card(plain).fields)
