@@ -35,6 +35,7 @@ from bots.cli_common import (
 from bots.cli_fetch import fetch, fetch_command
 from bots.cli_images import check_image_options, edit_command, imagine_from_files, remix_command
 from bots.cli_pack import pack
+from bots.cli_styles import style_app
 from bots.cli_verify import verify
 from core.domain import GenerationStatus
 from core.errors import DatabaseUnavailable
@@ -52,6 +53,7 @@ app = typer.Typer(
 )
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(style_app, name="style")
 app.command()(fetch)
 app.command()(verify)
 app.command()(pack)

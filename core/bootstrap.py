@@ -116,6 +116,7 @@ class App:
 
 async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     """Database (migrated), presets, image store and the service, wired once per process."""
+    from core.db.styles import SqlStyleCodes
     from core.db.uow import sql_uow_factory
     from core.db.uploads import SqlUploads
     from core.delivery.bundle import report_source
@@ -134,6 +135,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         store=store,
         uploads=SqlUploads(db),
         memory=MemoryStore(db, store),
+        styles=SqlStyleCodes(db),
     )
     return App(settings, db, service, store)
 

@@ -92,6 +92,8 @@ class ImagineRequest:
     preset: str | None = None
     campaign: str | None = None
     style_raw: bool = False
+    style_code: str | None = None  # --style CODE (--sref): a registered style code
+    style_weight: int | None = None  # --sw 0-1000, Midjourney's style weight (100: the preset's)
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,21 @@ class Params:
     # The campaign keeps its prompts private: no file carries them (A1111 parameters, IPTC)
     confidential: bool = False
     loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
+    # Reference images (core.service.styles): the style code, its IP-Adapter scale, where its
+    # references are ("store:<image-store key>" or "file:<path>") and the adapter
+    # (source, subfolder, weight file, image encoder folder)
+    style_code: str | None = None
+    style_weight: float = 0.0
+    style_refs: tuple[str, ...] = ()
+    style_adapter: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # read back from JSON, the pairs are lists: make them hashable tuples again
         object.__setattr__(
             self, "loras", tuple((str(source), float(weight)) for source, weight in self.loras)
         )
+        object.__setattr__(self, "style_refs", tuple(self.style_refs))
+        object.__setattr__(self, "style_adapter", tuple(self.style_adapter))
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""

@@ -389,3 +389,22 @@ class RequestReceipt(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class StyleCode(Base):
+    """A governed set of reference images (``core.service.styles``): its code (a content hash,
+    ``core.brand.styles.style_code``), the brand it belongs to and, when limited, the one
+    workspace that may use it; the references as image-store keys with their sha256s."""
+
+    __tablename__ = "style_codes"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    brand: Mapped[str] = mapped_column(String(200), index=True)
+    platform: Mapped[str | None] = mapped_column(String(16))  # with workspace: the only one
+    workspace_external_id: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)  # [{sha256, key}]
+    created_by: Mapped[str] = mapped_column(String(200))  # "platform:workspace:user"
+    created_at: Mapped[datetime] = _now()
+    retired_at: Mapped[datetime | None]
+    retired_by: Mapped[str | None] = mapped_column(String(200))

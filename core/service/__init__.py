@@ -18,6 +18,7 @@ text for the person who asked when the request can't be served.
 - ``reports``: campaign reports (admins and reviewers)
 - ``memory``: search past work, more like this, lineage (``core.memory`` holds the SQL)
 - ``packs``: a campaign pack (every placement) from one finished image
+- ``styles``: style codes (governed reference images): register, list, retire, resolve
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from core.service.messages import Messages
 from core.service.packs import Packs
 from core.service.remix import Remix
 from core.service.reports import Reports, ReportSource
+from core.service.styles import StyleRegistry, Styles
 
 __all__ = ["Service"]
 
 
 class Service(
-    Packs, Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall
+    Packs, Edits, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall, Styles
 ):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
@@ -61,9 +63,11 @@ class Service(
         store: ImageStore | None = None,
         uploads: UploadRecords | None = None,
         memory: MemoryStore | None = None,
+        styles: StyleRegistry | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
         self._store = store
         self._upload_records = uploads
         self._memory = memory
+        self._style_codes = styles
