@@ -1,7 +1,7 @@
 """style_codes: governed sets of reference images (brand looks)
 
 Revision ID: 2c634c6651d8
-Revises: c5e8a1b2d347
+Revises: 128f1c562e5d
 Create Date: 2026-12-06 17:10:00.000000
 
 A style code (``core.service.styles``) is registered by an admin from image files, belongs to one
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "2c634c6651d8"
-down_revision: str | Sequence[str] | None = "c5e8a1b2d347"
+down_revision: str | Sequence[str] | None = "128f1c562e5d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
