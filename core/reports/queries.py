@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["Statements", "pseudonym", "statements"]
+__all__ = ["Statements", "Which", "pseudonym", "statements"]
 
 
 def pseudonym(platform: str, workspace: str, external_id: str) -> str:
@@ -358,11 +359,20 @@ _IMAGES = (
     + _DETAIL.format(
         source="FROM g JOIN images im ON im.generation_id = g.id "
         "JOIN generations gen ON gen.id = g.id",
-        where="",
+        where="{which}",
         extra="",
     )
     + " ORDER BY gen.queued_at, im.generation_id, im.index"
 )
+
+# Which images the per-image statement returns: every one, the approved (directly or through
+# the grid: ``ImageRow.approved``) or the favourited (``ImageRow.favourites > 0``) ones.
+Which = Literal["all", "approved", "favourites"]
+_WHICH: dict[str, str] = {
+    "all": "",
+    "approved": "WHERE ap.approved_at IS NOT NULL",
+    "favourites": "WHERE fi.favourites > 0",
+}
 
 
 @dataclass(frozen=True)
@@ -374,12 +384,13 @@ class Statements:
     images: str
 
 
-def statements(*, since: bool, until: bool) -> Statements:
+def statements(*, since: bool, until: bool, which: Which = "all") -> Statements:
     """The statements for a range with a lower bound (``:lo``) if ``since``, an upper (``:hi``)
-    if ``until``; the bounds are fixed fragments, never user text."""
+    if ``until``, the per-image one limited to ``which`` images; the bounds are fixed
+    fragments, never user text."""
     shape = (since, until)
     return Statements(
         figures=_FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape]),
         picks=_PICKS.format(range=_RANGES[shape]),
-        images=_IMAGES.format(range=_RANGES[shape]),
+        images=_IMAGES.format(range=_RANGES[shape], which=_WHICH[which]),
     )
