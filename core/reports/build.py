@@ -156,9 +156,7 @@ async def open_report(
         cid = await _campaign_id(conn, campaign)
         params = _params(cid, pseudonymise, since, until)
         sql = statements(since=since is not None, until=until is not None, which=which).images
-        result = await conn.stream(
-            text(sql), params, execution_options={"yield_per": ROWS_PER_FETCH}
-        )
+        result = await conn.stream(text(sql), params)
         try:
             yield Opened(report, _rows(result))
         finally:
@@ -166,7 +164,7 @@ async def open_report(
 
 
 async def _rows(result: AsyncResult[Any]) -> AsyncIterator[ImageRow]:
-    async for part in result.partitions():
+    async for part in result.partitions(ROWS_PER_FETCH):
         for row in part:
             yield image_row_from_db(row)
 
