@@ -42,11 +42,11 @@ g AS MATERIALIZED (
     WHERE campaign_id = :cid {range}
 ),
 fb AS MATERIALIZED (
-    -- = ANY(array) makes PostgreSQL probe the feedback index per generation, in id order,
-    -- instead of hashing the whole feedback table.
+    -- feedback carries its generation's campaign_id and queued_at (kept by triggers): one
+    -- range scan of ix_feedback_campaign_id_report instead of a probe per generation
     SELECT f.generation_id, f.image_id, f.user_id, f.kind, f.created_at
     FROM feedback f
-    WHERE f.generation_id = ANY (ARRAY(SELECT id FROM g))
+    WHERE f.campaign_id = :cid {copy_range}
 ),
 fi AS MATERIALIZED (
     SELECT image_id, generation_id,
@@ -118,6 +118,13 @@ _RANGES = {
     (False, True): "AND queued_at < :hi",
     (True, True): "AND queued_at >= :lo AND queued_at < :hi",
 }
+# the same bounds on the generation's queued_at as copied onto images and feedback
+_COPY_RANGES = {
+    (False, False): "",
+    (True, False): "AND generation_queued_at >= :lo",
+    (False, True): "AND generation_queued_at < :hi",
+    (True, True): "AND generation_queued_at >= :lo AND generation_queued_at < :hi",
+}
 _AUDIT_RANGES = {
     (False, False): "",
     (True, False): "AND at >= :lo",
@@ -163,9 +170,9 @@ gi AS (
     FROM fi GROUP BY generation_id
 ),
 ga AS (SELECT generation_id, count(*) AS approved FROM ap GROUP BY generation_id),
-ic AS (
+ic AS (  -- one range scan of ix_images_campaign_id_report, as fb
     SELECT generation_id, count(*) AS images
-    FROM images WHERE generation_id = ANY (ARRAY(SELECT id FROM g))
+    FROM images WHERE campaign_id = :cid {copy_range}
     GROUP BY generation_id
 ),
 gg AS (
@@ -389,8 +396,9 @@ def statements(*, since: bool, until: bool, which: Which = "all") -> Statements:
     if ``until``, the per-image one limited to ``which`` images; the bounds are fixed
     fragments, never user text."""
     shape = (since, until)
+    ranges = {"range": _RANGES[shape], "copy_range": _COPY_RANGES[shape]}
     return Statements(
-        figures=_FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape]),
-        picks=_PICKS.format(range=_RANGES[shape]),
-        images=_IMAGES.format(range=_RANGES[shape], which=_WHICH[which]),
+        figures=_FIGURES.format(**ranges, audit_range=_AUDIT_RANGES[shape]),
+        picks=_PICKS.format(**ranges),
+        images=_IMAGES.format(**ranges, which=_WHICH[which]),
     )
