@@ -101,8 +101,10 @@ appr AS MATERIALIZED (
             SELECT fb.image_id, fb.user_id, fb.created_at AS at
             FROM fb WHERE fb.kind = 'approve' AND fb.image_id IS NOT NULL
             UNION ALL
+            -- a grid's approvals reach its images through the images index (one probe per
+            -- approval); joined to gim instead, PostgreSQL rescans that CTE per approval
             SELECT im.id, fb.user_id, fb.created_at
-            FROM fb JOIN gim im ON im.generation_id = fb.generation_id
+            FROM fb JOIN images im ON im.generation_id = fb.generation_id
             WHERE fb.kind = 'approve' AND fb.image_id IS NULL
         ) x
         GROUP BY image_id, user_id
