@@ -1,7 +1,7 @@
 """images and feedback carry their generation's campaign_id and queued_at (report scope)
 
 Revision ID: 004631b64596
-Revises: c5e8a1b2d347
+Revises: 2c634c6651d8
 Create Date: 2026-12-06 17:20:00.000000
 
 A campaign report reads every image and feedback row of the campaign's generations. Found
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "004631b64596"
-down_revision: str | Sequence[str] | None = "c5e8a1b2d347"
+down_revision: str | Sequence[str] | None = "2c634c6651d8"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
