@@ -13,6 +13,9 @@ Without CUDA it says so, runs a tiny CPU smoke test (64 px, 2 steps) and exits 0
     python -m bench gpu --quick    # 1 timed run per cell
     python -m bench gpu --shape sdxl --batches 1 4   # SDXL base 1.0's shapes at 1024 px,
                                                      # Euler, two text encoders, time ids
+    python -m bench gpu --shape sdxl --style         # + a random IP-Adapter (style code with
+                                                     # two references, scale 0.7): its cost
+    python -m bench gpu --shape sdxl --tiny          # the CPU smoke run even where CUDA is
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from bench.gpu_style import add_style
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"  # gpu-sdxl.json for --shape sdxl
 
@@ -269,7 +274,15 @@ def build_sdxl_pipeline(shape: str, device: str, dtype: Any) -> Any:
     return pipe
 
 
-def time_batch(pipe: Any, batch: int, size: int, steps: int, runs: int, device: str) -> float:
+def time_batch(
+    pipe: Any,
+    batch: int,
+    size: int,
+    steps: int,
+    runs: int,
+    device: str,
+    extra: dict[str, Any] | None = None,
+) -> float:
     """Seconds per call (mean of ``runs``) for ``batch`` images; NaNs of random weights ignored."""
     import numpy as np
     import torch
@@ -286,6 +299,7 @@ def time_batch(pipe: Any, batch: int, size: int, steps: int, runs: int, device: 
                 guidance_scale=7.5,
                 generator=generators,
                 output_type="np",
+                **(extra or {}),
             )
         if device == "cuda":
             torch.cuda.synchronize()
@@ -332,10 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-s", type=float, default=420, help="skip the cells left after this many seconds"
     )
+    parser.add_argument("--style", action="store_true", help="with a random IP-Adapter (style)")
+    parser.add_argument("--tiny", action="store_true", help="the CPU smoke run only")
     parser.add_argument("--out", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
     size = args.size or (1024 if args.shape == "sdxl" else 512)
     out = args.out or (RESULTS.with_name("gpu-sdxl.json") if args.shape == "sdxl" else RESULTS)
+    if args.style and args.out is None:
+        out = out.with_name(out.stem + "-style.json")
     build = build_sdxl_pipeline if args.shape == "sdxl" else build_pipeline
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -346,12 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     diffusers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()  # casting random weights to fp16 "warns"
     started = time.perf_counter()
-    if not torch.cuda.is_available():
-        print("no CUDA device here: GPU benchmark skipped; running the CPU smoke test instead")
+    if args.tiny or not torch.cuda.is_available():
+        print("no CUDA device here (or --tiny): running the CPU smoke test instead")
         pipe = build("tiny" if args.shape == "sd15" else "tiny-sdxl", "cpu", torch.float32)
+        style = add_style(pipe) if args.style else None
         rows = []
         for batch in (1, 2):
-            seconds = time_batch(pipe, batch, 64, 2, 1, "cpu")
+            seconds = time_batch(pipe, batch, 64, 2, 1, "cpu", style)
             rows.append(
                 {
                     "mode": "eager",
@@ -361,12 +380,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         print(table(rows))
-        print(json.dumps({"cuda": False, "shape": args.shape, "smoke": rows}, indent=2))
+        smoke = {"cuda": False, "shape": args.shape, "style": args.style, "smoke": rows}
+        print(json.dumps(smoke, indent=2))
         return 0
 
     runs = 1 if args.quick else 3
     device, dtype = "cuda", torch.float16
     pipe = build(args.shape, device, dtype)
+    style = add_style(pipe) if args.style else None
     build_s = time.perf_counter() - started
     rows = []
     modes = ["eager"] if args.no_compile else ["eager", "compiled"]
@@ -379,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"mode": mode, "batch": batch, "skipped": f"over {args.budget_s:.0f}s"})
                 continue
             t0 = time.perf_counter()
-            seconds = time_batch(pipe, batch, size, args.steps, runs, device)
+            seconds = time_batch(pipe, batch, size, args.steps, runs, device, style)
             rows.append(
                 {
                     "mode": mode,
@@ -398,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "dtype": "float16",
         "shape": args.shape,
+        "style": "random IP-Adapter, 2 references, scale 0.7" if args.style else None,
         "size": size,
         "steps": args.steps,
         "guidance": 7.5,

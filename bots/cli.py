@@ -11,7 +11,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TextIO
 
 import typer
 
@@ -35,6 +35,7 @@ from bots.cli_common import (
 from bots.cli_fetch import fetch, fetch_command
 from bots.cli_images import check_image_options, edit_command, imagine_from_files, remix_command
 from bots.cli_pack import pack
+from bots.cli_styles import style_app
 from bots.cli_verify import verify
 from core.domain import GenerationStatus
 from core.errors import DatabaseUnavailable
@@ -52,6 +53,7 @@ app = typer.Typer(
 )
 app.add_typer(presets_app, name="presets")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(style_app, name="style")
 app.command()(fetch)
 app.command()(verify)
 app.command()(pack)
@@ -246,9 +248,9 @@ def report(
 ) -> None:
     """A campaign report: markdown to the terminal, or CSV, JSON or a self-contained HTML page."""
     from core.delivery.bundle import report_thumbnails
-    from core.reports.build import SHEET_IMAGES, build_report
+    from core.reports.build import SHEET_IMAGES, build_report, open_report
     from core.reports.html import to_html
-    from core.reports.text import to_csv, to_json, to_markdown
+    from core.reports.text import to_markdown, write_csv, write_json
 
     if fmt not in ("md", "csv", "json", "html"):
         raise refuse(f"--format {fmt!r}: use md, csv, json or html")
@@ -262,23 +264,39 @@ def report(
             since=first,
             until=last,
             pseudonymise=pseudonymise,
-            include_images=fmt in ("csv", "json"),
+            include_images=False,
             memory=True,  # near-duplicates and acceptance per week (docs/memory.md)
             sheet=(SHEET_IMAGES if sheet is None else sheet) if fmt == "html" else 0,
         )
-        if fmt == "csv":
-            return to_csv(made)
-        if fmt == "json":
-            return to_json(made)
         if fmt == "html":
             return to_html(made, await report_thumbnails(made, app.store))
         return to_markdown(made)
 
+    def rows(out: TextIO) -> None:  # CSV and JSON: one row per image, written as they arrive
+        async def go(app: App) -> None:
+            async with open_report(
+                app.db, campaign, since=first, until=last, pseudonymise=pseudonymise,
+                summary=fmt == "json", memory=True,
+            ) as opened:  # fmt: skip
+                if opened.report is None:
+                    await write_csv(opened.images, out)
+                else:
+                    await write_json(opened.report, opened.images, out)
+
+        with_app(go)
+
     if target is None:
-        sys.stdout.write(with_app(go))
+        if fmt in ("csv", "json"):
+            rows(sys.stdout)
+        else:
+            sys.stdout.write(with_app(go))
         return
     with written_atomically(target, "-o") as part:
-        part.write_text(with_app(go), encoding="utf-8")
+        if fmt in ("csv", "json"):
+            with part.open("w", encoding="utf-8", newline="") as out:
+                rows(out)
+        else:
+            part.write_text(with_app(go), encoding="utf-8")
     err.print(f"wrote {output}", highlight=False)
 
 

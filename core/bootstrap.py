@@ -117,6 +117,7 @@ class App:
 async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     """Database (migrated), presets, image store and the service, wired once per process."""
     from core.db.packs import SqlPacks
+    from core.db.styles import SqlStyleCodes
     from core.db.uow import sql_uow_factory
     from core.db.uploads import SqlUploads
     from core.delivery.bundle import report_source
@@ -136,6 +137,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         uploads=SqlUploads(db),
         memory=MemoryStore(db, store),
         packs=SqlPacks(db),
+        styles=SqlStyleCodes(db),
     )
     return App(settings, db, service, store)
 

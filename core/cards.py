@@ -148,6 +148,8 @@ def _fields(generation: Generation) -> tuple[tuple[str, str], ...]:
         ("preset", f"{params.preset} ({params.preset_version})"),
         ("size", f"{params.width}×{params.height}"),
     ]
+    if params.style_code:  # the brand look: shown on every card of a styled generation
+        fields.append(("style", f"{params.style_code} at {params.style_weight:g}"))
     if generation.campaign:
         fields.append(("campaign", generation.campaign))
     return tuple(fields)

@@ -93,6 +93,8 @@ class ImagineRequest:
     preset: str | None = None
     campaign: str | None = None
     style_raw: bool = False
+    style_code: str | None = None  # --style CODE (--sref): a registered style code
+    style_weight: int | None = None  # --sw 0-1000, Midjourney's style weight (100: the preset's)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,13 @@ class Params:
     loras: tuple[tuple[str, float], ...] = ()  # (source, weight), from the preset
     # A pack (core.service.pack_jobs): the placement names asked for; () for the preset's list
     placements: tuple[str, ...] = ()
+    # Reference images (core.service.styles): the style code, its IP-Adapter scale, where its
+    # references are ("store:<image-store key>" or "file:<path>") and the adapter
+    # (source, subfolder, weight file, image encoder folder)
+    style_code: str | None = None
+    style_weight: float = 0.0
+    style_refs: tuple[str, ...] = ()
+    style_adapter: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "placements", tuple(str(name) for name in self.placements))
@@ -137,6 +146,8 @@ class Params:
         object.__setattr__(
             self, "loras", tuple((str(source), float(weight)) for source, weight in self.loras)
         )
+        object.__setattr__(self, "style_refs", tuple(self.style_refs))
+        object.__setattr__(self, "style_adapter", tuple(self.style_adapter))
 
     def seeds(self) -> tuple[int, ...]:
         """One seed per image: consecutive, so image i of a batch can be re-made alone."""

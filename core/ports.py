@@ -40,6 +40,31 @@ CancelledFn = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
+class StyleJob:
+    """A style code's reference images through an IP-Adapter (``core.engines.ip_adapter``):
+    the adapter's folder or hub id, its subfolder and weight file, the CLIP image encoder's
+    folder (inside the subfolder, as diffusers' ``load_ip_adapter`` takes it) and the scale."""
+
+    code: str
+    images: tuple[Image.Image, ...]
+    scale: float
+    adapter: str
+    subfolder: str = ""
+    weight_name: str = "ip-adapter.safetensors"
+    image_encoder: str = "image_encoder"
+
+    def same_look(self, other: StyleJob | None) -> bool:
+        """Whether ``other`` runs the same references, adapter and scale (one batch)."""
+        return other is not None and (
+            self.code,
+            self.scale,
+            self.adapter,
+            self.subfolder,
+            self.weight_name,
+        ) == (other.code, other.scale, other.adapter, other.subfolder, other.weight_name)
+
+
+@dataclass(frozen=True)
 class GenerateJob:
     """One text-to-image job inside a batch; ``len(seeds)`` images, one seed each."""
 
@@ -53,6 +78,7 @@ class GenerateJob:
     seeds: tuple[int, ...]
     # (source, weight) of each LoRA to apply; jobs in one batch share them (core.engines.loras)
     loras: tuple[tuple[str, float], ...] = ()
+    style: StyleJob | None = None  # reference images; jobs in one batch share them
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,7 @@ class VaryJob:
     strength: float
     seeds: tuple[int, ...]
     loras: tuple[tuple[str, float], ...] = ()  # as GenerateJob.loras
+    style: StyleJob | None = None  # as GenerateJob.style
 
 
 @dataclass(frozen=True)

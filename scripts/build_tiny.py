@@ -19,6 +19,11 @@ dataset and all weights); nothing is downloaded. Usage::
     # the steering numbers of a saved pipeline (mean R−B of a red vs a blue shape)
     python scripts/build_tiny.py eval core/engines/tiny
 
+    # (re)make the random-weight brand looks inside a saved pipeline: ip_adapter/ (IP-Adapter +
+    # CLIP image encoder) and loras/tiny-brand.safetensors (scripts/tiny_looks.py); every save
+    # above makes them too
+    python scripts/build_tiny.py looks --out core/engines/tiny
+
 Training runs a fixed number of steps so a rerun on the same machine gives the same
 weights; ``--max-minutes`` only stops it early (and then says so in the log: pass
 ``--stop-after STEP`` to repeat such a run exactly). The shipped checkpoint is the defaults
@@ -294,12 +299,26 @@ def save_pipeline(pipe: StableDiffusionPipeline, out: Path, tokenizer_src: Path)
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(tokenizer_src / name, tmp / "tokenizer" / name)
     (tmp / "README.md").write_text(MODEL_CARD, encoding="utf-8")
+    add_looks(pipe, tmp)
     for path in tmp.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log.info("saved %s (%.2f MB)", out, size / 1e6)
+
+
+LORA_FILE = Path("loras") / "tiny-brand.safetensors"
+
+
+def add_looks(pipe: StableDiffusionPipeline, folder: Path) -> None:
+    """The random-weight IP-Adapter (+ image encoder) and LoRA beside the pipeline in
+    ``folder`` (``scripts/tiny_looks.py``), from fixed seeds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_looks import save_ip_adapter, save_lora
+
+    save_ip_adapter(pipe.unet, folder, seed=5)
+    save_lora(pipe, folder / LORA_FILE, seed=6)
 
 
 MODEL_CARD = """\
@@ -312,6 +331,11 @@ AutoencoderKL that downsamples 4x, a random frozen two-layer CLIP text encoder w
 flat 64 px pictures of "COLOUR SHAPE on COLOUR background" (red, green, blue, yellow; circle,
 square). It is a demo and test fixture, not a useful image model: other prompts give colourful
 blobs. Load it with `diffusers.AutoPipelineForText2Image.from_pretrained(path)`.
+
+Beside it, random-weight (untrained) brand looks from fixed seeds: `ip_adapter/` (an IP-Adapter
+and its two-layer CLIP image encoder: `pipe.load_ip_adapter(path, subfolder="ip_adapter",
+weight_name="ip-adapter_tiny.safetensors")`) and `loras/tiny-brand.safetensors` (a rank-4 LoRA).
+They change the pixels repeatably; they carry no recognisable look.
 """
 
 # ---------------------------------------------------------------------------------------------
@@ -692,6 +716,9 @@ def main(argv: list[str] | None = None) -> None:
     asm = sub.add_parser("assemble", help="work/checkpoint + polished decoder → --out")
     asm.add_argument("--work", type=Path, default=Path("/tmp/tiny-train"))
     asm.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    lk = sub.add_parser("looks", help="(re)make ip_adapter/ and loras/ in a saved pipeline")
+    lk.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    lk.add_argument("--references", type=Path, help="also draw the example's reference images here")
     e = sub.add_parser("eval", help="print the steering numbers of a saved pipeline")
     e.add_argument("path", type=Path, nargs="?", default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -708,6 +735,13 @@ def main(argv: list[str] | None = None) -> None:
             polish(args.work, args.decoder_steps)
     elif args.cmd == "assemble":
         assemble(args.work, args.out)
+    elif args.cmd == "looks":
+        add_looks(StableDiffusionPipeline.from_pretrained(args.out), args.out)
+        (args.out / "README.md").write_text(MODEL_CARD, encoding="utf-8")
+        if args.references:
+            from tiny_looks import draw_references
+
+            draw_references(args.references)
     else:
         print(json.dumps(steering_report(args.path)))
 

@@ -24,13 +24,20 @@ from core.storage.local import LocalImageStore
 
 
 class SourceKeys:
-    """Answers the worker's one query for a variation or upscale: its source image's key."""
+    """Answers the worker's queries for a variation or upscale: its source image's key (and no
+    logo-free master: the harness's presets draw no logo)."""
 
     def __init__(self) -> None:
         self.keys: dict[tuple[uuid.UUID, int], str] = {}
 
     async def fetchval(self, query: str, generation_id: uuid.UUID, index: int) -> str | None:
         return self.keys.get((generation_id, index))
+
+    async def fetchrow(
+        self, query: str, generation_id: uuid.UUID, index: int
+    ) -> dict[str, str | None] | None:
+        key = self.keys.get((generation_id, index))
+        return None if key is None else {"storage_key": key, "clean_key": None}
 
 
 class Harness:

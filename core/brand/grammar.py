@@ -3,7 +3,7 @@
 The grammar Midjourney users already know::
 
     <prompt> [--ar W:H] [--seed N] [--no term, term] [--n 1-4] [--steps N]
-             [--preset NAME] [--campaign NAME] [--style raw]
+             [--preset NAME] [--campaign NAME] [--style raw | --style CODE] [--sw 0-1000]
 
 - The prompt comes first; every flag goes after it, in any order. A flag starts a word: ``--`` (or
   one long dash, ``—`` or ``–``, which phones make of ``--``) and then a letter. Flag names ignore
@@ -17,6 +17,8 @@ The grammar Midjourney users already know::
   (``\\{``, ``\\,``, ``\\--ar``); before any other character the backslash is itself ordinary.
 - Whitespace in the prompt and in ``--no`` terms is collapsed to single spaces. ``--ar`` values are
   reduced to lowest terms (``32:18`` → ``16:9``); whether a ratio is allowed is the preset's call.
+- ``--style`` takes ``raw`` or a style code (10 letters a-z and digits 2-7; ``--sref`` is another
+  name for it); ``--sw`` is the style weight, 0-1000 as in Midjourney (the preset maps it).
 
 Every problem raises ``GrammarError`` whose text names the flag, quotes what was typed and says
 what is allowed. ``render`` writes a request back as text that ``parse`` reads as that request.
@@ -32,6 +34,9 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from core.brand.characters import check_characters
+from core.brand.grammar_text import LONG_DASHES as _LONG_DASHES
+from core.brand.grammar_text import is_ascii_letter as _is_ascii_letter
+from core.brand.grammar_text import render
 from core.domain import ImagineRequest
 from core.errors import GrammarError
 
@@ -49,15 +54,18 @@ __all__ = [
 MAX_PROMPT_CHARS: Final = 1000
 MAX_PERMUTATIONS: Final = 8
 MAX_TEXT_CHARS: Final = 4000  # the whole command, flags and {…} options included
-FLAGS: Final[tuple[str, ...]] = ("ar", "seed", "no", "n", "steps", "preset", "campaign", "style")
+FLAGS: Final[tuple[str, ...]] = (
+    *("ar", "seed", "no", "n", "steps", "preset", "campaign", "style", "sw"),
+)
 """The known flag names, without their leading ``--``."""
 
 SEED_MAX: Final = 2**32 - 1
 N_MAX: Final = 4
 STEPS_MAX: Final = 150
 ASPECT_SIDE_MAX: Final = 9999
+SW_MAX: Final = 1000
 
-_ALIASES: Final = {"aspect": "ar"}
+_ALIASES: Final = {"aspect": "ar", "sref": "style"}
 _EXAMPLES: Final = {
     "ar": "16:9",
     "seed": "42",
@@ -67,11 +75,12 @@ _EXAMPLES: Final = {
     "preset": "acme",
     "campaign": "spring-launch",
     "style": "raw",
+    "sw": "100",
 }
-_LONG_DASHES: Final = "—–"  # em dash, en dash
 _ESCAPABLE: Final = frozenset("\\{},-" + _LONG_DASHES)
 _NAME_RE: Final = re.compile(r"[a-z0-9-]+")
 _NUMBER_RE: Final = re.compile(r"[0-9]+")
+_CODE_RE: Final = re.compile(r"[a-z2-7]{10}")
 _ASPECT_RE: Final = re.compile(r"([0-9]+):([0-9]+)")
 _QUOTE_MAX: Final = 40
 
@@ -102,28 +111,6 @@ def parse(text: str) -> tuple[ImagineRequest, ...]:
     check_characters(text, "This command")
     variants = _expand(text)
     return tuple(_parse_variant(atoms, several=len(variants) > 1) for atoms in variants)
-
-
-def render(request: ImagineRequest) -> str:
-    """Write ``request`` as ``/imagine`` text such that ``parse(render(r)) == (r,)``."""
-    parts = [_escape(request.prompt)]
-    if request.aspect is not None:
-        parts.append(f"--ar {request.aspect}")
-    if request.seed is not None:
-        parts.append(f"--seed {request.seed}")
-    if request.no:
-        parts.append("--no " + ", ".join(_escape(term, commas=True) for term in request.no))
-    if request.n is not None:
-        parts.append(f"--n {request.n}")
-    if request.steps is not None:
-        parts.append(f"--steps {request.steps}")
-    if request.preset is not None:
-        parts.append(f"--preset {_escape(request.preset)}")
-    if request.campaign is not None:
-        parts.append(f"--campaign {_escape(request.campaign)}")
-    if request.style_raw:
-        parts.append("--style raw")
-    return " ".join(parts)
 
 
 # --- permutations ------------------------------------------------------------------------------
@@ -229,6 +216,8 @@ def _parse_variant(atoms: _Variant, *, several: bool) -> ImagineRequest:
     preset: str | None = None
     campaign: str | None = None
     style_raw = False
+    style_code: str | None = None
+    style_weight: int | None = None
     given: dict[str, str] = {}
 
     bounds = [*starts, (len(atoms), 0)]
@@ -261,9 +250,16 @@ def _parse_variant(atoms: _Variant, *, several: bool) -> ImagineRequest:
             case "campaign":
                 campaign = check_name("campaign", value)
             case "style":
-                if _one_word(flag, value).lower() != "raw":
-                    raise GrammarError(f"--style {_q(value)}: the only style is raw (--style raw).")
-                style_raw = True
+                style_code = _one_word(flag, value).lower()
+                style_raw = style_code == "raw"
+                if not style_raw and _CODE_RE.fullmatch(style_code) is None:
+                    raise GrammarError(
+                        f"--style {_q(value)}: give raw or a style code (10 letters a-z and "
+                        "digits 2-7, e.g. --style k3v7x2m4qa); `onbrand style list` shows them."
+                    )
+                style_code = None if style_raw else style_code
+            case "sw":
+                style_weight = _number(flag, _one_word(flag, value), 0, SW_MAX, "the style weight")
 
     prompt = _text(atoms[: starts[0][0]] if starts else atoms)
     if not prompt:
@@ -291,6 +287,8 @@ def _parse_variant(atoms: _Variant, *, several: bool) -> ImagineRequest:
         preset=preset,
         campaign=campaign,
         style_raw=style_raw,
+        style_code=style_code,
+        style_weight=style_weight,
     )
 
 
@@ -407,35 +405,9 @@ def _text(atoms: _Variant) -> str:
     return " ".join("".join(atom.char for atom in atoms).split())
 
 
-def _is_ascii_letter(char: str) -> bool:
-    return char.isascii() and char.isalpha()
-
-
 def _clip(value: str) -> str:
     return value if len(value) <= _QUOTE_MAX else value[: _QUOTE_MAX - 1] + "…"
 
 
 def _q(value: str) -> str:
     return f"“{_clip(value)}”"
-
-
-def _escape(text: str, *, commas: bool = False) -> str:
-    """Backslash every character that ``parse`` would otherwise read as syntax."""
-    out: list[str] = []
-    for i, char in enumerate(text):
-        if char in "\\{}" or (commas and char == ",") or _opens_flag(text, i):
-            out.append("\\")
-        out.append(char)
-    return "".join(out)
-
-
-def _opens_flag(text: str, i: int) -> bool:
-    if i > 0 and not text[i - 1].isspace():
-        return False
-    if text.startswith("--", i):
-        following = text[i + 2 : i + 3]
-    elif text[i] in _LONG_DASHES:
-        following = text[i + 1 : i + 2]
-    else:
-        return False
-    return _is_ascii_letter(following)

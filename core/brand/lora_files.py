@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from core.brand.families import ModelFamily
+from core.brand.families import ModelFamily, model_folder
 
 __all__ = ["MAX_HEADER_BYTES", "LoraFileError", "lora_digest", "lora_mismatch", "resolve_lora"]
 
@@ -29,9 +29,13 @@ class LoraFileError(ValueError):
 
 def resolve_lora(model: str, base: Path) -> str:
     """A LoRA source as the engine takes it: a path relative to the preset's folder made
-    absolute (a file or a folder), else the text as given (a hub id)."""
+    absolute (a file or a folder), ``tiny/…`` inside the bundled tiny checkpoint (when no such
+    path is beside the preset), else the text as given (a hub id)."""
     path = Path(model).expanduser()
     candidate = path if path.is_absolute() else base / path
+    bundled = model_folder("tiny")
+    if model.startswith("tiny/") and not candidate.exists() and bundled is not None:
+        candidate = bundled / model.removeprefix("tiny/")
     if candidate.exists() or model.endswith(".safetensors") or model.startswith((".", "/", "~")):
         return str(candidate.resolve())
     return model

@@ -27,6 +27,8 @@ from core.brand.presets import (
     PresetSpec,
     Watermark,
 )
+from core.brand.style_files import style_problems
+from core.brand.styles import StyleSpec
 from core.errors import PresetError
 
 __all__ = [
@@ -168,6 +170,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("watermark",): Watermark,
     ("limits",): Limits,
     ("engine", "loras"): LoraSpec,
+    ("style",): StyleSpec,
 }
 
 
@@ -280,12 +283,17 @@ def _load(path: Path) -> tuple[Preset | None, list[str]]:
         line = _line_of(_read_yaml(text)[0], ("watermark", "logo"))
         return None, [f"{path}:{line}: watermark.logo: {exc}"]
     problems = _family_problems(preset, text, path) + _lora_problems(preset, text, path)
+    found, references = style_problems(preset)
+    root = _read_yaml(text)[0] if found else None
+    problems += [f"{path}:{_line_of(root, loc)}: {_format_loc(loc)}: {why}" for loc, why in found]
     if problems:
         return None, problems
     if preset.engine.kind == "diffusers":
         update: dict[str, Any] = {"model_family": family_of(preset.engine.model)}
+        update["style_digests"] = references
         digests = [lora_digest(source) or source for source, _ in preset.lora_sources]
-        if digests:  # a changed LoRA file is a new version of the preset
+        digests += references
+        if digests:  # a changed LoRA or reference file is a new version of the preset
             update["version"] = content_version("\n".join([text, *digests]))
         preset = preset.model_copy(update=update)
     return preset, []

@@ -27,6 +27,7 @@ from pydantic import (
 from core.brand.families import ModelFamily
 from core.brand.lora_files import resolve_lora
 from core.brand.policy import BannedTerms
+from core.brand.styles import StyleSpec, adapter_of, style_code, style_fields
 from core.domain import ImagineRequest, Params
 from core.errors import BlockedPrompt, LockedSetting, PresetError
 
@@ -228,6 +229,7 @@ class PresetSpec(_Strict):
     limits: Limits = Limits()
     image_prompt: ImagePromptSpec = ImagePromptSpec()
     product: ProductSpec = ProductSpec()
+    style: StyleSpec | None = None  # reference images / style codes (core.brand.styles)
 
     @field_validator("name")
     @classmethod
@@ -311,6 +313,24 @@ class Preset(PresetSpec):
     # The family of engine.model when the file was loaded and the model was on this machine
     # (core.brand.families); None: unknown, the engine checks it when it loads the model.
     model_family: ModelFamily | None = None
+    style_digests: tuple[str, ...] = ()  # sha256 of each style.references file, when loaded
+
+    @property
+    def style_refs(self) -> tuple[str, ...]:
+        """The preset's own reference images, as ``file:<absolute path>``."""
+        base = Path(self.source_path).parent if self.source_path else Path()
+        refs = self.style.references if self.style else ()
+        return tuple(f"file:{(base / ref).resolve()}" for ref in refs)
+
+    @property
+    def style_code(self) -> str | None:
+        """The style code of the preset's own references (``None`` without any)."""
+        return style_code(self.style_digests, self.brand) if self.style_digests else None
+
+    @property
+    def style_adapter(self) -> tuple[str, ...]:
+        base = Path(self.source_path).parent if self.source_path else Path()
+        return adapter_of(self.style, self.engine.model, base) if self.style else ()
 
     @property
     def lora_sources(self) -> tuple[tuple[str, float], ...]:
@@ -421,4 +441,5 @@ def apply_preset(
         strength=engine.strength,
         upscaler=engine.upscaler,
         loras=preset.lora_sources,
+        **style_fields(request, preset),
     )

@@ -292,6 +292,13 @@ class Image(Base):
         # Deduplicated (one entry per generation): campaign reports count images through it.
         Index("ix_images_generation_id", "generation_id"),
         Index("ix_images_unhashed", "id", postgresql_where=text("phash IS NULL")),
+        # Campaign reports: the campaign's images in one range scan (see report_scope below).
+        Index(
+            "ix_images_campaign_id_report",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=["generation_id"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -317,6 +324,10 @@ class Image(Base):
     watermark_id: Mapped[int] = mapped_column(
         BigInteger, Computed(WATERMARK_ID_SQL, persisted=True), index=True
     )
+    # The report scope: copies of the generation's campaign_id and queued_at, kept current by
+    # triggers (migration 004631b64596); never written by the application.
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Feedback(Base):
@@ -333,6 +344,13 @@ class Feedback(Base):
             postgresql_include=["image_id", "user_id", "kind", "created_at"],
         ),
         Index("ix_feedback_image_id_kind", "image_id", "kind"),
+        # Campaign reports: the campaign's feedback in one range scan (report scope, as images)
+        Index(
+            "ix_feedback_campaign_id_report",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=["generation_id", "image_id", "user_id", "kind", "created_at"],
+        ),
         # near-duplicate checks (core.memory.duplicates) start from the approvals
         Index(
             "ix_feedback_approvals",
@@ -351,6 +369,9 @@ class Feedback(Base):
     kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
     emoji: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = _now()
+    # The report scope, as on images (trigger-kept copies of the generation's).
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Pack(Base):
@@ -433,3 +454,22 @@ class RequestReceipt(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class StyleCode(Base):
+    """A governed set of reference images (``core.service.styles``): its code (a content hash,
+    ``core.brand.styles.style_code``), the brand it belongs to and, when limited, the one
+    workspace that may use it; the references as image-store keys with their sha256s."""
+
+    __tablename__ = "style_codes"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    brand: Mapped[str] = mapped_column(String(200), index=True)
+    platform: Mapped[str | None] = mapped_column(String(16))  # with workspace: the only one
+    workspace_external_id: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)  # [{sha256, key}]
+    created_by: Mapped[str] = mapped_column(String(200))  # "platform:workspace:user"
+    created_at: Mapped[datetime] = _now()
+    retired_at: Mapped[datetime | None]
+    retired_by: Mapped[str | None] = mapped_column(String(200))

@@ -62,6 +62,12 @@ def check_batch(jobs: Sequence[GenerateJob]) -> None:
                 f"jobs in one batch must share their LoRAs: {first.job_id} has {first.loras}, "
                 f"{job.job_id} has {job.loras}"
             )
+        if (job.style is None) != (first.style is None) or (
+            first.style is not None and not first.style.same_look(job.style)
+        ):
+            raise ValueError(
+                f"jobs in one batch must share their style: {first.job_id} and {job.job_id} differ"
+            )
     ids = [job.job_id for job in jobs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"job ids in one batch must be unique: {ids}")

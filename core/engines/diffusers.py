@@ -30,6 +30,9 @@ How a call runs (after diffusers' "Create a server" guide):
   (bfloat16 with ``prefer_bf16`` when the GPU supports it), MPS → float16, CPU → float32; both can
   be forced. Attention is PyTorch's SDPA (diffusers' default with torch 2). ``compile_unet`` and
   ``channels_last`` are opt-in (they pay off on GPUs, not on CPUs).
+- **Brand looks.** A job's LoRAs (``core.engines.loras``) and reference images
+  (``core.engines.ip_adapter``: an IP-Adapter loaded once per model, embeddings cached per style
+  code) are made active on the loaded pipeline before the per-call one is built.
 - **What made the images.** Every result carries a ``Sampling``: the scheduler the call really
   ran and the model's short hash, as AUTOMATIC1111 names them (``core.engines.a1111``; the hash
   is computed once when the model is loaded).
@@ -50,6 +53,7 @@ from PIL import Image
 
 from core.engines import check_batch, check_size, vary_steps
 from core.engines.families import image_size_kwargs, prompt_kwargs
+from core.engines.ip_adapter import style_kwargs
 from core.engines.loras import activate as activate_loras
 from core.engines.pipelines import DeviceName, DTypeName, Pipelines, diffusers_module
 from core.imaging.resize import resample_upscale, upscaled_size
@@ -60,6 +64,7 @@ from core.ports import (
     JobResult,
     ProgressFn,
     Sampling,
+    StyleJob,
     UpscaleResult,
     VaryJob,
 )
@@ -198,10 +203,13 @@ class DiffusersEngine:
         prompts = [job.prompt for job in jobs for _ in job.seeds]
         negatives = [job.negative_prompt for job in jobs for _ in job.seeds]
         seeds = [seed for job in jobs for seed in job.seeds]
-        activate_loras(pipe, first.loras, local_files_only=self.pipelines.local_files_only)
+        local = self.pipelines.local_files_only
+        activate_loras(pipe, first.loras, local_files_only=local)
+        style = style_kwargs(pipe, first.style, first.guidance, local_files_only=local)
         fresh = self._fresh(pipe, "text2image")
         out = fresh(
             **prompt_kwargs(fresh, prompts, negatives, first.guidance),
+            **style,
             width=first.width,
             height=first.height,
             num_inference_steps=first.steps,
@@ -224,9 +232,12 @@ class DiffusersEngine:
         seeds: Sequence[int],
         watch: _StepWatch | None,
         loras: Sequence[tuple[str, float]] = (),
+        style: StyleJob | None = None,
     ) -> tuple[list[Image.Image], Any]:
         """The images, and the scheduler that made them."""
-        activate_loras(pipe, loras, local_files_only=self.pipelines.local_files_only)
+        local = self.pipelines.local_files_only
+        activate_loras(pipe, loras, local_files_only=local)
+        styled = style_kwargs(pipe, style, guidance, local_files_only=local)
         source = image.convert("RGB")
         width, height = source.size
         fit = (width - width % 8, height - height % 8)
@@ -238,6 +249,7 @@ class DiffusersEngine:
             **prompt_kwargs(fresh, [prompt] * len(seeds), [negative_prompt] * len(seeds), guidance),
             image=[source] * len(seeds),
             **image_size_kwargs(fresh, *source.size),
+            **styled,
             strength=strength,
             num_inference_steps=steps,
             generator=self._generators(seeds),
@@ -258,9 +270,11 @@ class DiffusersEngine:
         (the masked-latent path); a 9-channel inpainting UNet is fed image and mask instead."""
         source = job.image.convert("RGB")
         check_size(*source.size)
+        styled = style_kwargs(pipe, None, job.guidance)  # an adapter loaded: at scale 0
         fresh = self._fresh(pipe, "inpaint")
         width, height = source.size
         out = fresh(
+            **styled,
             prompt=[job.prompt] * len(job.seeds),
             negative_prompt=[job.negative_prompt] * len(job.seeds),
             image=source,
@@ -345,6 +359,7 @@ class DiffusersEngine:
                 job.seeds,
                 watch,
                 job.loras,
+                job.style,
             )
         if job.job_id in gone:
             return JobResult(job.job_id, (), cancelled=True)

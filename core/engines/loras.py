@@ -18,6 +18,7 @@ hub id in the local cache. A LoRA that does not fit the model (another family, a
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,10 @@ def _load(pipe: Any, source: str, name: str, local_files_only: bool) -> None:
         where, kwargs = (str(path) if path.is_dir() else source), {}
     if local_files_only:
         kwargs["local_files_only"] = True
+    # a UNet-only LoRA makes diffusers warn that no text-encoder keys were found
+    quiet = logging.getLogger("diffusers.loaders.lora_base")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             # peft warns whenever a second adapter joins a model: several LoRAs are the point
@@ -80,6 +85,8 @@ def _load(pipe: Any, source: str, name: str, local_files_only: bool) -> None:
         shapes = "its layers have other shapes than the model's: is it for another model family?"
         why = shapes if "size mismatch" in str(exc) else first
         raise LoraLoadError(f"could not load LoRA {source!r} onto {model}: {why}") from exc
+    finally:
+        quiet.setLevel(level)
     if name not in _loaded(pipe):  # diffusers only warns when no key fits
         raise LoraLoadError(
             f"LoRA {source!r} has no layer that fits {model}: is it for another model family?"

@@ -64,6 +64,11 @@ class ImageMetadata:
     digital_source_type: str = DIGITAL_SOURCE_TYPE
     prompt_information: str | None = None
     prompt_writer: str | None = None
+    # The brand look: LoRAs as A1111 names them (name, weight, short hash: 12 hex digits of the
+    # file's sha256, or None for a hub id) and the style code with its IP-Adapter scale
+    loras: tuple[tuple[str, float, str | None], ...] = ()
+    style_code: str | None = None
+    style_weight: float | None = None
 
 
 def _a1111_quote(value: str) -> str:
@@ -79,11 +84,15 @@ def format_parameters(meta: ImageMetadata) -> str:
     The settings line starts with A1111's own keys in A1111's order (``Steps``, ``Sampler``,
     ``Schedule type``, ``CFG scale``, ``Seed``, ``Size``, ``Model hash``, ``Model``,
     ``Denoising strength``), so readers that follow A1111's format (its PNG Info tab, image
-    sites, sd-parsers) recognise it; onbrand's own keys (``Engine``, ``Preset``, ``Preset
-    version``, ``Generation id``, ``Image index``, ``Resampled``, ``Generator``) come after.
+    sites, sd-parsers) recognise it, then ``Lora hashes`` (A1111's, with each LoRA also written
+    into the prompt as ``<lora:name:weight>``); onbrand's own keys (``Engine``, ``Preset``,
+    ``Preset version``, ``Generation id``, ``Image index``, ``Resampled``, ``Style code``, ``Style
+    weight``, ``Generator``) come after.
     Keys without a value are left out.
     """
     strength = meta.denoising_strength
+    hashes = ", ".join(f"{name}: {short}" for name, _, short in meta.loras if short)
+    style = meta.style_code is not None and meta.style_weight is not None
     pairs: list[tuple[str, str | None]] = [
         ("Steps", str(meta.steps)),
         ("Sampler", meta.sampler),
@@ -94,16 +103,20 @@ def format_parameters(meta: ImageMetadata) -> str:
         ("Model hash", meta.model_hash),
         ("Model", meta.model),
         ("Denoising strength", None if strength is None else str(float(strength))),
+        ("Lora hashes", hashes or None),
         ("Engine", meta.engine),
         ("Preset", meta.preset),
         ("Preset version", meta.preset_version),
         ("Generation id", meta.generation_id),
         ("Image index", str(meta.index)),
         ("Resampled", meta.resampled),
+        ("Style code", meta.style_code if style else None),
+        ("Style weight", f"{meta.style_weight:g}" if style else None),
         ("Generator", CREATOR),
     ]
     tail = ", ".join(f"{k}: {_a1111_quote(v)}" for k, v in pairs if v is not None and v != "")
-    lines = [meta.prompt]
+    # A1111 writes each LoRA into the prompt as <lora:name:weight>; its readers look there
+    lines = [" ".join([meta.prompt, *(f"<lora:{n}:{w:g}>" for n, w, _ in meta.loras)])]
     if meta.negative_prompt:
         lines.append(f"Negative prompt: {meta.negative_prompt}")
     lines.append(tail)
@@ -135,7 +148,16 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
     source = DIGITAL_SOURCE_TYPE
     ai = ""
     if meta is not None:
-        description += f" (model {meta.model}, preset {meta.preset} {meta.preset_version})"
+        description += f" (model {meta.model}, preset {meta.preset} {meta.preset_version}"
+        description += "".join(f", LoRA {n} at {w:g}" for n, w, _ in meta.loras)
+        if meta.style_code is not None and meta.style_weight is not None:
+            description += f", style code {meta.style_code} at {meta.style_weight:g}"
+            ai += f'    onbrand:StyleCode="{escape(meta.style_code, _ATTR)}"\n'
+            ai += f'    onbrand:StyleWeight="{meta.style_weight:g}"\n'
+        if meta.loras:
+            loras = "; ".join(f"{n}:{w:g}" for n, w, _ in meta.loras)
+            ai += f'    onbrand:Loras="{escape(loras, _ATTR)}"\n'
+        description += ")"
         source = meta.digital_source_type
         ai += f'    Iptc4xmpExt:AISystemUsed="{escape(meta.model, _ATTR)}"\n'
         version = meta.model_hash or meta.preset_version
@@ -157,6 +179,7 @@ def ai_disclosure_xmp(meta: ImageMetadata | None = None) -> str:
         '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
+        '    xmlns:onbrand="https://onbrand.invalid/ns/1.0/"\n'
         f'    Iptc4xmpExt:DigitalSourceType="{escape(source, _ATTR)}"\n'
         f"{ai}"
         '    photoshop:Credit="Made with AI (onbrand)"\n'
@@ -176,15 +199,18 @@ _ATTR: Final = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 
 
 _XMP_FIELD = re.compile(r'Iptc4xmpExt:(\w+)="([^"]*)"')
+_ONBRAND_FIELD = re.compile(r'onbrand:(\w+)="([^"]*)"')
 
 
-def iptc_fields(xmp: str) -> dict[str, str]:
+def iptc_fields(xmp: str, *, namespace: str = "Iptc4xmpExt") -> dict[str, str]:
     """The ``Iptc4xmpExt`` attributes of an XMP packet we wrote (``DigitalSourceType``,
-    ``AISystemUsed``, ...), unescaped."""
+    ``AISystemUsed``, ...), unescaped; ``namespace="onbrand"``: onbrand's own (``StyleCode``,
+    ``StyleWeight``, ``Loras``)."""
     from xml.sax.saxutils import unescape
 
     inverse = {v: k for k, v in _ATTR.items()}
-    return {k: unescape(v, inverse) for k, v in _XMP_FIELD.findall(xmp)}
+    pattern = _ONBRAND_FIELD if namespace == "onbrand" else _XMP_FIELD
+    return {k: unescape(v, inverse) for k, v in pattern.findall(xmp)}
 
 
 PNG_COMPRESS_LEVEL = 3

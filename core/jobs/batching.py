@@ -39,6 +39,7 @@ class BatchKey:
     steps: int
     guidance: float
     loras: tuple[tuple[str, float], ...] = ()  # a batch never mixes LoRA sets
+    style: tuple[str | float, ...] = ()  # nor looks: (code, weight, *adapter)
 
     @classmethod
     def of(cls, params: Params) -> BatchKey:
@@ -51,6 +52,9 @@ class BatchKey:
             params.steps,
             params.guidance,
             params.loras,
+            (params.style_code, params.style_weight, *params.style_adapter)
+            if params.style_code
+            else (),
         )
 
 

@@ -57,6 +57,7 @@ from core.imaging.metadata import (
     read_parameters,
 )
 from core.jobs.images_in import kept_pixels, watermark_position
+from core.jobs.styles import a1111_loras
 from core.memory.phash import phash_if_available
 from core.ports import ImageStore, Sampling
 from core.provenance import setup as provenance
@@ -233,6 +234,9 @@ def finish_image(
         # the prompt travels only when its campaign allows it (the service then names a writer)
         prompt_information=params.prompt if params.prompt_writer else None,
         prompt_writer=params.prompt_writer,
+        loras=a1111_loras(params.loras),
+        style_code=params.style_code,
+        style_weight=params.style_weight if params.style_code else None,
     )
     facts = Facts(
         title=f"onbrand {job.id}#{index}",

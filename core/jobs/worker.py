@@ -52,6 +52,7 @@ from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
 from core.jobs.outages import NOISY, QuietOutages, close_quietly, patiently, unless_fault
 from core.jobs.packs import run_pack
+from core.jobs.styles import with_style
 from core.ops import logs, metrics
 from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Sampling
 
@@ -343,7 +344,8 @@ class Worker:
         engine: Engine = self.engines.get(params.engine)
         progress, cancelled = self._progress, self._is_cancelled
         if job.kind in (GenerationKind.IMAGINE, GenerationKind.REROLL):
-            return await self.batcher.submit(BatchKey.of(params), generate_job(str(job.id), params))
+            styled = await with_style(generate_job(str(job.id), params), params, self.store)
+            return await self.batcher.submit(BatchKey.of(params), styled)
         if job.kind in IMAGE_KINDS:  # image prompts and product shots: core.jobs.images_in
             return await self.batcher.exclusive(
                 lambda: run_with_upload(engine, self.store, job, progress, cancelled)
@@ -353,7 +355,7 @@ class Worker:
             return await self.batcher.exclusive(lambda: pack(progress, cancelled))
         source, made_by = await self._source_image(job)
         if job.kind is GenerationKind.VARIATION:
-            vary = vary_job(str(job.id), params, source)
+            vary = await with_style(vary_job(str(job.id), params, source), params, self.store)
             return await self.batcher.exclusive(
                 lambda: engine.vary(params.model, vary, progress=progress, cancelled=cancelled)
             )

@@ -22,15 +22,15 @@ refuses everyone else before calling in here.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult, AsyncSession
 
 from core.db.database import Database
 from core.errors import NotFound, UserError
@@ -42,18 +42,25 @@ from core.reports.model import (
     CostSpeed,
     Engagement,
     ImageRow,
-    Lineage,
-    LineageStep,
-    Slice,
     Totals,
 )
-from core.reports.queries import statements
+from core.reports.queries import Which, statements
+from core.reports.rows import Picks, as_float, as_json, image_row_from_db, picks_from, slices
 
-__all__ = ["SHEET_IMAGES", "TOP_IMAGES", "Source", "build_report"]
+__all__ = [
+    "ROWS_PER_FETCH",
+    "SHEET_IMAGES",
+    "TOP_IMAGES",
+    "Opened",
+    "Source",
+    "build_report",
+    "open_report",
+]
 
 TOP_IMAGES = 12
 SHEET_IMAGES = 48  # images on the HTML contact sheet by default (newest first)
 MAX_LINEAGE_DEPTH = 50
+ROWS_PER_FETCH = 1000  # per-image rows per round trip when they stream (open_report)
 
 Source = AsyncSession | AsyncConnection | Database
 
@@ -83,16 +90,106 @@ async def build_report(
     if since is not None and until is not None and since > until:
         raise UserError(f"The start date {since} is after the end date {until}; swap them.")
     if isinstance(source, Database):
-        async with source.engine.connect() as conn:
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                report = await _build(
-                    conn, campaign, since, until, pseudonymise, include_images, top, sheet, source
-                )
-                return await _with_memory(conn, report) if memory else report
+        async with _snapshot(source) as conn:
+            report = await _build(
+                conn, campaign, since, until, pseudonymise, include_images, top, sheet, source
+            )
+            return await _with_memory(conn, report) if memory else report
     report = await _build(source, campaign, since, until, pseudonymise, include_images, top, sheet)
     return await _with_memory(source, report) if memory else report
+
+
+@contextlib.asynccontextmanager
+async def _snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection in a REPEATABLE READ, read-only transaction: one snapshot for a report."""
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A report whose per-image rows stream: ``images`` yields them from a server-side cursor,
+    ``ROWS_PER_FETCH`` at a time, in the report's order; ``report`` (without ``images``) is the
+    summary read from the same snapshot, or ``None`` when it was not asked for."""
+
+    report: CampaignReport | None
+    images: AsyncIterator[ImageRow]
+
+
+@contextlib.asynccontextmanager
+async def open_report(
+    source: Source,
+    campaign: str,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    pseudonymise: bool = False,
+    which: Which = "all",
+    summary: bool = True,
+    memory: bool = False,
+) -> AsyncIterator[Opened]:
+    """``build_report``'s per-image rows (only the ``which`` ones), streamed in constant
+    memory, beside its summary (``summary=False`` skips it): the CSV and JSON exports and
+    ``export_zip`` write each row as it arrives. The rows are read inside the block; the
+    transaction (our own given a ``Database``, else the caller's) stays open until it ends."""
+    if since is not None and until is not None and since > until:
+        raise UserError(f"The start date {since} is after the end date {until}; swap them.")
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(source, Database):
+            conn = await stack.enter_async_context(_snapshot(source))
+        elif isinstance(source, AsyncSession):
+            conn = await source.connection()
+        else:
+            conn = source
+        report = None
+        if summary:
+            report = await _build(
+                conn, campaign, since, until, pseudonymise, False, TOP_IMAGES, 0,
+                source if isinstance(source, Database) else None,
+            )  # fmt: skip
+            report = await _with_memory(conn, report) if memory else report
+        else:
+            await _settings(conn)
+        cid = await _campaign_id(conn, campaign)
+        params = _params(cid, pseudonymise, since, until)
+        sql = statements(since=since is not None, until=until is not None, which=which).images
+        result = await conn.stream(text(sql), params)
+        try:
+            yield Opened(report, _rows(result))
+        finally:
+            await result.close()
+
+
+async def _rows(result: AsyncResult[Any]) -> AsyncIterator[ImageRow]:
+    async for part in result.partitions(ROWS_PER_FETCH):
+        for row in part:
+            yield image_row_from_db(row)
+
+
+async def _campaign_id(conn: AsyncSession | AsyncConnection, campaign: str) -> int:
+    found = await conn.execute(text("SELECT id FROM campaigns WHERE name = :n"), {"n": campaign})
+    cid = found.scalar_one_or_none()
+    if cid is None:
+        raise _unknown(campaign)
+    return int(cid)
+
+
+def _unknown(campaign: str) -> NotFound:
+    return NotFound(
+        f"There is no campaign called “{campaign}”. Check the name with `onbrand campaign list`."
+    )
+
+
+def _params(cid: int, pseudonymise: bool, since: date | None, until: date | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"cid": cid, "pseudo": pseudonymise}
+    if since is not None:
+        params["lo"] = datetime.combine(since, time(), UTC)
+    if until is not None:
+        params["hi"] = datetime.combine(until + timedelta(days=1), time(), UTC)
+    return params
 
 
 async def _with_memory(
@@ -121,7 +218,7 @@ async def _settings(conn: AsyncSession | AsyncConnection) -> None:
     await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # hashes and sorts stay in memory
 
 
-async def _picks_beside(db: Database, snapshot: str, sql: str, params: dict[str, Any]) -> _Picks:
+async def _picks_beside(db: Database, snapshot: str, sql: str, params: dict[str, Any]) -> Picks:
     """Run ``sql`` (the picks) on a second connection that reads the exported ``snapshot``."""
     if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
         raise ValueError(f"unexpected snapshot id {snapshot!r}")
@@ -132,7 +229,7 @@ async def _picks_beside(db: Database, snapshot: str, sql: str, params: dict[str,
             await conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             await _settings(conn)
-            return _picks((await conn.execute(text(sql), params)).all())
+            return picks_from((await conn.execute(text(sql), params)).all())
 
 
 async def _build(
@@ -156,19 +253,12 @@ async def _build(
         )
     ).one_or_none()
     if found is None:
-        raise NotFound(
-            f"There is no campaign called “{campaign}”. "
-            "Check the name with `onbrand campaign list`."
-        )
+        raise _unknown(campaign)
     await _settings(conn)
     info = CampaignInfo(
         found.name, found.preset_name, found.starts_on, found.ends_on, found.gpu_budget_seconds
     )
-    params: dict[str, Any] = {"cid": found.id, "pseudo": pseudonymise}
-    if since is not None:
-        params["lo"] = datetime.combine(since, time(), UTC)
-    if until is not None:
-        params["hi"] = datetime.combine(until + timedelta(days=1), time(), UTC)
+    params = _params(found.id, pseudonymise, since, until)
     sql = statements(since=since is not None, until=until is not None)
     picks_params = {**params, "top": top, "sheet": sheet, "max_depth": MAX_LINEAGE_DEPTH}
     if beside is not None:
@@ -187,8 +277,8 @@ async def _build(
         picks = await picking
     else:  # the caller's transaction (it may hold uncommitted rows): one after the other
         row = (await conn.execute(text(sql.figures), params)).one()
-        picks = _picks((await conn.execute(text(sql.picks), picks_params)).all())
-    t = _json(row.totals)
+        picks = picks_from((await conn.execute(text(sql.picks), picks_params)).all())
+    t = as_json(row.totals)
     queue_wait = t["queue_wait"] or [None, None]
     generation = t["generation"] or [None, None]
     images = int(t["images"])
@@ -199,7 +289,7 @@ async def _build(
     rows: tuple[ImageRow, ...] | None = None
     if include_images:
         result = await conn.execute(text(sql.images), params)
-        rows = tuple(_image_row_from_db(r) for r in result)
+        rows = tuple(image_row_from_db(r) for r in result)
 
     return CampaignReport(
         campaign=info,
@@ -234,143 +324,24 @@ async def _build(
             approved_images=approved,
             favourite_rate=favourited / images if images else None,
             approval_rate=approved / images if images else None,
-            median_seconds_to_first_favourite=_float(t["to_favourite"]),
-            median_seconds_to_approval=_float(t["to_approval"]),
+            median_seconds_to_first_favourite=as_float(t["to_favourite"]),
+            median_seconds_to_approval=as_float(t["to_approval"]),
         ),
         cost=CostSpeed(
             gpu_seconds=gpu,
             gpu_seconds_per_approved_image=gpu / approved if approved else None,
-            queue_wait_p50=_float(queue_wait[0]),
-            queue_wait_p95=_float(queue_wait[1]),
-            generation_p50=_float(generation[0]),
-            generation_p95=_float(generation[1]),
+            queue_wait_p50=as_float(queue_wait[0]),
+            queue_wait_p95=as_float(queue_wait[1]),
+            generation_p50=as_float(generation[0]),
+            generation_p95=as_float(generation[1]),
         ),
-        per_user=_slices(row.per_user),
-        per_preset_version=_slices(row.per_preset),
-        per_day=_slices(row.per_day),
-        per_platform=_slices(row.per_platform),
+        per_user=slices(row.per_user),
+        per_preset_version=slices(row.per_preset),
+        per_day=slices(row.per_day),
+        per_platform=slices(row.per_platform),
         top_images=picks.top_images,
         approved_images=picks.approved_images,
         lineage=picks.lineage,
         recent_images=picks.recent_images,
         images=rows,
-    )
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _when(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value)).astimezone(UTC)
-
-
-def _slices(value: Any) -> tuple[Slice, ...]:
-    return tuple(
-        Slice(
-            key=str(d["key"]),
-            requests=int(d["requests"]),
-            images=int(d["images"]),
-            users=int(d["users"]),
-            favourites=int(d["favourites"]),
-            favourited_images=int(d["favourited_images"]),
-            approved_images=int(d["approved_images"]),
-            favourite_rate=_float(d["favourite_rate"]),
-            approval_rate=_float(d["approval_rate"]),
-            gpu_seconds=float(d["gpu_seconds"]),
-        )
-        for d in _json(value) or ()
-    )
-
-
-def _image_row(d: Mapping[str, Any]) -> ImageRow:
-    created = _when(d["created_at"])
-    assert created is not None
-    return ImageRow(
-        generation_id=str(d["generation_id"]),
-        index=int(d["index"]),
-        kind=str(d["kind"]),
-        user=str(d["user"]),
-        platform=str(d["platform"]),
-        created_at=created,
-        finished_at=_when(d["finished_at"]),
-        prompt=str(d["prompt"]),
-        final_prompt=str(d["final_prompt"]),
-        seed=None if d["seed"] is None else int(d["seed"]),
-        model=d["model"],
-        steps=None if d["steps"] is None else int(d["steps"]),
-        width=int(d["width"]),
-        height=int(d["height"]),
-        preset=str(d["preset"]),
-        preset_version=str(d["preset_version"]),
-        favourites=int(d["favourites"]),
-        likes=int(d["likes"]),
-        dislikes=int(d["dislikes"]),
-        grid_favourites=int(d["grid_favourites"]),
-        grid_likes=int(d["grid_likes"]),
-        grid_dislikes=int(d["grid_dislikes"]),
-        approved=bool(d["approved"]),
-        approved_by=tuple(d["approved_by"] or ()),
-        approved_at=_when(d["approved_at"]),
-        palette_score=_float(d["palette_score"]),
-        storage_key=str(d["storage_key"]),
-    )
-
-
-_APPROVED_BY = [f.name for f in fields(ImageRow)].index("approved_by")
-
-
-def _image_row_from_db(row: Sequence[Any]) -> ImageRow:
-    """The fast path for the per-image statement: its columns are ImageRow's, in order."""
-    values = list(row)
-    values[_APPROVED_BY] = tuple(values[_APPROVED_BY])
-    return ImageRow(*values)
-
-
-_N_IMAGE_COLUMNS = len(fields(ImageRow))
-
-
-@dataclass(frozen=True)
-class _Picks:
-    top_images: tuple[ImageRow, ...]
-    approved_images: tuple[ImageRow, ...]
-    lineage: tuple[Lineage, ...]
-    recent_images: tuple[ImageRow, ...]
-
-
-def _picks(picks: Sequence[Any]) -> _Picks:
-    """The picks' rows: top images, approved ones (in order of approval), lineage, contact sheet."""
-    chains = {
-        root: tuple(_step(s) for s in steps) for root, steps in (_json(picks[0][1]) or {}).items()
-    }
-    approved: list[ImageRow] = []
-    lineage: list[Lineage] = []
-    for row in picks:
-        if row[-1] is None:  # no approved image at all (n)
-            continue
-        image = _image_row_from_db(row[3 : 3 + _N_IMAGE_COLUMNS])
-        approved.append(image)
-        steps = chains.get(row[-2])  # lineage_root
-        if steps is not None:
-            lineage.append(Lineage(image.generation_id, image.index, image.storage_key, steps))
-    top = tuple(_image_row(d) for d in _json(picks[0][0]) or ())
-    recent = tuple(_image_row(d) for d in _json(picks[0][2]) or ())
-    return _Picks(top, tuple(approved), tuple(lineage), recent)
-
-
-def _step(s: Mapping[str, Any]) -> LineageStep:
-    return LineageStep(
-        depth=int(s["depth"]),
-        generation_id=str(s["generation_id"]),
-        kind=str(s["kind"]),
-        used_index=None if s["used_index"] is None else int(s["used_index"]),
-        user=str(s["user"]),
-        prompt=str(s["prompt"]),
-        created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
     )

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["Statements", "pseudonym", "statements"]
+__all__ = ["Statements", "Which", "pseudonym", "statements"]
 
 
 def pseudonym(platform: str, workspace: str, external_id: str) -> str:
@@ -41,11 +42,11 @@ g AS MATERIALIZED (
     WHERE campaign_id = :cid {range}
 ),
 fb AS MATERIALIZED (
-    -- = ANY(array) makes PostgreSQL probe the feedback index per generation, in id order,
-    -- instead of hashing the whole feedback table.
+    -- feedback carries its generation's campaign_id and queued_at (kept by triggers): one
+    -- range scan of ix_feedback_campaign_id_report instead of a probe per generation
     SELECT f.generation_id, f.image_id, f.user_id, f.kind, f.created_at
     FROM feedback f
-    WHERE f.generation_id = ANY (ARRAY(SELECT id FROM g))
+    WHERE f.campaign_id = :cid {copy_range}
 ),
 fi AS MATERIALIZED (
     SELECT image_id, generation_id,
@@ -100,8 +101,10 @@ appr AS MATERIALIZED (
             SELECT fb.image_id, fb.user_id, fb.created_at AS at
             FROM fb WHERE fb.kind = 'approve' AND fb.image_id IS NOT NULL
             UNION ALL
+            -- a grid's approvals reach its images through the images index (one probe per
+            -- approval); joined to gim instead, PostgreSQL rescans that CTE per approval
             SELECT im.id, fb.user_id, fb.created_at
-            FROM fb JOIN gim im ON im.generation_id = fb.generation_id
+            FROM fb JOIN images im ON im.generation_id = fb.generation_id
             WHERE fb.kind = 'approve' AND fb.image_id IS NULL
         ) x
         GROUP BY image_id, user_id
@@ -116,6 +119,13 @@ _RANGES = {
     (True, False): "AND queued_at >= :lo",
     (False, True): "AND queued_at < :hi",
     (True, True): "AND queued_at >= :lo AND queued_at < :hi",
+}
+# the same bounds on the generation's queued_at as copied onto images and feedback
+_COPY_RANGES = {
+    (False, False): "",
+    (True, False): "AND generation_queued_at >= :lo",
+    (False, True): "AND generation_queued_at < :hi",
+    (True, True): "AND generation_queued_at >= :lo AND generation_queued_at < :hi",
 }
 _AUDIT_RANGES = {
     (False, False): "",
@@ -162,9 +172,9 @@ gi AS (
     FROM fi GROUP BY generation_id
 ),
 ga AS (SELECT generation_id, count(*) AS approved FROM ap GROUP BY generation_id),
-ic AS (
+ic AS (  -- one range scan of ix_images_campaign_id_report, as fb
     SELECT generation_id, count(*) AS images
-    FROM images WHERE generation_id = ANY (ARRAY(SELECT id FROM g))
+    FROM images WHERE campaign_id = :cid {copy_range}
     GROUP BY generation_id
 ),
 gg AS (
@@ -363,11 +373,20 @@ _IMAGES = (
     + _DETAIL.format(
         source="FROM g JOIN images im ON im.generation_id = g.id "
         "JOIN generations gen ON gen.id = g.id",
-        where="",
+        where="{which}",
         extra="",
     )
     + " ORDER BY gen.queued_at, im.generation_id, im.index"
 )
+
+# Which images the per-image statement returns: every one, the approved (directly or through
+# the grid: ``ImageRow.approved``) or the favourited (``ImageRow.favourites > 0``) ones.
+Which = Literal["all", "approved", "favourites"]
+_WHICH: dict[str, str] = {
+    "all": "",
+    "approved": "WHERE ap.approved_at IS NOT NULL",
+    "favourites": "WHERE fi.favourites > 0",
+}
 
 
 @dataclass(frozen=True)
@@ -379,12 +398,14 @@ class Statements:
     images: str
 
 
-def statements(*, since: bool, until: bool) -> Statements:
+def statements(*, since: bool, until: bool, which: Which = "all") -> Statements:
     """The statements for a range with a lower bound (``:lo``) if ``since``, an upper (``:hi``)
-    if ``until``; the bounds are fixed fragments, never user text."""
+    if ``until``, the per-image one limited to ``which`` images; the bounds are fixed
+    fragments, never user text."""
     shape = (since, until)
+    ranges = {"range": _RANGES[shape], "copy_range": _COPY_RANGES[shape]}
     return Statements(
-        figures=_FIGURES.format(range=_RANGES[shape], audit_range=_AUDIT_RANGES[shape]),
-        picks=_PICKS.format(range=_RANGES[shape]),
-        images=_IMAGES.format(range=_RANGES[shape]),
+        figures=_FIGURES.format(**ranges, audit_range=_AUDIT_RANGES[shape]),
+        picks=_PICKS.format(**ranges),
+        images=_IMAGES.format(**ranges, which=_WHICH[which]),
     )

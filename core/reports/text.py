@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, fields
+import textwrap
+from collections.abc import AsyncIterable, Iterable, Sequence
+from dataclasses import asdict, fields, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from core.humanise import duration, number, percent
 from core.reports.model import CampaignReport, ImageRow
@@ -28,6 +29,8 @@ __all__ = [
     "to_csv",
     "to_json",
     "to_markdown",
+    "write_csv",
+    "write_json",
 ]
 
 SCHEMA_VERSION = 1
@@ -231,6 +234,18 @@ def csv_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return out.getvalue()
 
 
+async def write_csv(images: AsyncIterable[ImageRow], out: TextIO) -> int:
+    """``to_csv``'s document written to ``out`` as the rows arrive (``open_report``'s
+    ``images``): memory stays flat however many images there are. Returns the row count."""
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    async for image in images:
+        writer.writerow(csv_row(image))
+        count += 1
+    return count
+
+
 def to_csv(report: CampaignReport) -> str:
     """One row per image (columns: ``CSV_COLUMNS``); needs a report built with its images."""
     if report.images is None:
@@ -302,3 +317,23 @@ def report_dict(report: CampaignReport) -> dict[str, Any]:
 
 def to_json(report: CampaignReport) -> str:
     return json.dumps(report_dict(report), ensure_ascii=False, indent=2) + "\n"
+
+
+# ``to_json`` of a report without images has this line once: at the top level (indent 2) and,
+# since JSON escapes line breaks inside strings, nowhere else.
+_IMAGES_LINE = '\n  "images": null,\n'
+
+
+async def write_json(report: CampaignReport, images: AsyncIterable[ImageRow], out: TextIO) -> int:
+    """``to_json`` of ``report`` with ``images`` as its per-image rows, written to ``out`` as
+    they arrive (the same text as ``to_json`` of a report built with them). Returns the count."""
+    head, found, tail = to_json(replace(report, images=None)).partition(_IMAGES_LINE)
+    assert found, "to_json's layout changed; update _IMAGES_LINE"
+    out.write(head + '\n  "images": [')
+    count = 0
+    async for image in images:
+        item = json.dumps(_jsonable(asdict(image)), ensure_ascii=False, indent=2)
+        out.write(("\n" if count == 0 else ",\n") + textwrap.indent(item, "    "))
+        count += 1
+    out.write(("\n  ],\n" if count else "],\n") + tail)
+    return count

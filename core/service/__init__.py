@@ -19,6 +19,7 @@ text for the person who asked when the request can't be served.
 - ``memory``: search past work, more like this, lineage (``core.memory`` holds the SQL)
 - ``packs``: a campaign pack (every placement) from one finished image
 - ``pack_jobs``: packs as queued jobs (the 📦 button and menu, ``onbrand pack``), the approval gate
+- ``styles``: style codes (governed reference images): register, list, retire, resolve
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ from core.service.messages import Messages
 from core.service.pack_jobs import PackJobs
 from core.service.remix import Remix
 from core.service.reports import Reports, ReportSource
+from core.service.styles import StyleRegistry, Styles
 
 __all__ = ["Service"]
 
 
-class Service(PackJobs, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall):
+class Service(
+    PackJobs, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, Reports, Recall, Styles
+):
     """Every use case over one unit-of-work factory, one set of presets and one configuration:
     what ``core.bootstrap`` builds once per process and the adapters call."""
 
@@ -61,6 +65,7 @@ class Service(PackJobs, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, 
         uploads: UploadRecords | None = None,
         memory: MemoryStore | None = None,
         packs: SqlPacks | None = None,
+        styles: StyleRegistry | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
@@ -68,3 +73,4 @@ class Service(PackJobs, Remix, Imagine, Buttons, Feedback, Messages, Campaigns, 
         self._upload_records = uploads
         self._memory = memory
         self._packs = packs
+        self._style_codes = styles

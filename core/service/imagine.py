@@ -25,6 +25,7 @@ from core.domain import (
 from core.errors import BlockedPrompt, LockedSetting, NotFound
 from core.ports import NewGeneration, UnitOfWork
 from core.service.base import UseCase, actor_key
+from core.service.styles import StyleRegistry, resolve_style
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ Shape = Callable[[Params, Preset, ImagineRequest], Awaitable[Params]]
 
 
 class Imagine(UseCase):
+    _style_codes: StyleRegistry | None = None  # wired by ``Service`` (core.service.styles)
+
     async def imagine(
         self, text: str, actor: Actor, where: ReplyTarget, *, key: RequestKey | None = None
     ) -> Ticket:
@@ -76,6 +79,7 @@ class Imagine(UseCase):
                         seed_source=self._seed,
                     )
                     params = prompt_travel(params, campaign, actor)
+                    params = await resolve_style(self._style_codes, params, preset, actor)
                     if shape is not None:
                         params = await shape(params, preset, request)
                     planned.append((params, preset, campaign, request.prompt))

@@ -1,7 +1,7 @@
 """packs and pack_files: campaign packs made as queued jobs (kind ``pack``)
 
 Revision ID: 011184b39d2b
-Revises: 128f1c562e5d
+Revises: 004631b64596
 Create Date: 2026-12-06 17:15:00.000000
 
 A pack is a generation of kind ``pack`` (parent and source index as for upscales) that makes
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "011184b39d2b"
-down_revision: str | Sequence[str] | None = "128f1c562e5d"
+down_revision: str | Sequence[str] | None = "004631b64596"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -28,9 +28,10 @@ from core.brand.presets import apply_preset
 from core.db.mapping import params_from_json, params_to_json
 from core.engines.diffusers import DiffusersEngine
 from core.engines.families import cached_models
+from core.engines.ip_adapter import StyleLoadError
 from core.engines.loras import LoraLoadError
 from core.errors import PresetError
-from core.ports import Engine, GenerateJob, VaryJob
+from core.ports import Engine, GenerateJob, StyleJob, VaryJob
 from tests.engines.contract import EngineContract, max_diff
 from tests.engines.tiny_families import FAMILIES, build, build_lora, fake_hub_cache
 
@@ -450,3 +451,46 @@ def test_a_preset_lora_that_is_missing_or_not_safetensors_is_refused(
     assert "notes.safetensors is not a safetensors file" in message
     message = _refusal(_lora_preset(tmp_path, "gpt-image-2.5-sunburst", "x.safetensors", "openai"))
     assert "only the diffusers engine takes LoRAs, not openai" in message
+
+
+# --- reference images (IP-Adapter) where the family has them -------------------------------
+
+
+async def test_ip_adapter_on_sdxl(
+    tiny_family: Callable[[str], Path], family_engine: DiffusersEngine, tmp_path: Path
+) -> None:
+    """SDXL takes a style code's references through diffusers' IP-Adapter loader: a random
+    adapter (scripts/tiny_looks.py) for the tiny SDXL's UNet moves the pixels, and scale 0
+    gives the base model's (measured: identical here; 2/255 allowed)."""
+    from diffusers import UNet2DConditionModel
+
+    from scripts.tiny_looks import save_ip_adapter
+
+    model = str(tiny_family("sdxl"))
+    save_ip_adapter(UNet2DConditionModel.from_pretrained(model, subfolder="unet"), tmp_path)
+    reference = Image.new("RGB", (64, 64), (0, 166, 166))
+
+    def style(scale: float) -> StyleJob:
+        return StyleJob(
+            "sx", (reference,), scale, str(tmp_path), "ip_adapter", "ip-adapter_tiny.safetensors"
+        )
+
+    async def image(chosen: StyleJob | None) -> Image.Image:
+        job = GenerateJob("a", "red circle", "", 64, 64, 3, 5.0, (1,), (), chosen)
+        (result,) = await family_engine.generate(model, [job])
+        return result.images[0]
+
+    base, styled, zero = await image(None), await image(style(1.0)), await image(style(0.0))
+    assert max_diff(styled, base) > 10
+    assert max_diff(zero, base) <= 2
+    assert max_diff(await image(None), base) <= 2  # the adapter stays loaded, at scale 0
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+async def test_ip_adapter_refused_where_onbrand_has_none(
+    tiny_family: Callable[[str], Path], family_engine: DiffusersEngine, family: str
+) -> None:
+    style = StyleJob("sx", (Image.new("RGB", (8, 8)),), 0.5, "tiny", "ip_adapter", "x.safetensors")
+    job = GenerateJob("a", "red circle", "", 64, 64, 2, 0.0, (1,), (), style)
+    with pytest.raises(StyleLoadError, match="takes no IP-Adapter here"):
+        await family_engine.generate(str(tiny_family(family)), [job])

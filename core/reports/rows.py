@@ -1,0 +1,132 @@
+"""Rows of the report's statements mapped into the dataclasses of ``core.reports.model``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from core.reports.model import ImageRow, Lineage, LineageStep, Slice
+
+__all__ = ["Picks", "as_float", "as_json", "image_row_from_db", "picks_from", "slices"]
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def as_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def slices(value: Any) -> tuple[Slice, ...]:
+    return tuple(
+        Slice(
+            key=str(d["key"]),
+            requests=int(d["requests"]),
+            images=int(d["images"]),
+            users=int(d["users"]),
+            favourites=int(d["favourites"]),
+            favourited_images=int(d["favourited_images"]),
+            approved_images=int(d["approved_images"]),
+            favourite_rate=as_float(d["favourite_rate"]),
+            approval_rate=as_float(d["approval_rate"]),
+            gpu_seconds=float(d["gpu_seconds"]),
+        )
+        for d in as_json(value) or ()
+    )
+
+
+def _image_row(d: Mapping[str, Any]) -> ImageRow:
+    created = _when(d["created_at"])
+    assert created is not None
+    return ImageRow(
+        generation_id=str(d["generation_id"]),
+        index=int(d["index"]),
+        kind=str(d["kind"]),
+        user=str(d["user"]),
+        platform=str(d["platform"]),
+        created_at=created,
+        finished_at=_when(d["finished_at"]),
+        prompt=str(d["prompt"]),
+        final_prompt=str(d["final_prompt"]),
+        seed=None if d["seed"] is None else int(d["seed"]),
+        model=d["model"],
+        steps=None if d["steps"] is None else int(d["steps"]),
+        width=int(d["width"]),
+        height=int(d["height"]),
+        preset=str(d["preset"]),
+        preset_version=str(d["preset_version"]),
+        favourites=int(d["favourites"]),
+        likes=int(d["likes"]),
+        dislikes=int(d["dislikes"]),
+        grid_favourites=int(d["grid_favourites"]),
+        grid_likes=int(d["grid_likes"]),
+        grid_dislikes=int(d["grid_dislikes"]),
+        approved=bool(d["approved"]),
+        approved_by=tuple(d["approved_by"] or ()),
+        approved_at=_when(d["approved_at"]),
+        palette_score=as_float(d["palette_score"]),
+        storage_key=str(d["storage_key"]),
+    )
+
+
+_APPROVED_BY = [f.name for f in fields(ImageRow)].index("approved_by")
+
+
+def image_row_from_db(row: Sequence[Any]) -> ImageRow:
+    """The fast path for the per-image statement: its columns are ImageRow's, in order."""
+    values = list(row)
+    values[_APPROVED_BY] = tuple(values[_APPROVED_BY])
+    return ImageRow(*values)
+
+
+_N_IMAGE_COLUMNS = len(fields(ImageRow))
+
+
+@dataclass(frozen=True)
+class Picks:
+    top_images: tuple[ImageRow, ...]
+    approved_images: tuple[ImageRow, ...]
+    lineage: tuple[Lineage, ...]
+    recent_images: tuple[ImageRow, ...]
+
+
+def picks_from(picks: Sequence[Any]) -> Picks:
+    """The picks' rows: top images, approved ones (in order of approval), lineage, contact sheet."""
+    chains = {
+        root: tuple(_step(s) for s in steps) for root, steps in (as_json(picks[0][1]) or {}).items()
+    }
+    approved: list[ImageRow] = []
+    lineage: list[Lineage] = []
+    for row in picks:
+        if row[-1] is None:  # no approved image at all (n)
+            continue
+        image = image_row_from_db(row[3 : 3 + _N_IMAGE_COLUMNS])
+        approved.append(image)
+        steps = chains.get(row[-2])  # lineage_root
+        if steps is not None:
+            lineage.append(Lineage(image.generation_id, image.index, image.storage_key, steps))
+    top = tuple(_image_row(d) for d in as_json(picks[0][0]) or ())
+    recent = tuple(_image_row(d) for d in as_json(picks[0][2]) or ())
+    return Picks(top, tuple(approved), tuple(lineage), recent)
+
+
+def _step(s: Mapping[str, Any]) -> LineageStep:
+    return LineageStep(
+        depth=int(s["depth"]),
+        generation_id=str(s["generation_id"]),
+        kind=str(s["kind"]),
+        used_index=None if s["used_index"] is None else int(s["used_index"]),
+        user=str(s["user"]),
+        prompt=str(s["prompt"]),
+        created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
+    )
