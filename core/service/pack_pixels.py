@@ -7,7 +7,9 @@ encode under the byte limit with the AI disclosure, sign; then a zip with ``mani
 
 **Extend.** With an inpainting engine (``inpainter`` and ``model``) the source is outpainted
 first, once per distinct target aspect (one frame holds every window of that aspect), on a copy
-shrunk to ``work_pixels``; the source is pasted back at full resolution, bit for bit (asserted):
+shrunk to ``work_pixels`` and to the source's own pixel count (a banner's frame is many times the
+source; generating it at full size cost 100× the blurred pack on CPU and adds no detail the
+source has); the source is pasted back at full resolution, bit for bit (asserted):
 ``extend (outpaint)``. Without one: its edges carried out and blurred, ``extend (pending
 outpaint)``. Either way the file's disclosure and signature say it is a composite.
 
@@ -172,7 +174,7 @@ async def _outpaint(
     for n, (aspect, rects) in enumerate(groups.items()):
         step_of = _overall(progress, n, len(groups))
         frame = outpaint_frame(source.size, rects)
-        work = work_size(frame[2:], work_pixels)
+        work = work_size(frame[2:], min(work_pixels, source.width * source.height))
         start, mask = await asyncio.to_thread(outpaint_inputs, source, frame, work)
         job = InpaintJob(
             job_id,
