@@ -46,7 +46,7 @@ from core.service.uploads import Uploads
 
 __all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
 
-PRODUCT_ENGINES = ("diffusers", "fake")
+PRODUCT_ENGINES = ("diffusers", "openai", "fake")  # the engines that inpaint
 FROM_IMAGES = frozenset(
     {
         GenerationKind.IMAGE_PROMPT,
@@ -164,8 +164,8 @@ def _product(
         )
     if params.engine not in PRODUCT_ENGINES:
         raise UserError(
-            f"Product shots need a preset on the local diffusers engine; preset {preset.name} "
-            f"uses {params.engine}. Pick another preset with --preset."
+            f"Product shots need a preset on an engine that inpaints (diffusers or openai); "
+            f"preset {preset.name} uses {params.engine}. Pick another preset with --preset."
         )
     return dataclasses.replace(
         params, strength=1.0, upload=upload.sha256, init_image=key, product_box=placed.box
