@@ -427,8 +427,8 @@ async def test_upscale_vary_and_reroll_buttons(h: Harness) -> None:
 
     upscale, upscaled = kinds[GenerationKind.UPSCALE]
     assert upscale.source_index == 2
-    edits = ("z2", "zh", "pl", "pr", "pu", "pd", "vr")  # a single image: vary, zoom, pan, region
-    assert upscaled.custom_ids == [f"ob:{a}:{upscale.id}:1" for a in ("v", *edits)]
+    edits = ("z2", "zh", "pl", "pr", "pu", "pd", "vr")  # a single image: vary, remix, edits
+    assert upscaled.custom_ids == [f"ob:{a}:{upscale.id}:1" for a in ("v", "rm", *edits)]
     with Image.open(io.BytesIO(upscaled.files[0].data)) as image:
         assert image.format == "JPEG"
     variation, _ = kinds[GenerationKind.VARIATION]
