@@ -119,9 +119,11 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     from core.db.uow import sql_uow_factory
     from core.db.uploads import SqlUploads
     from core.delivery.bundle import report_source
+    from core.imaging.matting import matter_from_settings
 
     presets = load_brand_presets(settings)
     store = build_store(settings)
+    matter = matter_from_settings(settings)  # a bad ONBRAND_MATTING_MODEL fails here, at start
     db = await open_database(settings, migrate=migrate)
     from core.memory.store import MemoryStore
 
@@ -134,6 +136,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         store=store,
         uploads=SqlUploads(db),
         memory=MemoryStore(db, store),
+        matter=matter,
     )
     return App(settings, db, service, store)
 

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from core.brand.presets import Preset
 from core.memory.store import MemoryStore
-from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
+from core.ports import ImageStore, Matter, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
 from core.service.campaigns import Campaigns
@@ -61,9 +61,11 @@ class Service(
         store: ImageStore | None = None,
         uploads: UploadRecords | None = None,
         memory: MemoryStore | None = None,
+        matter: Matter | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
         self._store = store
         self._upload_records = uploads
         self._memory = memory
+        self._matter = matter  # product cut-outs; None: the key-out
