@@ -1,7 +1,8 @@
 """``onbrand imagine --image FILE [--iw W]`` and ``--product FILE``: read the file, hand it to
 the same core use cases the chat adapters call (upload, then imagine from it); and
 ``onbrand edit GEN:INDEX --zoom-out 2 | --pan left | --region NAME [--prompt …]``; and
-``onbrand remix GEN "new prompt"`` (the same seed and settings, ``Service.remix``)."""
+``onbrand remix GEN[:INDEX] "new prompt"`` (the same seed and settings, ``Service.remix``; with
+``:INDEX`` that image alone)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,13 @@ def edit_command(
 
 
 def remix_command(
-    generation: Annotated[str, typer.Argument(help="GENERATION-ID of the result to remix.")],
+    generation: Annotated[
+        str,
+        typer.Argument(
+            help="GENERATION-ID of the result to remix (all of it), or GENERATION-ID:INDEX "
+            "for one image of it (its own seed)."
+        ),
+    ],
     prompt: Annotated[str, typer.Argument(help="The new prompt (no --flags).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the images.")] = Path(
         "onbrand-out"
@@ -102,16 +109,20 @@ def remix_command(
     """A result again with a new prompt: the same seed, size and settings (Remix in chat)."""
     from bots.cli_common import output_folder, with_app
 
+    ident, _, index = generation.partition(":")
     try:
-        generation_id = uuid.UUID(generation.rpartition(":")[0] or generation)
+        generation_id, image = uuid.UUID(ident), int(index or 0)
     except ValueError:
         raise refuse(
-            f"{generation!r} isn't a generation id; `onbrand imagine` prints them."
+            f"{generation!r} isn't GENERATION-ID or GENERATION-ID:INDEX; `onbrand imagine` "
+            "prints the ids."
         ) from None
     output_folder(out_dir, "--out")
 
     async def go(app: App) -> int:
-        ticket = await app.service.remix(cli_actor(), cli_target(), generation_id, prompt)
+        ticket = await app.service.remix(
+            cli_actor(), cli_target(), generation_id, prompt, index=image
+        )
         return await wait_and_save(app, ticket, out_dir)
 
     raise typer.Exit(with_app(go))

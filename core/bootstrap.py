@@ -121,9 +121,11 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     from core.db.uow import sql_uow_factory
     from core.db.uploads import SqlUploads
     from core.delivery.bundle import report_source
+    from core.imaging.matting import matter_from_settings
 
     presets = load_brand_presets(settings)
     store = build_store(settings)
+    matter = matter_from_settings(settings)  # a bad ONBRAND_MATTING_MODEL fails here, at start
     db = await open_database(settings, migrate=migrate)
     from core.memory.store import MemoryStore
 
@@ -138,6 +140,7 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         memory=MemoryStore(db, store),
         packs=SqlPacks(db),
         styles=SqlStyleCodes(db),
+        matter=matter,
     )
     return App(settings, db, service, store)
 

@@ -81,6 +81,7 @@ def result_card(
         picture = images[0]
         actions: tuple[Action, ...] = (
             Action(ActionKind.VARY, generation.id, 1),
+            Action(ActionKind.REMIX, generation.id, 1),  # this image alone, its seed kept
             *(Action(kind, generation.id, 1) for kind in EDIT_ACTIONS),  # zoom out, pan
             Action(ActionKind.VARY_REGION, generation.id, 1),  # a menu of REGION_CHOICES
             Action(ActionKind.PACK, generation.id, 1),
@@ -128,7 +129,9 @@ def _what(generation: Generation) -> str:
     short = prompt if len(prompt) <= 120 else prompt[:117] + "…"
     label = {
         GenerationKind.IMAGINE: "",
-        GenerationKind.REROLL: "reroll of ",
+        GenerationKind.REROLL: f"remix of image {generation.source_index} of "
+        if generation.source_index
+        else "reroll of ",
         GenerationKind.VARIATION: f"variation of image {generation.source_index} of ",
         GenerationKind.UPSCALE: f"upscale of image {generation.source_index} of ",
         GenerationKind.IMAGE_PROMPT: "from your image: ",

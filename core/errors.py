@@ -46,6 +46,12 @@ class RefusedByProvider(UserError):
     ``user_message`` to the requester, where any other engine failure gets a generic reply."""
 
 
+class ProviderFailed(RefusedByProvider):
+    """An external image service refused or failed a request for good (its content policy, a
+    refused key, no credit, still failing after the retries): ``user_message`` says what
+    happened and who can fix it, and the worker shows it to the requester like a refusal."""
+
+
 class QuotaExceeded(UserError):
     """A quota or budget is used up; ``retry_at`` says when trying again can work."""
 

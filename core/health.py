@@ -160,6 +160,21 @@ def check_engines(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_matting(settings: Settings) -> list[Check]:
+    """The product cut-out: the key-out, or the configured learned model loads."""
+    from core.errors import ConfigError
+    from core.imaging.matting import OnnxMatter, matter_from_settings
+
+    try:
+        matter = matter_from_settings(settings)
+    except ConfigError as exc:
+        return [Check("product cut-out", False, str(exc))]
+    if isinstance(matter, OnnxMatter):
+        w, h = matter.size
+        return [Check("product cut-out", True, f"ONNX model {matter.folder} loads ({w}×{h})")]
+    return [Check("product cut-out", True, "key-out from the borders (no model configured)")]
+
+
 def check_data_dir(settings: Settings) -> list[Check]:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -208,6 +223,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks += check_presets(settings)
     checks += check_adapters(settings)
     checks += check_engines(settings)
+    checks += check_matting(settings)
     checks += check_data_dir(settings)
     checks += check_provenance(settings)
     return checks

@@ -191,6 +191,18 @@ class Inpainter(Protocol):
     ) -> JobResult: ...
 
 
+class Matter(Protocol):
+    """Cuts a product out of a photo (product shots): ``core.imaging.matting`` has the key-out
+    from the borders (the default) and a learned ONNX model from a local folder."""
+
+    name: str
+
+    def alpha(self, image: Image.Image) -> Image.Image:
+        """The product's alpha (``L``, the image's size, 255 = product); a ``UserError`` saying
+        what to send when no clear product is found. Blocking: call it off the event loop."""
+        ...
+
+
 class Engines(Protocol):
     """Engines by kind (``diffusers``, ``openai``, ``fake``): ``core.engines.registry``."""
 

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     # Workers on other machines must share it (set it everywhere) or their marks won't verify.
     watermark_secret: SecretStr | None = Field(default=None, alias="ONBRAND_WATERMARK_SECRET")
 
+    # --- product shots (docs/images-in.md) ----------------------------------------------------
+    # A learned matting model (an ONNX file in a local folder) instead of the key-out; unset:
+    # the key-out from the photo's borders. Checked at start-up and by `onbrand doctor`.
+    matting_model: Path | None = Field(default=None, alias="ONBRAND_MATTING_MODEL")
+
     # --- engines -----------------------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
@@ -110,7 +115,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("metrics_port", mode="before")
+    @field_validator("metrics_port", "matting_model", mode="before")
     @classmethod
     def _empty_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -5,8 +5,9 @@ they work on any message, however old, after a restart:
 
 - ``RegionSelect`` (``ob:vr:<gen>:<i>``): a select of ``core.cards.REGION_CHOICES``; a choice
   queues ``Service.choose`` (a vary-region edit with the result's prompt);
-- ``RemixButton`` (``ob:rm:<gen>:0``): opens ``RemixModal`` with the result's prompt to edit; the
-  submission queues ``Service.remix`` (same seed and settings). A refusal is private.
+- ``RemixButton`` (``ob:rm:<gen>:0`` under a grid, ``:1`` under a single image): opens
+  ``RemixModal`` with the result's prompt to edit; the submission queues ``Service.remix``
+  (same seed and settings; one image alone for ``:1``). A refusal is private.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class RegionSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=REGI
 
 
 class RemixButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REMIX_TEMPLATE):
-    """ "Remix" under a grid: opens the form with the result's prompt."""
+    """ "Remix" under a grid (``:0``) or a single image (``:1``): opens the form with the
+    result's prompt."""
 
     def __init__(self, custom_id: str, label: str = "Remix") -> None:
         super().__init__(
@@ -116,8 +118,10 @@ class RemixButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REMIX
         bot = _bot(interaction)
         try:
             bot.actor(interaction)  # in a server, or a private refusal
-            parent = await bot.service.generation(Action.parse(self.action_id).generation_id)
-            await interaction.response.send_modal(RemixModal(bot, parent.id, parent.raw_prompt))
+            action = Action.parse(self.action_id)
+            parent = await bot.service.generation(action.generation_id)
+            modal = RemixModal(bot, parent.id, parent.raw_prompt, action.index)
+            await interaction.response.send_modal(modal)
         except Exception as exc:  # a task boundary: the person gets an answer, the log the rest
             await report_error(interaction, exc)
 
@@ -131,10 +135,13 @@ class RemixModal(discord.ui.Modal, title="Remix"):
         max_length=MAX_REMIX_PROMPT,
     )
 
-    def __init__(self, bot: OnbrandBot, generation_id: uuid.UUID, prompt: str) -> None:
-        super().__init__(custom_id=f"ob:remix-modal:{generation_id}")
+    def __init__(
+        self, bot: OnbrandBot, generation_id: uuid.UUID, prompt: str, index: int = 0
+    ) -> None:
+        super().__init__(custom_id=f"ob:remix-modal:{generation_id}:{index}")
         self.bot = bot
         self.generation_id = generation_id
+        self.index = index  # 0: the whole grid; 1-4: one image
         self.prompt.default = prompt[:MAX_REMIX_PROMPT]
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
@@ -146,6 +153,7 @@ class RemixModal(discord.ui.Modal, title="Remix"):
             bot.reply_target(interaction),
             self.generation_id,
             self.prompt.value,
+            index=self.index,
             key=bot.request_key(interaction),
         )
         await announce.announce(bot.service, ticket, bot._poster(interaction, actor), bot.sink)

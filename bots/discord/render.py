@@ -85,7 +85,9 @@ def fit_image(image: CardImage, max_bytes: int) -> tuple[CardImage, bool]:
 
 
 def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
-    """Buttons in rows of at most five: upscales, then variations, then 🔄 and ✖."""
+    """Buttons in rows of at most five: upscales, then variations (and 📦), then 🔄, Remix and ✖
+    (one row with the variations when they fit: a single image's edits and two menus need the
+    other four of Discord's five rows), zooms, pans, then each menu on a row of its own."""
     if not actions:
         return None
     groups: list[list[Action]] = [
@@ -97,6 +99,8 @@ def action_view(actions: Sequence[Action]) -> discord.ui.View | None:
         [a for a in actions if a.kind is ActionKind.VARY_REGION],  # a menu: a row of its own
         [a for a in actions if a.kind is ActionKind.PACK_SELECT],  # a menu: a row of its own
     ]
+    if len(groups[1]) + len(groups[2]) <= MAX_ROW_ITEMS:  # a single image: V, 📦, Remix in one
+        groups[1:3] = [groups[1] + groups[2]]
     view = discord.ui.View(timeout=None)
     row = 0
     for group in groups:

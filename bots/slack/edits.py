@@ -2,9 +2,11 @@
 
 - ``Vary (Region)``: a ``static_select`` under a single image (``action_id`` ``ob:vr:<gen>:<i>``);
   choosing a region queues ``Service.choose`` (a vary-region edit with the result's prompt).
-- ``Remix`` (``ob:rm:<gen>:0``): opens a modal (``views.open``) with the result's prompt to edit;
-  its submission queues ``Service.remix`` (same seed and settings, the new prompt through the
-  preset and policy like ``/imagine``). A refusal is shown to that person only, nothing queued.
+- ``Remix`` (``ob:rm:<gen>:0`` under a grid, ``ob:rm:<gen>:1`` under a single image): opens a
+  modal (``views.open``) with the result's prompt to edit; its submission queues
+  ``Service.remix`` (same seed and settings, the new prompt through the preset and policy like
+  ``/imagine``; the index travels in the modal's ``private_metadata``). A refusal is shown to
+  that person only, nothing queued.
 
 Both are registered before the buttons' ``ob:`` listener (bolt runs the first that matches).
 """
@@ -60,7 +62,7 @@ def register_edits(bot: SlackBot) -> None:
             actor, where = await _who(bot, body)
             parsed = Action.parse(required(action, "action_id", "actions[0]."))
             parent = await bot.service.generation(parsed.generation_id)
-            meta = {"gid": str(parent.id), "channel": where.channel_id,
+            meta = {"gid": str(parent.id), "index": parsed.index, "channel": where.channel_id,
                     "thread": where.thread_id, "team": actor.workspace_id}  # fmt: skip
             view = _modal(parent.raw_prompt, meta)
             await bot.client.views_open(trigger_id=str(body.get("trigger_id", "")), view=view)
@@ -130,7 +132,8 @@ async def _submit(bot: SlackBot, body: dict[str, Any]) -> None:
             actor = await bot.actor(team, user_id, field(user, "name") or "")
             where = ReplyTarget(Platform.SLACK, team, channel, thread)
             gid = uuid.UUID(str(meta.get("gid", "")))
-            ticket = await bot.service.remix(actor, where, gid, prompt, key=key)
+            index = int(meta.get("index") or 0)  # 0: the whole grid; 1-4: one image
+            ticket = await bot.service.remix(actor, where, gid, prompt, index=index, key=key)
             notes = replies.warnings(ticket)
             if notes is not None:
                 await tell(bot.client, channel, user_id, thread, render.reply_text(notes))

@@ -14,14 +14,13 @@ What the API can and cannot do, and how this engine bridges it:
   and ``progress(job_id, 1, 1)`` when its images are in.
 - **Cancellation** is checked before every request; a cancelled job returns
   ``JobResult(cancelled=True)`` with no images.
-- **Refusals.** A content-policy refusal (HTTP 400 with code ``moderation_blocked`` or
-  ``content_policy_violation``) becomes a ``RefusedByProvider`` (a ``UserError``) carrying the
-  service's reason, which the worker shows to the requester.
-- **Retries.** 429 (except ``insufficient_quota``), 5xx and connection errors are retried up to
-  ``max_retries`` times with exponential backoff and full jitter; a ``Retry-After`` /
-  ``retry-after-ms`` header, when present, sets the wait instead (up to ``max_retry_after``
-  seconds; a longer one is not waited for). The SDK's own retries are switched off. Other errors
-  propagate unchanged, except that the API key is scrubbed from their text.
+- **Inpainting** (product shots, zoom out, pan, vary region: the ``Inpainter`` port) is an
+  ``images.edit`` with the canvas and a mask PNG, letterboxed into the size sent so the answer
+  lines up with the canvas (``core.engines.openai_edits``).
+- **Errors.** Retries (429, 5xx, connection errors, timeouts; ``Retry-After`` honoured) and the
+  words a final error gives the requester (a ``ProviderFailed``: a content-policy refusal with
+  the service's reason, the key refused, no credit, still failing) live in
+  ``core.engines.openai_calls``; the API key is scrubbed from every error's text.
 
 ``openai`` is imported lazily (it is the ``openai`` extra), so importing ``core`` never needs it.
 """
@@ -30,24 +29,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import io
 import logging
 import math
-import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
 from core.engines import check_batch, check_size, vary_steps
-from core.errors import ConfigError, RefusedByProvider
+from core.engines.openai_calls import REFUSAL_CODES, ApiCalls
+from core.engines.openai_edits import edit_inputs, from_frame
+from core.errors import ConfigError
 from core.imaging.resize import resample_upscale, upscaled_size
 from core.ports import (
     CancelledFn,
     GenerateJob,
+    InpaintJob,
     JobResult,
     ProgressFn,
     UpscaleResult,
@@ -55,15 +54,11 @@ from core.ports import (
 )
 
 if TYPE_CHECKING:
-    import openai
     from openai.types import ImagesResponse
 
 __all__ = ["REFUSAL_CODES", "SIZES", "OpenAIEngine", "api_size"]
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 Size = tuple[int, int]
 
@@ -75,9 +70,6 @@ SIZES: dict[str, tuple[Size, ...]] = {
     "dall-e-3": ((1024, 1024), (1792, 1024), (1024, 1792)),
     "dall-e-2": ((1024, 1024), (512, 512), (256, 256)),
 }
-
-REFUSAL_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -125,7 +117,9 @@ def _fit(image: Image.Image, size: Size) -> Image.Image:
     return ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
 
 
-def _decode(response: ImagesResponse, expected: int, size: Size) -> list[Image.Image]:
+def _decode(
+    response: ImagesResponse, expected: int, finish: Callable[[Image.Image], Image.Image]
+) -> list[Image.Image]:
     data = response.data or []
     if len(data) != expected:
         raise RuntimeError(
@@ -136,7 +130,7 @@ def _decode(response: ImagesResponse, expected: int, size: Size) -> list[Image.I
         if not item.b64_json:
             raise RuntimeError("the image service returned an image without base64 data")
         with Image.open(io.BytesIO(base64.b64decode(item.b64_json))) as raw:
-            images.append(_fit(raw.convert("RGB"), size))
+            images.append(finish(raw.convert("RGB")))
     return images
 
 
@@ -144,28 +138,6 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if any."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(float(raw_ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 class OpenAIEngine:
@@ -208,11 +180,14 @@ class OpenAIEngine:
             raise ConfigError(
                 "The OpenAI engine has no API key: set OPENAI_API_KEY (or pass api_key)."
             ) from None
-        self._secret: str = self._client.api_key or ""
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._max_retry_after = max_retry_after
+        self._calls = ApiCalls(
+            self._client.api_key or "",
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+        )
         self._slots = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
@@ -265,12 +240,38 @@ class OpenAIEngine:
             model,
             job.job_id,
             len(job.seeds),
-            target,
+            lambda image: _fit(image, target),
             progress,
             cancelled,
             lambda n: self._edit_request(
                 model, source, _with_negative(job.prompt, job.negative_prompt), target, n
             ),
+        )
+
+    async def inpaint(
+        self,
+        model: str,
+        job: InpaintJob,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelledFn | None = None,
+    ) -> JobResult:
+        """``images.edit`` of ``job.image`` with ``job.mask`` as the API's mask (transparent
+        where ours is white); results come back at the canvas's size, lined up with it."""
+        if not job.seeds:
+            raise ValueError(f"job {job.job_id} has no seeds (one image per seed)")
+        sent = api_size(model, *job.image.size)
+        source, mask, where = await asyncio.to_thread(edit_inputs, job.image, job.mask, sent)
+        prompt = _with_negative(job.prompt, job.negative_prompt)
+        return await self._run_job(
+            model,
+            job.job_id,
+            len(job.seeds),
+            lambda image: from_frame(image, where),
+            progress,
+            cancelled,
+            lambda n: self._edit_request(model, source, prompt, where.sent, n, mask=mask),
+            what="edit",
         )
 
     async def upscale(
@@ -297,7 +298,7 @@ class OpenAIEngine:
             model,
             job.job_id,
             len(job.seeds),
-            target,
+            lambda image: _fit(image, target),
             progress,
             cancelled,
             lambda n: self._generate_request(model, prompt, target, n),
@@ -308,10 +309,11 @@ class OpenAIEngine:
         model: str,
         job_id: str,
         count: int,
-        target: Size,
+        finish: Callable[[Image.Image], Image.Image],
         progress: ProgressFn | None,
         cancelled: CancelledFn | None,
         request: Callable[[int], Awaitable[ImagesResponse]],
+        what: str = "prompt",
     ) -> JobResult:
         async with self._slots:
             images: list[Image.Image] = []
@@ -323,8 +325,8 @@ class OpenAIEngine:
                 if progress is not None and not images:
                     progress(job_id, 0, 1)
                 n = min(count - len(images), max_n)
-                response = await self._with_retries(request, n)
-                images += await asyncio.to_thread(_decode, response, n, target)
+                response = await self._calls.call(what, request, n)
+                images += await asyncio.to_thread(_decode, response, n, finish)
             if progress is not None:
                 progress(job_id, 1, 1)
             return JobResult(job_id=job_id, images=tuple(images))
@@ -345,106 +347,20 @@ class OpenAIEngine:
         )
 
     async def _edit_request(
-        self, model: str, source: bytes, prompt: str, target: Size, n: int
+        self, model: str, source: bytes, prompt: str, target: Size, n: int, mask: bytes = b""
     ) -> ImagesResponse:
+        """``images.edit``; with ``mask`` (a PNG the size of ``source``) only its transparent
+        pixels are painted."""
         import openai
 
         w, h = api_size(model, *target)
-        log.debug("images.edit model=%s size=%dx%d n=%d", model, w, h, n)
+        log.debug("images.edit model=%s size=%dx%d n=%d mask=%s", model, w, h, n, bool(mask))
         return await self._client.images.edit(
             model=model,
             image=("image.png", source, "image/png"),
+            mask=("mask.png", mask, "image/png") if mask else openai.omit,
             prompt=prompt,
             n=n,
             size=f"{w}x{h}",
             response_format="b64_json" if _spec(model).legacy else openai.omit,
         )
-
-    async def _with_retries(
-        self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        import openai
-
-        attempt = 0
-        while True:
-            try:
-                return await call(*args, **kwargs)
-            except openai.BadRequestError as exc:
-                if exc.code in REFUSAL_CODES:
-                    raise RefusedByProvider(
-                        f"The image service refused this prompt: {self._reason(exc)}. "
-                        "Rephrase it and try again."
-                    ) from self._scrub(exc)
-                self._scrub(exc)
-                raise
-            except (
-                openai.RateLimitError,
-                openai.InternalServerError,
-                openai.APIConnectionError,
-            ) as exc:
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    self._scrub(exc)
-                    raise
-                attempt += 1
-                log.warning(
-                    "OpenAI images API: %s; retry %d of %d in %.2f s",
-                    self._describe(exc),
-                    attempt,
-                    self._max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-            except openai.OpenAIError as exc:
-                self._scrub(exc)
-                raise
-
-    def _retry_delay(self, exc: openai.APIError, attempt: int) -> float | None:
-        """Seconds to wait before the next try, or ``None`` when the error is final."""
-        import openai
-
-        if attempt >= self._max_retries:
-            return None
-        if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
-            return None  # out of credit: waiting will not help
-        if isinstance(exc, openai.APIStatusError):
-            retry_after = _retry_after(exc.response.headers)
-            if retry_after is not None:
-                return retry_after if retry_after <= self._max_retry_after else None
-        # Full jitter: uniform in [0, min(max, base * 2**attempt)].
-        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
-        return random.uniform(0, ceiling)
-
-    @staticmethod
-    def _describe(exc: openai.APIError) -> str:
-        status = getattr(exc, "status_code", None)
-        return f"HTTP {status}" if status is not None else type(exc).__name__
-
-    def _reason(self, exc: openai.APIError) -> str:
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        text = message if isinstance(message, str) and message.strip() else "no reason given"
-        return self._redact(text).strip().rstrip(".")
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, REDACTED) if len(self._secret) >= 4 else text
-
-    def _scrub(self, exc: BaseException) -> BaseException:
-        """``exc`` with the API key taken out of its message and body (in place)."""
-        exc.args = tuple(self._redact(a) if isinstance(a, str) else a for a in exc.args)
-        message = getattr(exc, "message", None)
-        if isinstance(message, str):
-            exc.message = self._redact(message)  # type: ignore[attr-defined]
-        body = getattr(exc, "body", None)
-        if body is not None:
-            exc.body = self._redact_value(body)  # type: ignore[attr-defined]
-        return exc
-
-    def _redact_value(self, value: object) -> object:
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, dict):
-            return {k: self._redact_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact_value(v) for v in value]
-        return value

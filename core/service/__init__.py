@@ -30,7 +30,7 @@ from datetime import datetime
 from core.brand.presets import Preset
 from core.db.packs import SqlPacks
 from core.memory.store import MemoryStore
-from core.ports import ImageStore, UnitOfWorkFactory, UploadRecords
+from core.ports import ImageStore, Matter, UnitOfWorkFactory, UploadRecords
 from core.service.base import ServiceConfig, utcnow
 from core.service.buttons import Buttons
 from core.service.campaigns import Campaigns
@@ -66,6 +66,7 @@ class Service(
         memory: MemoryStore | None = None,
         packs: SqlPacks | None = None,
         styles: StyleRegistry | None = None,
+        matter: Matter | None = None,
     ) -> None:
         super().__init__(uow, presets, config, clock=clock, seed_source=seed_source)
         self._reports = reports
@@ -74,3 +75,4 @@ class Service(
         self._memory = memory
         self._packs = packs
         self._style_codes = styles
+        self._matter = matter  # product cut-outs; None: the key-out

@@ -8,7 +8,8 @@ records and the queue), with the upload's part on top:
   strength (the share of the denoising that is redone) as ``strength = 1 / (1 + iw)``: iw 0 →
   1.0 (the image is only a start), 0.5 → 0.67, 1 → 0.5, 2 → 0.33, 3 → 0.25. The preset may
   forbid image prompts, bound ``iw`` (``iw_min``/``iw_max``) or lock it to its default.
-- **Product shot** (``ImageMode.PRODUCT``): the product is cut out (``core.imaging.product``),
+- **Product shot** (``ImageMode.PRODUCT``): the product is cut out (the ``Matter`` port:
+  the key-out, or a learned model the operator configured, ``core.imaging.matting``),
   placed in the preset's box for the request's aspect (never enlarged; scaled down once when too
   big), and that placed product is stored by content hash: the worker generates the scene around
   it and pastes its pixels back last. The box goes into the parameters.
@@ -40,13 +41,15 @@ from core.domain import (
     Upload,
 )
 from core.errors import LockedSetting, NotAllowed, UserError
-from core.imaging.product import PlacedProduct, place_product, product_alpha
+from core.imaging.matting import KeyOut
+from core.imaging.product import PlacedProduct, place_product
+from core.ports import Matter
 from core.service.imagine import Imagine
 from core.service.uploads import Uploads
 
 __all__ = ["ImagesIn", "child_of_upload", "iw_strength"]
 
-PRODUCT_ENGINES = ("diffusers", "fake")
+PRODUCT_ENGINES = ("diffusers", "openai", "fake")  # the engines that inpaint
 FROM_IMAGES = frozenset(
     {
         GenerationKind.IMAGE_PROMPT,
@@ -64,6 +67,8 @@ def iw_strength(iw: float) -> float:
 
 
 class ImagesIn(Imagine, Uploads):
+    _matter: Matter | None = None  # wired by ``Service`` (``matter=``); None: the key-out
+
     async def imagine_with_image(
         self,
         text: str,
@@ -83,7 +88,8 @@ class ImagesIn(Imagine, Uploads):
         store, _ = self._upload_ports()
         product: tuple[Image.Image, Image.Image] | None = None
         if mode is ImageMode.PRODUCT:
-            product = await asyncio.to_thread(_cut_out, await store.get(upload.storage_key))
+            data = await store.get(upload.storage_key)
+            product = await asyncio.to_thread(_cut_out, data, self._matter or KeyOut())
         notes: list[str] = list(upload.notes)
 
         async def shape(params: Params, preset: Preset, request: ImagineRequest) -> Params:
@@ -164,8 +170,8 @@ def _product(
         )
     if params.engine not in PRODUCT_ENGINES:
         raise UserError(
-            f"Product shots need a preset on the local diffusers engine; preset {preset.name} "
-            f"uses {params.engine}. Pick another preset with --preset."
+            f"Product shots need a preset on an engine that inpaints (diffusers or openai); "
+            f"preset {preset.name} uses {params.engine}. Pick another preset with --preset."
         )
     return dataclasses.replace(
         params, strength=1.0, upload=upload.sha256, init_image=key, product_box=placed.box
@@ -182,11 +188,11 @@ def _small_note(placed: PlacedProduct, params: Params, preset: Preset, aspect: s
     )
 
 
-def _cut_out(data: bytes) -> tuple[Image.Image, Image.Image]:
+def _cut_out(data: bytes, matter: Matter) -> tuple[Image.Image, Image.Image]:
     """The upload's pixels and the product's alpha (``UserError`` when there is no product)."""
     with Image.open(io.BytesIO(data), formats=("PNG",)) as opened:
         image = opened.convert("RGBA") if opened.mode == "RGBA" else opened.convert("RGB")
-    return image, product_alpha(image)
+    return image, matter.alpha(image)
 
 
 def _place(

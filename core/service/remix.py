@@ -8,6 +8,14 @@ needed. What differs from 🔄 is only the parameters: the seed stays, and the p
 prompt come from the new text through the preset's template and the same policy as ``/imagine``
 (banned terms raise ``BlockedPrompt``). ``raw_prompt`` is the new text, so the card, search and
 reports show what the person wrote; the lineage (``parent_id``) says what it was remixed from.
+
+**One image** (``index`` 1–4: the Remix button under a single image or an upscale,
+``onbrand remix GEN:INDEX``) is remixed alone: one image (``n = 1``) at that image's own seed
+(``Params.seeds()``: consecutive per image) with the settings it was made with, recorded as a
+reroll of the pressed result with ``source_index`` = ``index``. An upscale has no settings of its
+own to redraw with (it resampled a picture), so its remix redraws the image it upscaled, from the
+upscale's own parent: a remix of an upscaled product shot is a product shot again, at the size
+the product shot was made at (upscale the remix to enlarge it).
 """
 
 from __future__ import annotations
@@ -19,14 +27,17 @@ import uuid
 from core.brand.presets import apply_preset
 from core.domain import (
     Actor,
+    Generation,
     GenerationKind,
+    GenerationStatus,
     ImagineRequest,
+    Params,
     ReplyTarget,
     RequestKey,
     Ticket,
 )
 from core.errors import NotFound, UserError
-from core.ports import NewGeneration
+from core.ports import NewGeneration, UnitOfWork
 from core.service.base import UseCase
 from core.service.images_in import child_of_upload
 from core.service.imagine import pseudonym
@@ -45,10 +56,12 @@ class Remix(UseCase):
         generation_id: uuid.UUID,
         prompt: str,
         *,
+        index: int = 0,
         key: RequestKey | None = None,
     ) -> Ticket:
         """Queue result ``generation_id`` again with ``prompt`` instead of its prompt, the same
-        seed, size and settings. ``key``: the platform's id for this request (a copy of it is
+        seed, size and settings: all of it (``index`` 0) or its image ``index`` alone (1–4, see
+        the module docstring). ``key``: the platform's id for this request (a copy of it is
         refused as a duplicate)."""
         text = " ".join(prompt.split())
         if not text:
@@ -66,17 +79,18 @@ class Remix(UseCase):
             parent = await uow.repo.generation(generation_id)
             if parent is None:
                 raise NotFound("That result no longer exists, so it can't be remixed.")
-            preset = self.preset(parent.params.preset)
+            base, params = await _remixed(uow, parent, index)
+            preset = self.preset(params.preset)
             fresh = apply_preset(
                 ImagineRequest(prompt=text),
                 preset,
                 global_banned=self.config.global_banned,
-                seed_source=lambda: parent.params.seed,
+                seed_source=lambda: params.seed,
             )
             params = dataclasses.replace(
-                parent.params, prompt=fresh.prompt, negative_prompt=fresh.negative_prompt
+                params, prompt=fresh.prompt, negative_prompt=fresh.negative_prompt
             )
-            kind, params = child_of_upload(parent, GenerationKind.REROLL, params, preset)
+            kind, params = child_of_upload(base, GenerationKind.REROLL, params, preset)
             user_id = await uow.repo.ensure_user(actor)
             campaign = await uow.repo.campaign(parent.campaign) if parent.campaign else None
             if campaign is not None:
@@ -97,8 +111,29 @@ class Remix(UseCase):
                 params=params,
                 reply_target=where or parent.reply_target,
                 parent_id=parent.id,
+                source_index=index or None,
             )
             await self._record_and_enqueue(uow, child, campaign, active)
             ticket = await self._ticket(uow, [child.id])
             await uow.commit()
         return ticket
+
+
+async def _remixed(uow: UnitOfWork, parent: Generation, index: int) -> tuple[Generation, Params]:
+    """The generation whose settings a remix redraws, and those settings: ``parent``'s own for
+    all of it; for image ``index``, that image's seed with ``n = 1`` (an upscale: the image it
+    upscaled, from the upscale's parent)."""
+    if index == 0:
+        return parent, parent.params
+    if parent.status is not GenerationStatus.DONE:
+        raise UserError("That result isn't finished; wait for it, then remix an image of it.")
+    if not 1 <= index <= parent.image_count:
+        raise UserError(f"Result {parent.id} has images 1 to {parent.image_count}; pick one.")
+    base, image = parent, index
+    if parent.kind is GenerationKind.UPSCALE and parent.parent_id and parent.source_index:
+        source = await uow.repo.generation(parent.parent_id)
+        if source is None:
+            raise NotFound("The result that image was upscaled from no longer exists.")
+        base, image = source, parent.source_index
+    seed = base.params.seeds()[image - 1] if image <= base.params.n else base.params.seed
+    return base, dataclasses.replace(base.params, seed=seed, n=1)

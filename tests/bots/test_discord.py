@@ -433,8 +433,8 @@ async def test_upscale_vary_and_reroll_buttons(h: Harness) -> None:
 
     upscale, upscaled = kinds[GenerationKind.UPSCALE]
     assert upscale.source_index == 2
-    edits = ("z2", "zh", "pl", "pr", "pu", "pd", "vr")  # a single image: vary, zoom, pan, region
-    ids = ("v", "pk", *edits, "ps")  # 📦 Pack beside V1, its placements menu last
+    edits = ("z2", "zh", "pl", "pr", "pu", "pd", "vr")  # a single image: vary, remix, edits
+    ids = ("v", "pk", "rm", *edits, "ps")  # V1, 📦 Pack and Remix in a row, the menus last
     assert upscaled.custom_ids == [f"ob:{a}:{upscale.id}:1" for a in ids]
     with Image.open(io.BytesIO(upscaled.files[0].data)) as image:
         assert image.format == "JPEG"

@@ -686,6 +686,7 @@ async def test_upscale_vary_and_reroll_buttons_queue_children(slack: Harness) ->
     upscale = next(c.id for c in children if c.source_index == 1)
     assert _labels(await slack.result_message(upscale)) == [  # a single image: vary, edits
         ["V1"],
+        ["Remix"],  # this image alone
         ["Zoom out 2×", "Zoom out 1.5×"],
         ["⬅", "➡", "⬆", "⬇"],
         ["Vary (Region)"],  # a menu of the regions

@@ -18,7 +18,7 @@ from openai.types import ImageModel
 
 from core.brand.presets import DEFAULT_MODELS, RETIRED_MODELS
 from core.engines.openai import OpenAIEngine, api_size
-from core.errors import ConfigError, UserError
+from core.errors import ConfigError, ProviderFailed, UserError
 from core.ports import GenerateJob, VaryJob
 from tests.engines.contract import EngineContract
 from tests.fakes.openai_server import (
@@ -266,15 +266,19 @@ async def test_retries_give_up_after_max_retries(
     engine: OpenAIEngine, server: FakeOpenAIServer
 ) -> None:
     server.server_error_next(4)
-    with pytest.raises(openai.InternalServerError):
+    with pytest.raises(ProviderFailed) as failed:
         await engine.generate(MODEL, [job()])
     assert len(server.requests) == 4
+    assert failed.value.user_message == (
+        "The image service failed (HTTP 500, 4 tries); try again in a few minutes."
+    )
+    assert isinstance(failed.value.__cause__, openai.InternalServerError)  # for the log
 
 
 async def test_no_retries_when_max_retries_is_zero(server: FakeOpenAIServer) -> None:
     engine = make_engine(server, max_retries=0)
     server.rate_limit_next(1)
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(ProviderFailed, match=r"limiting how fast onbrand may ask \(1 try\)"):
         await engine.generate(MODEL, [job()])
     assert len(server.requests) == 1
     await engine.aclose()
@@ -283,7 +287,7 @@ async def test_no_retries_when_max_retries_is_zero(server: FakeOpenAIServer) -> 
 async def test_retry_after_too_long_is_not_waited_for(server: FakeOpenAIServer) -> None:
     engine = make_engine(server, max_retry_after=1.0)
     server.rate_limit_next(1, retry_after=3600)
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(ProviderFailed, match="try again in a minute"):
         await engine.generate(MODEL, [job()])
     assert len(server.requests) == 1
     await engine.aclose()
@@ -296,7 +300,7 @@ async def test_insufficient_quota_is_not_retried(
         "You exceeded your current quota.", type="insufficient_quota", code="insufficient_quota"
     )
     server.fail_next(1, 429, body)
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(ProviderFailed, match="out of credit; an operator has to add credit"):
         await engine.generate(MODEL, [job()])
     assert len(server.requests) == 1
 
@@ -305,9 +309,25 @@ async def test_other_errors_propagate_unretried(
     engine: OpenAIEngine, server: FakeOpenAIServer
 ) -> None:
     server.fail_next(1, 400, error_body("Invalid prompt.", type="invalid_request_error"))
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(ProviderFailed) as failed:
         await engine.generate(MODEL, [job()])
     assert len(server.requests) == 1
+    assert failed.value.user_message.startswith(
+        "The image service couldn't take this prompt (HTTP 400: Invalid prompt). Change the"
+    )
+    assert isinstance(failed.value.__cause__, openai.BadRequestError)
+
+
+async def test_a_slow_service_times_out_with_a_clear_message(server: FakeOpenAIServer) -> None:
+    engine = make_engine(server, timeout=0.2, max_retries=1)
+    server.delay_next(2, 1.0)
+    with pytest.raises(ProviderFailed) as failed:
+        await engine.generate(MODEL, [job()])
+    assert failed.value.user_message == (
+        "The image service didn't answer within 0.2 s (2 tries); try again in a few minutes."
+    )
+    assert isinstance(failed.value.__cause__, openai.APITimeoutError)
+    await engine.aclose()
 
 
 # -- refusals and secrets ------------------------------------------------------------------------
@@ -345,12 +365,16 @@ async def test_the_api_key_never_reaches_errors_or_logs(
     wrong_key = "sk-wrong-key-that-must-stay-secret-1234"
     engine = OpenAIEngine(wrong_key, server.base_url, max_retries=1, backoff_base=0.001)
 
-    with pytest.raises(openai.AuthenticationError) as caught:
+    with pytest.raises(ProviderFailed) as caught:
         await engine.generate(MODEL, [job()])
 
     # The fake echoes the key it got in its 401 message, like a careless server would.
     assert server.requests[0].authorization == f"Bearer {wrong_key}"
-    error = caught.value
+    assert caught.value.user_message.startswith("The image service refused onbrand's access")
+    assert "an operator has to fix the OpenAI key" in caught.value.user_message
+    assert wrong_key not in caught.value.user_message
+    error = caught.value.__cause__
+    assert isinstance(error, openai.AuthenticationError)
     for text in (str(error), repr(error), error.message, str(error.body)):
         assert wrong_key not in text
     assert "[redacted]" in error.message

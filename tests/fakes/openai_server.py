@@ -11,12 +11,18 @@ real response shape, with base64 PNGs at the size asked for: one colour derived 
 hash, with a corner square that differs per image of an answer. It checks ``Authorization: Bearer
 <api_key>`` (401 otherwise, echoing the key it got, as a worst case for leaks), rejects sizes and
 ``n`` the model would reject, and fails the next N requests on demand: 429 with ``Retry-After``,
-500, or a 400 moderation refusal, all in OpenAI's error JSON shape. Every request is recorded in
-``requests``, failed ones included.
+500, or a 400 moderation refusal, all in OpenAI's error JSON shape; ``delay_next`` makes it slow
+(for client timeouts). Every request is recorded in ``requests``, failed ones included.
+
+An edit with a ``mask`` is checked like the real endpoint does: a PNG with an alpha channel, the
+same size as the image, with fully transparent pixels (what to paint). The answer then keeps the
+image (brought to the size asked for) where the mask is opaque and paints the transparent pixels
+in the prompt's colour (``prompt_colour``, its red channel plus the image's index in the answer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -81,6 +87,7 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
+        self._delays: list[float] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -123,6 +130,10 @@ class FakeOpenAIServer:
         """Answer the next ``times`` requests with ``status`` and ``body`` (JSON)."""
         self._failures += [_Failure(status, body, dict(headers or {})) for _ in range(times)]
 
+    def delay_next(self, times: int, seconds: float) -> None:
+        """Answer the next ``times`` requests only after ``seconds`` (a slow service)."""
+        self._delays += [seconds] * times
+
     def rate_limit_next(self, times: int = 1, *, retry_after: float | None = None) -> None:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         body = error_body(
@@ -154,7 +165,17 @@ class FakeOpenAIServer:
     async def _generations(self, request: web.Request) -> web.Response:
         body = await request.json()
         self._record(request, body)
-        return self._answer(request, body)
+        return await self._answered(request, body)
+
+    async def _answered(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        masked: tuple[Image.Image, Image.Image] | None = None,
+    ) -> web.Response:
+        if self._delays:
+            await asyncio.sleep(self._delays.pop(0))
+        return self._answer(request, body, masked)
 
     async def _edits(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -168,9 +189,38 @@ class FakeOpenAIServer:
         if "n" in body:
             body["n"] = int(body["n"])
         self._record(request, body, files)
-        if not files:
+        if "image" not in files:
             return self._error(400, "Missing required parameter: 'image'.", param="image")
-        return self._answer(request, body)
+        if "mask" not in files:
+            return await self._answered(request, body)
+        try:
+            with Image.open(io.BytesIO(files["image"])) as opened:
+                image = opened.convert("RGB")
+            with Image.open(io.BytesIO(files["mask"])) as opened:
+                if opened.format != "PNG":
+                    return self._error(400, "Invalid mask: it must be a PNG.", param="mask")
+                if opened.mode not in ("RGBA", "LA", "PA"):
+                    return self._error(
+                        400,
+                        f"Invalid mask image format - mask must have an alpha channel, got "
+                        f"{opened.mode}.",
+                        param="mask",
+                    )
+                alpha = opened.convert("RGBA").getchannel("A")
+        except OSError:
+            return self._error(400, "Invalid image file or mode.", param="image")
+        if alpha.size != image.size:
+            return self._error(
+                400,
+                f"Invalid mask: the mask is {alpha.size[0]}x{alpha.size[1]}, the image "
+                f"{image.size[0]}x{image.size[1]}; they must have the same dimensions.",
+                param="mask",
+            )
+        if alpha.getextrema()[0] != 0:
+            return self._error(
+                400, "Invalid mask: it has no fully transparent pixels to edit.", param="mask"
+            )
+        return await self._answered(request, body, (image, alpha))
 
     def _record(
         self, request: web.Request, body: dict[str, Any], files: dict[str, bytes] | None = None
@@ -185,7 +235,12 @@ class FakeOpenAIServer:
             )
         )
 
-    def _answer(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+    def _answer(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        masked: tuple[Image.Image, Image.Image] | None = None,
+    ) -> web.Response:
         authorization = request.headers.get("Authorization", "")
         if authorization != f"Bearer {self.api_key}":
             given = authorization.removeprefix("Bearer ")
@@ -222,10 +277,19 @@ class FakeOpenAIServer:
                 400, "This fake only answers with b64_json.", param="response_format"
             )
 
-        width, height = (1024, 1024) if size == "auto" else tuple(map(int, size.split("x")))
+        if size == "auto":
+            width, height = masked[0].size if masked else (1024, 1024)
+        else:
+            width, height = map(int, size.split("x"))
+        data = [
+            _painted(prompt, i, masked, (width, height))
+            if masked
+            else _png(prompt, i, (width, height))
+            for i in range(n)
+        ]
         answer: dict[str, Any] = {
             "created": int(time.time()),
-            "data": [{"b64_json": _png(prompt, i, (width, height))} for i in range(n)],
+            "data": [{"b64_json": d} for d in data],
         }
         if not legacy:
             answer |= {
@@ -266,4 +330,22 @@ def _png(prompt: str, index: int, size: tuple[int, int]) -> str:
     image.paste(mark, (width - side, height - side, width, height))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _painted(
+    prompt: str, index: int, masked: tuple[Image.Image, Image.Image], size: tuple[int, int]
+) -> str:
+    """Base64 PNG: the image where the mask is opaque, the prompt's colour (red + ``index``)
+    where it is fully transparent; both brought to ``size`` first."""
+    image, alpha = masked
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        alpha = alpha.resize(size, Image.Resampling.NEAREST)
+    r, g, b = prompt_colour(prompt)
+    paint = alpha.point(lambda a: 255 if a == 0 else 0)
+    out = image.copy()
+    out.paste(((r + index) % 256, g, b), (0, 0, *size), paint)
+    buffer = io.BytesIO()
+    out.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()

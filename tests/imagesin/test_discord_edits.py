@@ -116,3 +116,25 @@ async def test_remix_opens_a_modal_and_keeps_the_seed_and_a_banned_word_is_refus
     assert "a lighthouse at night" in child.params.prompt
     assert child.params.seed == parent.params.seed
     assert (child.params.width, child.params.n) == (parent.params.width, parent.params.n)
+
+
+async def test_remix_under_a_single_image_remixes_that_image_alone(h: Harness) -> None:
+    _, gid = await h.imagine("a lighthouse", n=1)
+    single = await h.result(gid)
+    remix_id = f"ob:rm:{gid}:1"
+    assert remix_id in single.custom_ids
+    opened = await h.click(remix_id, single.id)
+    assert opened.callback is not None
+    modal = opened.callback.data
+    [field] = [c for row in modal["components"] for c in row["components"]]
+    submitted = await h.fake.dispatch_modal_submit(
+        modal["custom_id"], {field["custom_id"]: "a lighthouse in fog"}, user=h.user("ben")
+    )
+    await h.fake.wait_for(lambda _: submitted.callback)
+    [child_id] = await _children(h, gid, 1)
+    await h.result(child_id)
+    parent = await h.service.generation(gid)
+    child = await h.service.generation(child_id)
+    assert (child.kind, child.source_index, child.params.n) == (GenerationKind.REROLL, 1, 1)
+    assert child.params.seed == parent.params.seed
+    assert child.raw_prompt == "a lighthouse in fog"

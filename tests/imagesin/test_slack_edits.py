@@ -123,3 +123,20 @@ async def test_remix_opens_a_prefilled_modal_keeps_the_seed_and_refuses_a_banned
     assert "a lighthouse at night" in child.params.prompt
     assert child.params.seed == parent.params.seed
     assert (child.params.width, child.params.n) == (parent.params.width, parent.params.n)
+
+
+async def test_remix_under_a_single_image_remixes_that_image_alone(slack: Harness) -> None:
+    gid, single = await slack.finished("a lighthouse --n 1")
+    [remix] = [e for e in _elements(single) if e["action_id"].startswith("ob:rm:")]
+    assert remix["action_id"] == f"ob:rm:{gid}:1"
+    assert (await slack.sender.block_action(remix["action_id"], message_ts=single.ts)).status == 200
+    [view] = await slack.fake.wait_for(lambda f: f.views)
+    submitted = _submission(slack, view, "a lighthouse in fog", "1.3.a")
+    assert (await slack.sender.interaction(submitted)).status == 200
+    [child_id] = await _children(slack, gid, 1)
+    await slack.result_message(child_id)
+    parent = await slack.app.service.generation(gid)
+    child = await slack.app.service.generation(child_id)
+    assert (child.kind, child.source_index, child.params.n) == (GenerationKind.REROLL, 1, 1)
+    assert child.params.seed == parent.params.seed
+    assert child.raw_prompt == "a lighthouse in fog"
