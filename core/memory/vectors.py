@@ -86,12 +86,17 @@ class QueryVector:
 
 def literal(vector: Sequence[float]) -> str:
     """pgvector's text form, ``[0.1,0.2,…]`` (bound as a parameter, cast to vector)."""
-    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+    return "[" + ",".join(f"{float(x):.9g}" for x in vector) + "]"
 
 
 async def has_vectors(session: AsyncSession) -> bool:
     """Whether this database has the embeddings table (pgvector was there at migration)."""
     return bool(await session.scalar(text("SELECT to_regclass('image_embeddings') IS NOT NULL")))
+
+
+async def vectors_available(db: Database) -> bool:
+    async with db.sessions() as session:
+        return await has_vectors(session)
 
 
 async def ensure_index(session: AsyncSession, dims: int) -> None:
