@@ -40,17 +40,20 @@ DEPTH = 100  # candidates each ranking (keyword, vector) brings to the fusion
 RRF_K = 60  # reciprocal rank fusion: score = Σ 1 / (RRF_K + rank), as in Cormack et al. 2009
 EF_SEARCH = 100  # HNSW candidate list; with iterative scans filters still fill the page
 
-# The images nearest the query vector under the filters (``{where}``), ``:depth`` of them,
-# read through the HNSW index of the model's width; re-sorted exactly after (the index's
-# iterative scan returns them in relaxed order).
+# The images nearest the query vector that pass the filters (``{where}``), ``:depth`` of them,
+# read in order from the HNSW index of the model's width. The filters are a per-row subquery on
+# purpose: as joins, the planner hashes them and sorts the whole index's output (0.5 s at 20,000
+# images); as a filter on the ordered index scan, the scan stops once ``:depth`` rows pass
+# (iterative scans, ``tune``). Re-sorted exactly after, since that order is relaxed.
 NEAREST = """nn AS MATERIALIZED (
     SELECT e.image_id, e.embedding::vector({dims}) <=> CAST(:qvec AS vector({dims})) AS d
     FROM image_embeddings e
-    JOIN images im ON im.id = e.image_id
-    JOIN generations g ON g.id = im.generation_id
-    JOIN users u ON u.id = g.user_id
-    JOIN workspaces w ON w.id = u.workspace_id
-    WHERE e.model = :model AND vector_dims(e.embedding) = {dims} AND {where}
+    WHERE e.model = :model AND vector_dims(e.embedding) = {dims}
+      AND (SELECT true FROM images im
+           JOIN generations g ON g.id = im.generation_id
+           JOIN users u ON u.id = g.user_id
+           JOIN workspaces w ON w.id = u.workspace_id
+           WHERE im.id = e.image_id AND {where} LIMIT 1)
     ORDER BY d LIMIT :depth
 )"""
 # Reciprocal rank fusion of the keyword ranking (kw) and the vector ranking (nn): an image's
