@@ -72,7 +72,6 @@ def statements(scale: float, dims: int, vectors: float) -> list[tuple[str, str]]
     seeded = [(label, sql.replace(old, _prompt("n"))) for label, sql in seed_statements(scale)]
     assert all(old not in sql for _, sql in seeded), "the report seed changed: update bench search"
     n_images = 4 * max(100, round(1_000_000 * scale))
-    every = max(1, round(1 / vectors)) if vectors > 0 else 0
     # a vector = its subject's centre + two noise vectors picked by the image id (1009 and 997
     # are coprime: every image up to ~1M per subject gets its own pair): clustered like CLIP
     # vectors of related prompts, and no two alike, in a few seconds per million
@@ -95,10 +94,10 @@ def statements(scale: float, dims: int, vectors: float) -> list[tuple[str, str]]
         JOIN centres c ON c.t = (x - 1) / 4 % 20
         JOIN noise a ON a.k = x % 1009
         JOIN noise b ON b.k = 1009 + x % 997
-        WHERE x % {every or 1} = 0;
+        WHERE (x * 2654435761) % 1000 < {round(vectors * 1000)};  -- a fraction, spread out
         """,
     )
-    return seeded + ([embed] if every else [])
+    return seeded + ([embed] if vectors > 0 else [])
 
 
 async def _seed(dsn: str, scale: float, dims: int, vectors: float) -> dict[str, float]:
