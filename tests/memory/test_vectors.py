@@ -9,6 +9,9 @@ import asyncio
 import io
 import itertools
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 T1 = Scope("slack", "T1")
 RRF_K = 60
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +251,26 @@ def test_embedder_needs_a_local_model(tmp_path: Path, tiny_clip: Path) -> None:
     assert a == b
     assert abs(np.linalg.norm(a) - 1) < 1e-5
     assert abs(np.linalg.norm(c) - 1) < 1e-5
+
+
+async def test_search_reindex_embeds_from_the_command_line(
+    vector_db: Database, tiny_clip: Path, tmp_path: Path
+) -> None:
+    """``onbrand search reindex`` with ONBRAND_EMBEDDER set: hashes, then embeddings."""
+    data = tmp_path / "data"
+    await seed(vector_db, LocalImageStore(data / "images"), hashed=False)
+    repo = REPO
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBRAND_", "SLACK_"))}
+    env = clean | {"DATABASE_URL": vector_db.dsn, "ONBRAND_DATA_DIR": str(data),
+                   "ONBRAND_EMBEDDER": str(tiny_clip), "PYTHONPATH": str(repo)}  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "bots.cli", "search", "reindex"],
+        env=env, cwd=repo, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hashed 20 images; embedded 20 images" in done.stdout
+    async with vector_db.engine.connect() as conn:
+        stored = await conn.scalar(
+            text("SELECT count(*) FROM image_embeddings WHERE model = :m"), {"m": str(tiny_clip)}
+        )
+    assert stored == 20
