@@ -38,8 +38,11 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER)
     small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
              "num_attention_heads": 4}  # fmt: skip
+    # CLIP pools the text at the end token: it must be this vocabulary's
+    ends = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
     config = CLIPConfig(
-        text_config={**small, "vocab_size": len(tokenizer), "max_position_embeddings": 77},
+        text_config={**small, "vocab_size": len(tokenizer), "max_position_embeddings": 77, **ends},
         vision_config={**small, "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
