@@ -30,14 +30,18 @@ if TYPE_CHECKING:
 
 
 async def index_new(app: App, generation_ids: list[uuid.UUID]) -> None:
-    """Hash the images just made (so ``--like`` finds them at once); quietly nothing without
-    the memory extra: ``onbrand search reindex`` catches up later."""
+    """Hash (and, with ONBRAND_EMBEDDER, embed) the images just made, so ``--like`` and vector
+    search find them at once; quietly nothing without the memory extra or pgvector: ``onbrand
+    search reindex`` catches up later."""
     import importlib.util
 
     from core.memory.indexer import hash_pending
+    from core.memory.vectors import embed_pending, vectors_available
 
     if importlib.util.find_spec("imagehash") is not None:
         await hash_pending(app.db, app.store, only=generation_ids)
+    if app.embedder is not None and await vectors_available(app.db):
+        await embed_pending(app.db, app.store, app.embedder, only=generation_ids)
 
 
 def _path(app: App, key: str) -> str:

@@ -59,6 +59,9 @@ class ClipEmbedder:
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
             from transformers import CLIPModel, CLIPProcessor
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # quiet CLI
 
             processor = CLIPProcessor.from_pretrained(self.source, local_files_only=True)
             model: Any = CLIPModel.from_pretrained(self.source, local_files_only=True)

@@ -98,7 +98,9 @@ async def search_features(db: Database, embedder: str = "") -> tuple[bool, str]:
         if "pg_trgm" in installed
         else "keyword search without typo tolerance: this server has no pg_trgm (prefixes only)",
         vectors,
-        "more like this by perceptual hash"
+        "more like this by image embeddings; near-duplicates by perceptual hash"
+        if table and embedder and importlib.util.find_spec("imagehash") is not None
+        else "more like this by perceptual hash"
         if importlib.util.find_spec("imagehash") is not None
         else "no perceptual hashes: install onbrand[memory] (imagehash)",
     ]
