@@ -40,8 +40,9 @@ DEPTH = 40  # candidates each ranking (keyword, vector) brings to the fusion (�
 RRF_K = 60  # reciprocal rank fusion: score = Σ 1 / (RRF_K + rank), as in Cormack et al. 2009
 EF_SEARCH = 40  # HNSW candidate list (pgvector's default); iterative scans read on for filters
 # The most index tuples one filtered vector scan reads (pgvector's default is 20,000): bounds a
-# filtered query's time (at 200,000 vectors, a campaign filter keeping 4%: p95 1.1 s → 0.13 s,
-# python -m bench search); a filter that keeps under ~1% may then find fewer than DEPTH.
+# filtered query's time (bench search's data at --scale 0.05 --vectors 1, 200,000 vectors, a
+# campaign keeping 4%: more like this p95 1.1 s → 0.13 s with DEPTH and ef_search 100 → 40 and
+# this cap); a filter that keeps under ~1% may then find fewer than DEPTH.
 MAX_SCAN_TUPLES = 5000
 
 # The images nearest the query vector that pass the filters (``{where}``), ``:depth`` of them,
