@@ -30,14 +30,18 @@ if TYPE_CHECKING:
 
 
 async def index_new(app: App, generation_ids: list[uuid.UUID]) -> None:
-    """Hash the images just made (so ``--like`` finds them at once); quietly nothing without
-    the memory extra: ``onbrand search reindex`` catches up later."""
+    """Hash (and, with ONBRAND_EMBEDDER, embed) the images just made, so ``--like`` and vector
+    search find them at once; quietly nothing without the memory extra or pgvector: ``onbrand
+    search reindex`` catches up later."""
     import importlib.util
 
     from core.memory.indexer import hash_pending
+    from core.memory.vectors import embed_pending, vectors_available
 
     if importlib.util.find_spec("imagehash") is not None:
         await hash_pending(app.db, app.store, only=generation_ids)
+    if app.embedder is not None and await vectors_available(app.db):
+        await embed_pending(app.db, app.store, app.embedder, only=generation_ids)
 
 
 def _path(app: App, key: str) -> str:
@@ -89,7 +93,8 @@ def search(
 ) -> None:
     """Search past work: prompts, final prompts, presets and campaigns, typo-tolerant.
 
-    `onbrand search reindex` computes the perceptual hash of every image that has none yet."""
+    `onbrand search reindex` computes the perceptual hash of every image that has none yet,
+    and with ONBRAND_EMBEDDER set, its embedding."""
     if query == "reindex":
         _reindex()
         return
@@ -144,19 +149,29 @@ def _reindex() -> None:
     from rich.progress import Progress
 
     from core.memory.indexer import reindex
+    from core.memory.vectors import reindex_vectors, vectors_available
 
-    async def go(app: App) -> tuple[int, int]:
+    async def go(app: App) -> tuple[int, int, str]:
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("hashing images", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return await reindex(app.db, app.store, progress)
+            hashed, skipped = await reindex(app.db, app.store, progress)
+            if app.embedder is None:
+                return hashed, skipped, ""
+            if not await vectors_available(app.db):
+                return hashed, skipped, "; no embeddings: this database has no pgvector"
+            task = bar.add_task("embedding images", total=None)
+            embedded, _ = await reindex_vectors(app.db, app.store, app.embedder, progress)
+            return hashed, skipped, f"; embedded {embedded} images ({app.embedder.name})"
 
-    hashed, skipped = with_app(go)
+    hashed, skipped, vectors = with_app(go)
     out.print(
-        f"hashed {hashed} images" + (f"; {skipped} missing from the store" if skipped else "")
+        f"hashed {hashed} images"
+        + (f"; {skipped} missing from the store" if skipped else "")
+        + escape(vectors)
     )
 
 

@@ -144,7 +144,10 @@ async def run_worker(
     if shutdown.requested.is_set():
         log.info("stopped while starting: no job was taken")
         return
-    async with server.serve(app.settings, app.db, readiness), indexing(app.db, app.store):
+    async with (
+        server.serve(app.settings, app.db, readiness),
+        indexing(app.db, app.store, embedder=app.embedder),
+    ):
         readiness.add_check("worker", worker_check(worker))
         log.info("worker started (max batch %d)", worker.config.max_batch)
         task = asyncio.create_task(worker.run(drain=drain), name="worker")
@@ -213,7 +216,7 @@ async def run_all(
         raise ConfigError("ONBRAND_RUN_WORKER=false and no chat adapter configured: nothing to run")
     async with (
         server.serve(settings, app.db, readiness),
-        indexing(app.db, app.store, enabled=worker is not None),
+        indexing(app.db, app.store, enabled=worker is not None, embedder=app.embedder),
     ):
         working = [asyncio.create_task(worker.run(), name="worker")] if worker is not None else []
         chatting = [asyncio.create_task(coro, name=name) for name, coro in adapters.items()]

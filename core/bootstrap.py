@@ -20,7 +20,7 @@ from core.delivery.sweep import Delivery
 from core.domain import Platform
 from core.errors import ConfigError, DatabaseUnavailable, PresetError
 from core.ops.readiness import Readiness
-from core.ports import ChatSink, ImageStore
+from core.ports import ChatSink, Embedder, ImageStore
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.settings import Settings
@@ -97,6 +97,7 @@ class App:
     store: ImageStore
     readiness: Readiness = field(default_factory=Readiness)
     deliveries: dict[Platform, Delivery] = field(default_factory=dict)
+    embedder: Embedder | None = None  # vector search (ONBRAND_EMBEDDER), shared with search
 
     @cached_property
     def engines(self) -> InstrumentedEngines:
@@ -127,9 +128,11 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
     store = build_store(settings)
     matter = matter_from_settings(settings)  # a bad ONBRAND_MATTING_MODEL fails here, at start
     db = await open_database(settings, migrate=migrate)
+    from core.memory.embedder import build_embedder
     from core.memory.store import MemoryStore
 
     reports = report_source(db, store)
+    embedder = build_embedder(settings)
     service = Service(
         sql_uow_factory(db),
         presets,
@@ -137,12 +140,12 @@ async def build_app(settings: Settings, *, migrate: bool = True) -> App:
         reports=reports,
         store=store,
         uploads=SqlUploads(db),
-        memory=MemoryStore(db, store),
+        memory=MemoryStore(db, store, embedder=embedder),
         packs=SqlPacks(db),
         styles=SqlStyleCodes(db),
         matter=matter,
     )
-    return App(settings, db, service, store)
+    return App(settings, db, service, store, embedder=embedder)
 
 
 def build_store(settings: Settings) -> ImageStore:

@@ -48,15 +48,15 @@ async def check_database(settings: Settings) -> tuple[list[Check], Database | No
     checks.append(await check_migrations(db))
     if await current_revision(db) == head_revision():
         checks.append(await check_deliveries(db))
-        checks.append(await check_search(db))
+        checks.append(await check_search(db, settings.embedder.strip()))
     return checks, db
 
 
-async def check_search(db: Database) -> Check:
+async def check_search(db: Database, embedder: str = "") -> Check:
     """Keyword search with or without typo tolerance, vectors or not, hashes or not."""
     from core.memory.store import search_features
 
-    ok, detail = await search_features(db)
+    ok, detail = await search_features(db, embedder)
     return Check("search", ok, detail)
 
 

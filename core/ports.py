@@ -221,6 +221,24 @@ class ImageStore(Protocol):
     async def exists(self, key: str) -> bool: ...
 
 
+class Embedder(Protocol):
+    """CLIP-style embeddings: images and texts into one space, unit length, so the cosine
+    distance of a text's and an image's vectors says how well they match (and two images',
+    how alike they look). Blocking and CPU- or GPU-heavy: call from a thread
+    (``asyncio.to_thread``). ``name`` is stored with every vector: vectors of different models
+    never meet."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dims(self) -> int: ...
+
+    def embed_images(self, images: Sequence[Image.Image]) -> list[list[float]]: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
 class Undeliverable(Exception):
     """A ``ChatSink`` refused a post for good: the channel is gone, archived, or the bot was
     removed from it. ``reason`` says so in the platform's words; the delivery stops trying."""

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(default=30.0, alias="ONBRAND_HEARTBEAT_TIMEOUT", gt=0)
     max_attempts: int = Field(default=3, alias="ONBRAND_MAX_ATTEMPTS", ge=1)
 
+    # --- memory ------------------------------------------------------------------------------
+    # A CLIP model for vector search (core.memory.embedder): a local folder or a Hugging Face
+    # id already in the cache (never downloaded). Unset: search is keyword + perceptual hash.
+    embedder: str = Field(default="", alias="ONBRAND_EMBEDDER")
+    embedder_device: Literal["cpu", "cuda", "mps"] = Field(
+        default="cpu", alias="ONBRAND_EMBEDDER_DEVICE"
+    )
+
     # --- platforms ---------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")

@@ -79,6 +79,10 @@ SEARCH_DOC = (
 # trigram index on the search lexicon: absent on the embedded server); the model comparison
 # skips them.
 OPTIONAL_INDEXES = frozenset({"ix_search_words_word_trgm"})
+# Tables the migrations create only where the server offers their extension (pgvector's
+# ``image_embeddings``, read and written in SQL by ``core.memory.vectors``): not models, and the
+# model comparison skips them.
+OPTIONAL_TABLES = frozenset({"image_embeddings"})
 
 
 def _now() -> Mapped[datetime]:

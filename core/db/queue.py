@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.settings import DBSettings, db_settings
 
-from core.db.models import OPTIONAL_INDEXES
+from core.db.models import OPTIONAL_INDEXES, OPTIONAL_TABLES
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped,unused-ignore]  # no stubs
@@ -50,8 +50,11 @@ def queue_table_names(settings: DBSettings | None = None) -> frozenset[str]:
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
     """Alembic ``include_name`` hook: compare every table except pgqueuer's own, and every
-    index except those that depend on an optional extension (``models.OPTIONAL_INDEXES``)."""
+    index and table except those that depend on an optional extension
+    (``models.OPTIONAL_INDEXES``, ``models.OPTIONAL_TABLES``)."""
     if type_ == "index" and name in OPTIONAL_INDEXES:
+        return False
+    if type_ == "table" and name in OPTIONAL_TABLES:
         return False
     return not (type_ == "table" and name in queue_table_names())
 

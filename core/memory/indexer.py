@@ -1,10 +1,13 @@
-"""Perceptual hashes of stored originals, off the engine's critical path.
+"""Perceptual hashes and embeddings of stored originals, off the engine's critical path.
 
 The worker doesn't wait for them: ``Indexer.run`` beside it wakes on each ``done`` event (and
 every ``interval_s`` anyway, so nothing missed stays unhashed) and hashes the images whose
 ``phash`` is still NULL, a batch at a time, claimed with ``FOR UPDATE SKIP LOCKED`` so any number
 of workers can run one. ``reindex`` (``onbrand search reindex``) backfills the same way, with a
-progress callback.
+progress callback. With an embedding model configured (``ONBRAND_EMBEDDER``) and pgvector in the
+database, each round then embeds the images that have no vector yet, a batch at a time
+(``core.memory.vectors.embed_pending``), on the embedder's own device (the CPU unless
+``ONBRAND_EMBEDDER_DEVICE`` says otherwise), in a thread: the worker's jobs never wait for it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from sqlalchemy import text
 from core.db.database import Database
 from core.db.events import subscribe
 from core.memory.phash import phash_bytes
-from core.ports import ImageStore
+from core.memory.vectors import embed_pending, ensure_index, has_vectors
+from core.ports import Embedder, ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +107,26 @@ async def reindex(
 class Indexer:
     """Hashes new originals while a worker runs: ``await indexer.run()``; ``stop()`` ends it."""
 
-    def __init__(self, db: Database, store: ImageStore, *, interval_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: ImageStore,
+        *,
+        interval_s: float = 30.0,
+        hashing: bool = True,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.interval_s = interval_s
+        self.hashing = hashing
+        self.embedder = embedder
         self.hashed = 0
+        self.embedded = 0
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._skip: set[int] = set()
+        self._skip_embedding: set[int] = set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,14 +147,26 @@ class Indexer:
 
     async def _catch_up(self) -> None:
         try:
-            while not self._stop.is_set() and (
-                claimed := await hash_pending(self.db, self.store, skip=self._skip)
+            while (
+                self.hashing
+                and not self._stop.is_set()
+                and (claimed := await hash_pending(self.db, self.store, skip=self._skip))
             ):
                 self.hashed += claimed
+            while (
+                self.embedder is not None
+                and not self._stop.is_set()
+                and (
+                    claimed := await embed_pending(
+                        self.db, self.store, self.embedder, skip=self._skip_embedding
+                    )
+                )
+            ):
+                self.embedded += claimed
         # Broad on purpose: a database blip must not end the worker's process; the next wake
         # (or the interval) tries again.
         except Exception:
-            log.exception("hashing new images failed; trying again in %g s", self.interval_s)
+            log.exception("indexing new images failed; trying again in %g s", self.interval_s)
 
     async def _listen(self) -> None:
         try:
@@ -156,20 +184,27 @@ class Indexer:
 
 
 @contextlib.asynccontextmanager
-async def indexing(db: Database, store: ImageStore, *, enabled: bool = True) -> AsyncIterator[None]:
+async def indexing(
+    db: Database, store: ImageStore, *, enabled: bool = True, embedder: Embedder | None = None
+) -> AsyncIterator[None]:
     """An ``Indexer`` running for as long as the block (a worker's life) lasts. Without
-    imagehash installed (the memory extra) it says so once and hashes nothing."""
+    imagehash installed (the memory extra) it says so once and hashes nothing; without
+    ``embedder`` or pgvector it embeds nothing."""
     if not enabled:
         yield
         return
-    if importlib.util.find_spec("imagehash") is None:
+    hashing = importlib.util.find_spec("imagehash") is not None
+    if not hashing:
         log.warning(
             "perceptual hashes are off: install onbrand[memory] (imagehash) for more-like-this "
             "and near-duplicate warnings, then run `onbrand search reindex`"
         )
+    if embedder is not None and not await _vectors_ready(db, embedder):
+        embedder = None
+    if not hashing and embedder is None:
         yield
         return
-    indexer = Indexer(db, store)
+    indexer = Indexer(db, store, hashing=hashing, embedder=embedder)
     task = asyncio.create_task(indexer.run(), name="indexer")
     try:
         yield
@@ -178,3 +213,16 @@ async def indexing(db: Database, store: ImageStore, *, enabled: bool = True) -> 
         await asyncio.wait([task], timeout=5)
         if not task.done():
             task.cancel()
+
+
+async def _vectors_ready(db: Database, embedder: Embedder) -> bool:
+    """pgvector's table is there (and the HNSW index for the model's width): else say so once."""
+    async with db.transaction() as session:
+        if not await has_vectors(session):
+            log.warning(
+                "ONBRAND_EMBEDDER is set but this database has no pgvector: search stays "
+                "keyword-only (see `onbrand doctor`)"
+            )
+            return False
+        await ensure_index(session, embedder.dims)
+    return True

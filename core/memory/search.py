@@ -11,7 +11,10 @@ More like this (``--like GEN:INDEX``): images ordered by the Hamming distance be
 64-bit perceptual hashes and the given image's (``bit_count(a # b)``); the image itself is at
 distance 0, so it comes first. With no embedding model configured this is what "similar"
 means: the same picture or a close edit of it (crops, colour shifts, recompression), not "the
-same subject".
+same subject". With an embedding model (``ONBRAND_EMBEDDER``) and pgvector, both use vectors
+(``core.memory.vectors``): a text query fuses the keyword ranking with the nearest images to the
+query's text embedding (reciprocal rank fusion, in the same statement, under the same filters
+and scope), and more like this orders by the distance between image embeddings.
 
 Every fragment below is a fixed string chosen by which filters are set; user text is only ever
 a bound parameter.
@@ -36,6 +39,7 @@ from core.memory.model import (
     SearchResult,
 )
 from core.memory.phash import distance
+from core.memory.vectors import DEPTH, FUSED, NEAREST, RRF_K, QueryVector, literal, tune
 
 __all__ = ["PSEUDONYM_SQL", "has_trigrams", "search"]
 
@@ -84,7 +88,7 @@ _FILTERS = {
     "hashed": "im.phash IS NOT NULL",
 }
 
-_SEARCH = """
+_SEARCH = """{with_}
 SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
        {pseudonym} AS "user", g.queued_at AS created_at, g.status, g.kind,
        im.storage_key, im.phash,
@@ -96,7 +100,7 @@ SELECT im.generation_id, im.index, g.raw_prompt AS prompt, c.name AS campaign,
        {score} AS score,
        {distance} AS distance
 FROM {source}
-JOIN images im ON im.generation_id = g.id
+JOIN images im ON im.generation_id = g.id {join}
 JOIN users u ON u.id = g.user_id
 JOIN workspaces w ON w.id = u.workspace_id
 LEFT JOIN campaigns c ON c.id = g.campaign_id
@@ -134,19 +138,21 @@ async def search(
     scope: Scope,
     *,
     trigrams: bool | None = None,
+    vectors: QueryVector | None = None,
 ) -> SearchResult:
     """The images that match ``query`` (and ``filters``) in ``scope``, best first.
 
     An empty query with no ``like`` lists the newest matches of the filters. Raises
     ``NotFound`` for an unknown campaign or a ``like`` image that doesn't exist in scope.
-    ``trigrams``: whether pg_trgm is there (None: ask the server).
+    ``trigrams``: whether pg_trgm is there (None: ask the server). ``vectors``: the embedding
+    model's name and width, and the query's text embedding (None: keyword and pHash only).
     """
     filters = filters.check()
     query = query.strip()
     if isinstance(db, Database):
         async with db.sessions() as session:
-            return await _search(session, query, filters, scope, trigrams)
-    return await _search(db, query, filters, scope, trigrams)
+            return await _search(session, query, filters, scope, trigrams, vectors)
+    return await _search(db, query, filters, scope, trigrams, vectors)
 
 
 async def _search(
@@ -155,6 +161,7 @@ async def _search(
     filters: SearchFilters,
     scope: Scope,
     trigrams: bool | None,
+    vectors: QueryVector | None = None,
 ) -> SearchResult:
     # collapsing near-duplicates drops rows after the fact: fetch more to still fill the page
     fetch = filters.limit * COLLAPSE_FETCH if filters.collapse else filters.limit
@@ -182,6 +189,7 @@ async def _search(
     for flag in ("approved", "favourites"):
         if getattr(filters, flag):
             on_images.append(_FILTERS[flag])
+    match: list[str] = []  # the keyword condition, apart from the filters (not for vectors)
     if query:
         # "-word" excludes, as in websearch_to_tsquery: kept out of the typo-tolerant arm too
         negated = {w.lower() for w in re.findall(r"(?:^|\s)-([^\W_]+)", query)}
@@ -208,12 +216,30 @@ async def _search(
         )
         params["campaign_ids"] = list(named)
         campaigns = "OR g.campaign_id = ANY (:campaign_ids)" if params["campaign_ids"] else ""
-        where.append(_MATCH.format(fuzzy=f"({fuzzy})", campaigns=campaigns))
+        match.append(_MATCH.format(fuzzy=f"({fuzzy})", campaigns=campaigns))
     else:
         score = "0.0"
     distance = "NULL::int"
     order = "score DESC, g.queued_at DESC, im.generation_id, im.index"
-    if filters.like is not None:
+    with_, join = "", ""
+    like_vector = None
+    if filters.like is not None and vectors is not None:
+        like_vector = await _vector_of(session, filters.like, scope, vectors.model)
+    if like_vector is not None and vectors is not None and filters.like is not None:
+        # more like this by image embeddings: the nearest under the filters (and the words)
+        await tune(session)
+        params |= {"qvec": like_vector, "model": vectors.model, "depth": max(DEPTH, fetch)}
+        params |= {"like_gen": filters.like.generation_id, "like_index": filters.like.index}
+        nearest = NEAREST.format(dims=int(vectors.dims), where=_and(where + match + on_images))
+        with_, join = f"WITH {nearest}", "JOIN nn ON nn.image_id = im.id"
+        where, match, on_images = [], [], []
+        score = "1.0 - nn.d"
+        order = (  # the image itself first, also when a copy of it is just as close
+            "nn.d, (im.generation_id = :like_gen AND im.index = :like_index) DESC, "
+            "g.queued_at DESC, im.generation_id, im.index"
+        )
+        notes.append("more like this: by image embeddings (what the picture shows)")
+    elif filters.like is not None:
         phash = await _phash_of(session, filters.like, scope)
         on_images.append(_FILTERS["hashed"])
         params["phash"] = phash
@@ -224,19 +250,40 @@ async def _search(
             "score DESC, g.queued_at DESC, im.generation_id, im.index"
         )
         notes.append("more like this: by perceptual hash (the same picture or a close edit)")
+    elif query and vectors is not None and vectors.vector is not None:
+        await tune(session)
+        params |= {"qvec": literal(vectors.vector), "model": vectors.model}
+        params |= {"depth": max(DEPTH, fetch), "rrf_k": RRF_K}
+        keyword_source, keyword_where = "generations g", where + match + on_images
+        if not on_images:
+            keyword_source = _POOL.format(where=_and(where + match))
+            keyword_where = []
+            params["pool"] = POOL
+        with_ = FUSED.format(
+            score=score,
+            source=keyword_source,
+            where=_and(keyword_where),
+            nearest=NEAREST.format(dims=int(vectors.dims), where=_and(where + on_images)),
+        )
+        join, score = "JOIN fused ON fused.image_id = im.id", "fused.score"
+        where, match, on_images = [], [], []
+        notes.append("ranked by keywords and image embeddings together (reciprocal rank fusion)")
+    where += match
     source = "generations g"
-    if query and not on_images:
+    if query and match and not on_images:
         # A broad query can match most of the table: rank the newest POOL matches only, read
         # in one pass (at 200,000 generations all matching: ~0.17 s instead of ~1 s).
         source = _POOL.format(where=" AND ".join(where))
         params["pool"] = POOL
         where = []
     sql = _SEARCH.format(
+        with_=with_,
         pseudonym=PSEUDONYM_SQL,
         score=score,
         distance=distance,
         source=source,
-        where=" AND ".join(where + on_images) or "true",
+        join=join,
+        where=_and(where + on_images),
         order=order,
     )
     rows = (await session.execute(text(sql), params)).mappings().all()
@@ -269,6 +316,8 @@ async def image_hit(db: Database, ref: ImageRef, scope: Scope) -> Hit:
         where.append(_FILTERS["scope"])
         params |= {"platform": scope.platform, "workspace": scope.workspace}
     sql = _SEARCH.format(
+        with_="",
+        join="",
         pseudonym=PSEUDONYM_SQL,
         score="0.0",
         distance="NULL::int",
@@ -349,3 +398,33 @@ async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:
             "`onbrand search reindex`."
         )
     return int(row.phash)
+
+
+def _and(conditions: list[str]) -> str:
+    return " AND ".join(conditions) or "true"
+
+
+async def _vector_of(session: AsyncSession, ref: ImageRef, scope: Scope, model: str) -> str | None:
+    """The stored embedding of ``ref`` (None if it has none yet); ``NotFound`` outside scope."""
+    where = "" if scope.everywhere else f"AND {_FILTERS['scope']}"
+    row = (
+        await session.execute(
+            text(
+                f"""SELECT im.id, e.embedding::text AS vec FROM images im
+                JOIN generations g ON g.id = im.generation_id
+                JOIN users u ON u.id = g.user_id JOIN workspaces w ON w.id = u.workspace_id
+                LEFT JOIN image_embeddings e ON e.image_id = im.id AND e.model = :model
+                WHERE im.generation_id = :gen AND im.index = :index {where}"""
+            ),
+            {
+                "gen": ref.generation_id,
+                "index": ref.index,
+                "model": model,
+                "platform": scope.platform,
+                "workspace": scope.workspace,
+            },
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"There is no image {ref} here; check the id and the image number.")
+    return None if row.vec is None else str(row.vec)
