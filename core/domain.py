@@ -373,3 +373,38 @@ class RequestKey:
     platform: Platform
     kind: str  # "command", "action", "event", "interaction"
     id: str
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    """What the service records for one request, before the queue takes it."""
+
+    id: uuid.UUID
+    kind: GenerationKind
+    platform: Platform
+    user_id: int
+    campaign_id: int | None
+    preset_id: int
+    raw_prompt: str
+    params: Params
+    reply_target: ReplyTarget
+    parent_id: uuid.UUID | None = None
+    source_index: int | None = None
+    upload_id: int | None = None  # the upload it starts from (image prompt, product shot)
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """A checked, cleaned and stored upload, to be recorded (``core.service.uploads``)."""
+
+    actor: Actor
+    where: ReplyTarget | None
+    campaign_id: int | None
+    sha256: str
+    storage_key: str
+    mime: str
+    size: int
+    width: int
+    height: int
+    has_alpha: bool
+    notes: tuple[str, ...] = ()

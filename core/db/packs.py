@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from core.db import models as m
+from core.db import models_brand as b
 from core.db.database import Database
 
 __all__ = ["NewPack", "PackFileRow", "SqlPacks", "StoredPack"]
@@ -67,11 +68,11 @@ class SqlPacks:
             if generation is None:
                 raise LookupError(f"no generation {pack.generation_id}")
             made = await session.scalar(
-                select(m.Pack.id).where(m.Pack.generation_id == pack.generation_id)
+                select(b.Pack.id).where(b.Pack.generation_id == pack.generation_id)
             )
             if made is not None:  # a retried job recorded it already
                 return made
-            row = m.Pack(
+            row = b.Pack(
                 generation_id=pack.generation_id,
                 source_generation_id=pack.source_generation_id,
                 source_index=pack.source_index,
@@ -87,7 +88,7 @@ class SqlPacks:
             session.add(row)
             await session.flush()
             session.add_all(
-                m.PackFile(
+                b.PackFile(
                     pack_id=row.id,
                     placement=f.placement,
                     path=f.path[:200],
@@ -152,12 +153,12 @@ class SqlPacks:
     async def of_generation(self, generation_id: uuid.UUID) -> StoredPack | None:
         """The pack a ``pack`` generation made, or None (not made, or not a pack)."""
         async with self._db.sessions() as session:
-            row = await session.scalar(select(m.Pack).where(m.Pack.generation_id == generation_id))
+            row = await session.scalar(select(b.Pack).where(b.Pack.generation_id == generation_id))
             if row is None:
                 return None
             files = (
                 await session.scalars(
-                    select(m.PackFile).where(m.PackFile.pack_id == row.id).order_by(m.PackFile.id)
+                    select(b.PackFile).where(b.PackFile.pack_id == row.id).order_by(b.PackFile.id)
                 )
             ).all()
         return StoredPack(
@@ -181,11 +182,11 @@ class SqlPacks:
         """How many packs a campaign has, and how many placement files they hold."""
         async with self._db.sessions() as session:
             packs = await session.scalar(
-                select(func.count(m.Pack.id)).where(m.Pack.campaign_id == campaign_id)
+                select(func.count(b.Pack.id)).where(b.Pack.campaign_id == campaign_id)
             )
             files = await session.scalar(
-                select(func.count(m.PackFile.id))
-                .join(m.Pack, m.Pack.id == m.PackFile.pack_id)
-                .where(m.Pack.campaign_id == campaign_id)
+                select(func.count(b.PackFile.id))
+                .join(b.Pack, b.Pack.id == b.PackFile.pack_id)
+                .where(b.Pack.campaign_id == campaign_id)
             )
         return int(packs or 0), int(files or 0)

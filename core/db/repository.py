@@ -34,11 +34,11 @@ from core.domain import (
     Generation,
     GenerationStatus,
     MessageRef,
+    NewGeneration,
     Platform,
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
-from core.ports import NewGeneration
 
 __all__ = ["SqlRepository"]
 

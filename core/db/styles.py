@@ -13,13 +13,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from core.brand.styles import StyleCodeInfo
-from core.db import models as m
+from core.db import models_brand as b
 from core.db.database import Database
 
 __all__ = ["SqlStyleCodes"]
 
 
-def _info(row: m.StyleCode) -> StyleCodeInfo:
+def _info(row: b.StyleCode) -> StyleCodeInfo:
     refs: Any = row.images or []
     workspace = (row.platform, row.workspace_external_id)
     return StyleCodeInfo(
@@ -47,7 +47,7 @@ class SqlStyleCodes:
         async with self._db.transaction() as session:
             created = (
                 await session.execute(
-                    insert(m.StyleCode)
+                    insert(b.StyleCode)
                     .values(
                         code=info.code,
                         brand=info.brand,
@@ -58,32 +58,32 @@ class SqlStyleCodes:
                         created_by=info.created_by,
                     )
                     .on_conflict_do_nothing(index_elements=["code"])
-                    .returning(m.StyleCode.code)
+                    .returning(b.StyleCode.code)
                 )
             ).scalar_one_or_none() is not None
             if not created:
                 revived = await session.execute(
-                    update(m.StyleCode)
-                    .where(m.StyleCode.code == info.code, m.StyleCode.retired_at.is_not(None))
+                    update(b.StyleCode)
+                    .where(b.StyleCode.code == info.code, b.StyleCode.retired_at.is_not(None))
                     .values(retired_at=None, retired_by=None)
-                    .returning(m.StyleCode.code)
+                    .returning(b.StyleCode.code)
                 )
                 created = revived.scalar_one_or_none() is not None
-            row = await session.get(m.StyleCode, info.code, populate_existing=True)
+            row = await session.get(b.StyleCode, info.code, populate_existing=True)
             assert row is not None
             return _info(row), created
 
     async def get(self, code: str) -> StyleCodeInfo | None:
         async with self._db.transaction() as session:
-            row = await session.get(m.StyleCode, code)
+            row = await session.get(b.StyleCode, code)
             return None if row is None else _info(row)
 
     async def list(self, brand: str | None = None, *, retired: bool = False) -> list[StyleCodeInfo]:
-        query = select(m.StyleCode).order_by(m.StyleCode.brand, m.StyleCode.created_at)
+        query = select(b.StyleCode).order_by(b.StyleCode.brand, b.StyleCode.created_at)
         if brand is not None:
-            query = query.where(func.lower(m.StyleCode.brand) == brand.casefold())
+            query = query.where(func.lower(b.StyleCode.brand) == brand.casefold())
         if not retired:
-            query = query.where(m.StyleCode.retired_at.is_(None))
+            query = query.where(b.StyleCode.retired_at.is_(None))
         async with self._db.transaction() as session:
             return [_info(row) for row in (await session.scalars(query)).all()]
 
@@ -91,9 +91,9 @@ class SqlStyleCodes:
         """Retire ``code`` (already retired: unchanged); ``None`` when there is no such code."""
         async with self._db.transaction() as session:
             await session.execute(
-                update(m.StyleCode)
-                .where(m.StyleCode.code == code, m.StyleCode.retired_at.is_(None))
+                update(b.StyleCode)
+                .where(b.StyleCode.code == code, b.StyleCode.retired_at.is_(None))
                 .values(retired_at=func.now(), retired_by=by)
             )
-            row = await session.get(m.StyleCode, code, populate_existing=True)
+            row = await session.get(b.StyleCode, code, populate_existing=True)
             return None if row is None else _info(row)

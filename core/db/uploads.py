@@ -17,8 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.db import models as m
 from core.db.database import Database
 from core.db.repository import SqlRepository
-from core.domain import FeedbackKind, Upload
-from core.ports import NewUpload
+from core.domain import FeedbackKind, NewUpload, Upload
 
 __all__ = ["SqlUploads", "upload_from_row"]
 

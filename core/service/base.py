@@ -17,6 +17,7 @@ from core.domain import (
     Actor,
     Campaign,
     GenerationStatus,
+    NewGeneration,
     Params,
     Platform,
     ReplyTarget,
@@ -26,7 +27,7 @@ from core.domain import (
 )
 from core.errors import DuplicateRequest, NotAllowed, NotFound, QuotaExceeded, UserError
 from core.humanise import duration
-from core.ports import NewGeneration, UnitOfWork, UnitOfWorkFactory
+from core.ports import UnitOfWork, UnitOfWorkFactory
 
 RUSH_PRIORITY = 1000  # a rush campaign's jobs go ahead of every ordinary job
 ACTIVE = (GenerationStatus.QUEUED.value, GenerationStatus.RUNNING.value)

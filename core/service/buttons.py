@@ -15,13 +15,14 @@ from core.domain import (
     Generation,
     GenerationKind,
     GenerationStatus,
+    NewGeneration,
     ReplyTarget,
     RequestKey,
     Role,
     Ticket,
 )
 from core.errors import NotAllowed, NotFound, UserError
-from core.ports import NewGeneration, UnitOfWork
+from core.ports import UnitOfWork
 from core.service.base import ACTIVE, UseCase, actor_key
 from core.service.images_in import child_of_upload
 

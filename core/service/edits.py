@@ -36,6 +36,7 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     ImagineRequest,
+    NewGeneration,
     Params,
     ReplyTarget,
     RequestKey,
@@ -51,7 +52,6 @@ from core.imaging.canvas import (
     vary_region,
     zoom_out,
 )
-from core.ports import NewGeneration
 from core.service.buttons import Buttons
 from core.service.images_in import ImagesIn
 

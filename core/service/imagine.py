@@ -17,13 +17,14 @@ from core.domain import (
     Campaign,
     GenerationKind,
     ImagineRequest,
+    NewGeneration,
     Params,
     ReplyTarget,
     RequestKey,
     Ticket,
 )
 from core.errors import BlockedPrompt, LockedSetting, NotFound
-from core.ports import NewGeneration, UnitOfWork
+from core.ports import UnitOfWork
 from core.service.base import UseCase, actor_key
 from core.service.styles import StyleRegistry, resolve_style
 

@@ -29,12 +29,12 @@ from core.domain import (
     Generation,
     GenerationKind,
     GenerationStatus,
+    NewGeneration,
     ReplyTarget,
     RequestKey,
     Ticket,
 )
 from core.errors import NotAllowed, NotFound, PresetError, UserError
-from core.ports import NewGeneration
 from core.service.base import actor_key
 from core.service.edits import Edits
 from core.service.packs import Packs, choose

@@ -31,13 +31,14 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     ImagineRequest,
+    NewGeneration,
     Params,
     ReplyTarget,
     RequestKey,
     Ticket,
 )
 from core.errors import NotFound, UserError
-from core.ports import NewGeneration, UnitOfWork
+from core.ports import UnitOfWork
 from core.service.base import UseCase
 from core.service.images_in import child_of_upload
 from core.service.imagine import pseudonym

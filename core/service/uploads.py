@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from core.domain import Actor, ReplyTarget, Upload
+from core.domain import Actor, NewUpload, ReplyTarget, Upload
 from core.errors import NotFound
 from core.imaging.uploads import CleanImage, clean_upload
-from core.ports import ImageStore, NewUpload, UploadRecords
+from core.ports import ImageStore, UploadRecords
 from core.service.base import UseCase
 
 __all__ = ["Uploads"]

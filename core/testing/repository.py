@@ -18,10 +18,10 @@ from core.domain import (
     Generation,
     GenerationStatus,
     MessageRef,
+    NewGeneration,
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
-from core.ports import NewGeneration
 from core.testing.state import FakeAudit, FakeGeneration, FakeState, FakeUser, channel_key, now
 
 __all__ = ["FakeRepository"]

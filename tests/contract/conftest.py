@@ -28,11 +28,12 @@ from core.domain import (
     Actor,
     GenerationKind,
     GenerationStatus,
+    NewGeneration,
     Params,
     Platform,
     ReplyTarget,
 )
-from core.ports import NewGeneration, UnitOfWork
+from core.ports import UnitOfWork
 from core.testing.queue import FakeJobQueue, FakeUnitOfWork
 from core.testing.state import FakeState
 

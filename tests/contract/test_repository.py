@@ -15,11 +15,11 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     MessageRef,
+    NewGeneration,
     Platform,
     ReplyTarget,
 )
 from core.errors import NotFound, UserError
-from core.ports import NewGeneration
 from tests.contract.conftest import (
     ALICE,
     TARGET,
