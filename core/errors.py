@@ -52,6 +52,13 @@ class ProviderFailed(RefusedByProvider):
     happened and who can fix it, and the worker shows it to the requester like a refusal."""
 
 
+class CannotMake(UserError):
+    """A queued job the worker can't make, for a reason the requester can act on (a pack
+    placement no encoding fits under its byte limit, a source image no longer stored): the
+    worker shows ``user_message`` as it shows a provider's refusal. Other ``UserError``s raised
+    in the worker (a preset's, say) may name operator files: those get a reference instead."""
+
+
 class QuotaExceeded(UserError):
     """A quota or budget is used up; ``retry_at`` says when trying again can work."""
 

@@ -29,7 +29,7 @@ from core.db.database import Database
 from core.db.jobs import StartedJob
 from core.db.packs import NewPack, PackFileRow, SqlPacks
 from core.domain import Params
-from core.errors import UserError
+from core.errors import CannotMake
 from core.imaging.metadata import read_parameters
 from core.imaging.placement_geometry import Box
 from core.ports import CancelledFn, Engine, ImageStore, Inpainter, JobResult, ProgressFn
@@ -57,7 +57,7 @@ async def run_pack(
     records = SqlPacks(db)
     key, clean_key, campaign, requester = await records.context(job.id)
     if key is None:
-        raise UserError(f"Image {job.source_index} of {job.parent_id} is no longer stored.")
+        raise CannotMake(f"Image {job.source_index} of {job.parent_id} is no longer stored.")
     data = await store.get(key)
     clean = None if clean_key is None else await store.get(clean_key)
     if progress is not None:

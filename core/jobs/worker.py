@@ -46,7 +46,7 @@ from core.db.jobs import Finished, StartedJob, StoredImage
 from core.db.outage import Backoff, OutageLog, fault_of
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
-from core.errors import StoreRefused, UserError
+from core.errors import CannotMake, RefusedByProvider, StoreRefused, UserError
 from core.jobs.batching import Batcher, BatchKey, Coalescer, generate_job, job_of, vary_job
 from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
@@ -326,10 +326,9 @@ class Worker:
     async def _fail(
         self, job: StartedJob, error: BaseException | None, elapsed: float = 0.0
     ) -> None:
-        """Mark the job failed. The requester sees a ``UserError`` (a provider's refusal, a
-        pack placement no encoding fits) as it is worded; any other failure is a reference to
-        the logs."""
-        if isinstance(error, UserError):
+        """Mark the job failed. The requester sees a provider's refusal and a ``CannotMake`` as
+        worded; any other failure is a reference to the logs."""
+        if isinstance(error, RefusedByProvider | CannotMake):
             message = error.user_message
         elif isinstance(error, StoreRefused):
             message = (

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from core.brand.placements import Placement
-from core.errors import UserError
+from core.errors import CannotMake
 from core.imaging.pack import (
     Outpainted,
     contact_sheet,
@@ -430,7 +430,7 @@ def _encoded(
                 parameters=parameters,
             )
         except ValueError as exc:
-            raise UserError(f"Placement {placement.name}: {exc}.") from None
+            raise CannotMake(f"Placement {placement.name}: {exc}.") from None
         if seal is None:
             return data, quality
         signed = seal.sign(data, _MIME[placement.format.lower()], placement.name, composite)
@@ -439,7 +439,7 @@ def _encoded(
         limit = placement.max_bytes - (len(signed) - len(data)) - _SIGNATURE_SLACK
         if limit <= 0:
             break
-    raise UserError(
+    raise CannotMake(
         f"Placement {placement.name}: its signed file can't be made under "
         f"{placement.max_bytes:,} bytes; raise the placement's max_bytes."
     )
