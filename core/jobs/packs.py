@@ -28,13 +28,19 @@ from core.brand.presets import Preset
 from core.db.database import Database
 from core.db.jobs import StartedJob
 from core.db.packs import NewPack, PackFileRow, SqlPacks
-from core.domain import Params
 from core.errors import CannotMake
 from core.imaging.metadata import read_parameters
-from core.imaging.placement_geometry import Box
 from core.ports import CancelledFn, Engine, ImageStore, Inpainter, JobResult, ProgressFn
-from core.service.pack_pixels import PackCancelled, PackPrompt, build_pack
-from core.service.packs import FROM_ORIGINAL, _logo, _marks, _seal, choose
+from core.service.pack_pixels import PackCancelled, build_pack
+from core.service.packs import (
+    FROM_ORIGINAL,
+    _logo,
+    _marks,
+    _seal,
+    choose,
+    pack_prompt,
+    scaled_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +98,7 @@ async def run_pack(
             note=FROM_ORIGINAL if clean is None and _marks(preset) else "",
             inpainter=engine if isinstance(engine, Inpainter) else None,
             model=params.model,
-            prompt=PackPrompt(
-                params.prompt,
-                params.negative_prompt,
-                params.steps,
-                params.guidance,
-                (params.seed + job.source_index - 1) % 2**32,
-            ),
+            prompt=pack_prompt(params, job.source_index),
             upscaler=params.upscaler,
             job_id=job_id,
             progress=progress,
@@ -127,12 +127,3 @@ async def run_pack(
     await records.record(pack, requester)
     log.info("pack of %s: %d placements, %d bytes", source_ref, len(made.files), pack.bytes)
     return JobResult(job_id, ())
-
-
-def scaled_box(params: Params, size: tuple[int, int]) -> Box | None:
-    """A product shot's box in the stored image's pixels (an upscale is larger)."""
-    if params.product_box is None or params.width < 1 or params.height < 1:
-        return None
-    x, y, w, h = params.product_box
-    sx, sy = size[0] / params.width, size[1] / params.height
-    return round(x * sx), round(y * sy), max(1, round(w * sx)), max(1, round(h * sy))

@@ -23,7 +23,7 @@ from PIL import Image
 from core.brand.logo import MAX_LOGO_SIDE, LogoError, preset_logo
 from core.brand.placements import Placement, placements_for
 from core.brand.presets import Preset
-from core.domain import Actor, Generation, GenerationStatus
+from core.domain import Actor, GenerationStatus, Params
 from core.errors import NotAllowed, NotFound, UserError
 from core.imaging.brand import decode_logo
 from core.imaging.metadata import read_parameters
@@ -89,22 +89,20 @@ def _logo(preset: Preset | None) -> Image.Image | None:
         ) from None
 
 
-def pack_prompt(generation: Generation, index: int) -> PackPrompt:
-    """What an engine generates a pack's new pixels from: image ``index``'s prompt and seed."""
-    params = generation.params
-    seeds = params.seeds()
+def pack_prompt(params: Params, index: int) -> PackPrompt:
+    """What an engine generates a pack's new pixels from: image ``index``'s prompt and seed
+    (``Params.seeds``: image i of a grid was made at seed + i - 1)."""
     return PackPrompt(
         params.prompt,
         params.negative_prompt,
         params.steps,
         params.guidance,
-        seeds[index - 1] if index <= len(seeds) else params.seed,
+        (params.seed + index - 1) % 2**32,
     )
 
 
-def _scaled_box(generation: Generation, size: tuple[int, int]) -> Box | None:
+def scaled_box(params: Params, size: tuple[int, int]) -> Box | None:
     """A product shot's box in the stored image's pixels (an upscale is larger)."""
-    params = generation.params
     if params.product_box is None or params.width < 1 or params.height < 1:
         return None
     x, y, w, h = params.product_box
@@ -183,7 +181,7 @@ class Packs(Uploads):
             source_ref=f"{generation_id}:{index}",
             campaign=generation.campaign,
             placements=chosen,
-            product_box=_scaled_box(generation, source.size),
+            product_box=scaled_box(generation.params, source.size),
             logo=logo,
             logo_opacity=opacity,
             parameters=read_parameters(data),
