@@ -33,12 +33,11 @@ async def index_new(app: App, generation_ids: list[uuid.UUID]) -> None:
     """Hash (and, with ONBRAND_EMBEDDER, embed) the images just made, so ``--like`` and vector
     search find them at once; quietly nothing without the memory extra or pgvector: ``onbrand
     search reindex`` catches up later."""
-    import importlib.util
-
     from core.memory.indexer import hash_pending
+    from core.memory.phash import can_hash
     from core.memory.vectors import embed_pending, vectors_available
 
-    if importlib.util.find_spec("imagehash") is not None:
+    if can_hash():
         await hash_pending(app.db, app.store, only=generation_ids)
     if app.embedder is not None and await vectors_available(app.db):
         await embed_pending(app.db, app.store, app.embedder, only=generation_ids)

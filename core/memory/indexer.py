@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,7 +23,7 @@ from sqlalchemy import text
 
 from core.db.database import Database
 from core.db.events import subscribe
-from core.memory.phash import phash_bytes
+from core.memory.phash import can_hash, phash_bytes
 from core.memory.vectors import embed_pending, ensure_index, has_vectors
 from core.ports import Embedder, ImageStore
 
@@ -193,7 +192,7 @@ async def indexing(
     if not enabled:
         yield
         return
-    hashing = importlib.util.find_spec("imagehash") is not None
+    hashing = can_hash()
     if not hashing:
         log.warning(
             "perceptual hashes are off: install onbrand[memory] (imagehash) for more-like-this "

@@ -7,6 +7,7 @@ worker's indexer or ``onbrand search reindex``; the bots and search itself never
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 
@@ -35,11 +36,15 @@ def phash_image(image: Image.Image) -> int:
     return value - (1 << BITS) if value >= 1 << (BITS - 1) else value
 
 
+@functools.cache
+def can_hash() -> bool:
+    """Whether imagehash is installed (looked up once per process, not once per image)."""
+    return importlib.util.find_spec("imagehash") is not None
+
+
 def phash_if_available(image: Image.Image) -> int | None:
     """``phash_image``, or None where imagehash is not installed (the indexer hashes it later)."""
-    if importlib.util.find_spec("imagehash") is None:
-        return None
-    return phash_image(image)
+    return phash_image(image) if can_hash() else None
 
 
 def distance(a: int, b: int) -> int:

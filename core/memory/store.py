@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import uuid
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ from core.memory import duplicates, lineage
 from core.memory import search as _search
 from core.memory.indexer import hash_pending
 from core.memory.model import Hit, ImageRef, Scope, SearchFilters, SearchResult
+from core.memory.phash import can_hash
 from core.memory.vectors import QueryVector, embed_pending, has_vectors
 from core.ports import Embedder, ImageStore
 
@@ -40,16 +40,13 @@ class MemoryStore:
         self, generation_id: uuid.UUID, index: int | None, scope: Scope
     ) -> list[duplicates.Duplicate]:
         """Near-duplicates of the generation's image(s) approved in another campaign."""
-        if self.store is not None and self._can_hash():
+        if self.store is not None and can_hash():
             await hash_pending(self.db, self.store, only=[generation_id])
         async with self.db.sessions() as session:
             return await duplicates.approved_elsewhere(session, generation_id, index, scope)
 
-    def _can_hash(self) -> bool:
-        return self.store is not None and importlib.util.find_spec("imagehash") is not None
-
     async def search(self, query: str, filters: SearchFilters, scope: Scope) -> SearchResult:
-        if filters.like is not None and self.store is not None and self._can_hash():
+        if filters.like is not None and self.store is not None and can_hash():
             # the indexer may not have reached it yet: "more like this" of a fresh image works
             await hash_pending(self.db, self.store, only=[filters.like.generation_id])
         if self.trigrams is None or self.vectors is None:
@@ -99,9 +96,9 @@ async def search_features(db: Database, embedder: str = "") -> tuple[bool, str]:
         else "keyword search without typo tolerance: this server has no pg_trgm (prefixes only)",
         vectors,
         "more like this by image embeddings; near-duplicates by perceptual hash"
-        if table and embedder and importlib.util.find_spec("imagehash") is not None
+        if table and embedder and can_hash()
         else "more like this by perceptual hash"
-        if importlib.util.find_spec("imagehash") is not None
+        if can_hash()
         else "no perceptual hashes: install onbrand[memory] (imagehash)",
     ]
     return True, "; ".join(parts)
