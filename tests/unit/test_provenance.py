@@ -306,3 +306,23 @@ def test_a_preset_can_ask_for_a_visible_ai_badge(tmp_path: Path) -> None:
     Image.open(io.BytesIO(data)).save(tmp_path / "badged.png")
     with pytest.raises(PresetError):
         load_preset(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (130, 97), (64, 256)])
+@pytest.mark.parametrize("radius", [2, 3])
+def test_the_fast_box_blur_gives_numpys_sums_bit_for_bit(shape: tuple[int, int], radius: int
+                                                        ) -> None:  # fmt: skip
+    """The watermark's blur (a row-at-a-time cumulative sum down the columns) computes exactly
+    what ``np.cumsum`` along each axis does: marks made before and after it are the same."""
+    a = (np.random.default_rng(5).random(shape) * 255).astype(np.float32)
+    expected = a
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius + 1, radius)
+        c = np.cumsum(np.pad(expected, pad, mode="edge"), axis=axis, dtype=np.float32)
+        n, side = expected.shape[axis], 2 * radius + 1
+        hi = np.take(c, np.arange(side, side + n), axis=axis)
+        expected = (hi - np.take(c, np.arange(n), axis=axis)) / side
+    got = watermark._box(a, radius)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected)
