@@ -13,8 +13,9 @@ import discord
 from discord import app_commands
 from discord.utils import MISSING
 
+from bots.discord.buttons import ActionButton
 from bots.discord.render import reply_content
-from core.domain import ResultCard
+from core.domain import ActionKind, ResultCard
 
 if TYPE_CHECKING:
     from bots.discord.bot import OnbrandBot
@@ -88,10 +89,14 @@ def search_command(bot: OnbrandBot) -> app_commands.Command[Any, ..., None]:
 
 async def send_card(interaction: discord.Interaction[Any], card: ResultCard) -> None:
     """``card`` privately, as the followup of a deferred interaction: text, the images as
-    attachments, the buttons in rows of five."""
+    attachments, the buttons in rows of five (at most 25: ``MAX_CARD_RESULTS``)."""
     view = discord.ui.View(timeout=None)
     for n, action in enumerate(card.actions):
-        button = SearchButton(action.custom_id, action.label)
+        button: discord.ui.DynamicItem[discord.ui.Button[Any]]
+        if action.kind in (ActionKind.OPEN, ActionKind.LIKE):
+            button = SearchButton(action.custom_id, action.label)
+        else:  # 📦: the result buttons' own (the pack is announced in the channel)
+            button = ActionButton.for_action(action)
         button.row = n // MAX_ROW_ITEMS
         view.add_item(button)
     files = [discord.File(io.BytesIO(i.data), filename=i.filename) for i in card.images]

@@ -1,5 +1,6 @@
 """Search results as one neutral ``ResultCard``: a numbered contact sheet of thumbnails, a line
-per result, and per result "Open N" (the original, privately) and "Like N" (more like this)."""
+per result, and per result "Open N" (the original, privately), "Like N" (more like this) and
+"📦 N" (the campaign pack of that image, queued like the 📦 Pack button under a result)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _line(n: int, hit: Hit) -> str:
 
 
 async def search_card(result: SearchResult, read: Callable[[str], Awaitable[bytes]]) -> ResultCard:
-    """The private card for a search: thumbnails, a line and two buttons per result."""
+    """The private card for a search: thumbnails, a line and three buttons per result."""
     asked = f"“{result.query}”" if result.query else "your filters"
     if result.filters.like is not None:
         asked = f"images like `{result.filters.like}`" + (
@@ -69,7 +70,11 @@ async def search_card(result: SearchResult, read: Callable[[str], Awaitable[byte
     thumbs = [await _thumb(read, h.storage_key) for h in hits]
     actions = tuple(
         Action(kind, h.generation_id, h.index, f"{word} {n}")
-        for kind, word in ((ActionKind.OPEN, "Open"), (ActionKind.LIKE, "Like"))
+        for kind, word in (
+            (ActionKind.OPEN, "Open"),
+            (ActionKind.LIKE, "Like"),
+            (ActionKind.PACK, "📦"),
+        )
         for n, h in enumerate(hits, 1)
     )
     return ResultCard(
@@ -86,6 +91,9 @@ def original_card(hit: Hit, data: bytes) -> ResultCard:
     return ResultCard(
         text=_line(hit.index, hit).replace(f"**{hit.index}.** ", "", 1),
         images=(CardImage(f"{hit.generation_id}-{hit.index}.{suffix}", data),),
-        actions=(Action(ActionKind.LIKE, hit.generation_id, hit.index, "More like this"),),
+        actions=(
+            Action(ActionKind.LIKE, hit.generation_id, hit.index, "More like this"),
+            Action(ActionKind.PACK, hit.generation_id, hit.index, "📦 Pack"),
+        ),
         ephemeral=True,
     )

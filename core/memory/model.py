@@ -10,7 +10,7 @@ from core.errors import UserError
 
 MAX_RESULTS = 50
 DEFAULT_RESULTS = 10
-MAX_CARD_RESULTS = 10  # a chat card: two buttons per result, at most 25 buttons a message
+MAX_CARD_RESULTS = 8  # a chat card: three buttons per result, at most 25 buttons a message
 NEAR_DUPLICATE_BITS = 6  # perceptual hashes this close (of 64 bits) are the same picture
 
 

@@ -48,7 +48,7 @@ def parse_search(text: str) -> tuple[str, SearchFilters]:
             since = date.fromisoformat(values["--since"])
         except ValueError:
             raise UserError(f"--since {values['--since']!r}: use a date like 2026-03-01.") from None
-    limit = DEFAULT_RESULTS
+    limit = min(DEFAULT_RESULTS, MAX_CARD_RESULTS)
     if "--limit" in values:
         try:
             limit = int(values["--limit"])

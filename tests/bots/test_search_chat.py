@@ -115,7 +115,7 @@ async def test_slack_search_card_and_more_like_this(slack: Harness) -> None:
     assert "yellow" not in str(shown.blocks)
     assert any(b.get("type") == "image" for b in shown.blocks or [])  # the thumbnails
     buttons = _buttons(shown)
-    assert set(buttons) == {"Open 1", "Open 2", "Open 3", "Like 1", "Like 2", "Like 3"}
+    assert set(buttons) == {f"{word} {n}" for word in ("Open", "Like", "📦") for n in (1, 2, 3)}
     like = buttons["Like 2"]
     assert like.startswith(f"ob:l:{blue}:")
     before = len(slack.fake.ephemerals)

@@ -161,8 +161,9 @@ async def test_chat_card_thumbnails_and_buttons(team: Database, tmp_path: Path) 
     assert card.ephemeral
     assert card.text.splitlines()[1].startswith("**1.** a blue square on a red background")
     assert [a.label for a in card.actions] == [
-        "Open 1", "Open 2", "Open 3", "Like 1", "Like 2", "Like 3"
+        "Open 1", "Open 2", "Open 3", "Like 1", "Like 2", "Like 3", "📦 1", "📦 2", "📦 3"
     ]  # fmt: skip
+    assert {a.custom_id.split(":")[1] for a in card.actions[6:]} == {"pk"}  # the pack buttons'
     (sheet,) = card.images
     (tmp_path / "search-card.png").write_bytes(sheet.data)
     with Image.open(io.BytesIO(sheet.data)) as image:
@@ -173,9 +174,23 @@ async def test_chat_card_thumbnails_and_buttons(team: Database, tmp_path: Path) 
     assert f"`{like.generation_id}:{like.index}`" in again.text.splitlines()[1]
     opened = await service.memory_button(ann, card.actions[0].custom_id)
     (original,) = opened.images
+    assert [a.label for a in opened.actions] == ["More like this", "📦 Pack"]
     assert original.data == picture(image_id(like.generation_id, like.index))
     eve = Actor(Platform.SLACK, "T2", "U9", "Eve")
     with pytest.raises(NotFound):
         await service.memory_button(eve, card.actions[0].custom_id)
     with pytest.raises(UserError, match="no option --colour"):
         await service.search_chat(ann, "blue --colour red")
+
+
+def test_a_chat_card_holds_what_fits_its_25_buttons() -> None:
+    """Three buttons per result (Open, Like, 📦) and Discord's 25 a message: eight results in
+    chat, the default too; more is refused with the range (the CLI goes to 50)."""
+    from core.memory.model import MAX_CARD_RESULTS
+    from core.memory.query import parse_search
+
+    assert 3 * MAX_CARD_RESULTS <= 25
+    assert parse_search("blue square")[1].limit == MAX_CARD_RESULTS
+    assert parse_search("blue --limit 8")[1].limit == 8
+    with pytest.raises(UserError, match="from 1 to 8"):
+        parse_search("blue --limit 9")

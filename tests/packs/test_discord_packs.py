@@ -25,9 +25,11 @@ from core.db.uploads import SqlUploads
 from core.delivery.fetch import fetch
 from core.domain import GenerationKind, GenerationStatus
 from core.engines.fake import FakeEngine
+from core.memory.store import MemoryStore
 from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
+from tests.bots import test_discord as discord_tests
 from tests.bots.test_discord import PRESETS, Harness, eventually
 from tests.fakes.discord import FakeDiscord
 from tests.packs.test_slack_packs import PLACEMENTS
@@ -56,6 +58,7 @@ async def h(db: Database, presets: Path, tmp_path: Path, provenance: Any) -> Asy
         store=store,
         uploads=SqlUploads(db),
         packs=SqlPacks(db),
+        memory=MemoryStore(db, store),
     )
     async with FakeDiscord() as fake:
         harness = Harness(fake, db, service, store, FakeEngine())
@@ -154,3 +157,25 @@ async def test_the_pack_button_attaches_the_zip_and_over_the_limit_names_the_com
         "onbrand/manifest.csv",
         "onbrand/contact-sheet.png",
     }
+
+
+async def test_a_search_result_s_pack_button_queues_the_pack_of_that_image(h: Harness) -> None:
+    """The search card's 📦 N: the same pack as the 📦 Pack button under the image, announced
+    and delivered in the channel (the card itself is private)."""
+    _, gid = await h.imagine("a lighthouse at dusk", n=1)
+    await h.result(gid)
+    record = await h.fake.dispatch_slash_command(
+        "imagine-search", {"query": "lighthouse"}, user=h.user("ben")
+    )
+    await h.fake.wait_for(lambda fake: discord_tests.finished(fake, record))
+    [card] = record.followups
+    assert card.flags & discord_tests.FLAG_EPHEMERAL
+    assert f"ob:pk:{gid}:1" in card.custom_ids
+    await h.click(f"ob:pk:{gid}:1", card.id)
+    [pack_id] = await _packs(h, gid, 1)
+    posted = await h.result(pack_id)
+    pack = await h.service.generation(pack_id)
+    assert (pack.kind, pack.status) == (GenerationKind.PACK, GenerationStatus.DONE), pack.error
+    assert (pack.parent_id, pack.source_index) == (gid, 1)
+    assert not posted.flags & discord_tests.FLAG_EPHEMERAL
+    assert [f for f in posted.files if f.filename.endswith(".zip")]

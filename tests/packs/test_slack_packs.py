@@ -17,6 +17,7 @@ from PIL import Image
 from core.db.packs import SqlPacks
 from core.db.uploads import SqlUploads
 from core.domain import GenerationKind, GenerationStatus
+from core.memory.store import MemoryStore
 from tests.bots.test_slack import CHANNEL_ID, PRESET, Harness, eventually, fake, running_fake
 from tests.bots.test_slack import slack as plain_slack
 from tests.fakes.slack import block_actions_payload
@@ -45,6 +46,7 @@ async def slack(plain_slack: Harness, provenance: Any) -> Harness:
     service._store = plain_slack.store
     service._upload_records = SqlUploads(plain_slack.db)
     service._packs = SqlPacks(plain_slack.db)
+    service._memory = MemoryStore(plain_slack.db, plain_slack.store)
     preset = service.presets[PRESET]
     assert preset.source_path is not None
     folder = Path(preset.source_path).parent / "placements"
@@ -108,3 +110,29 @@ async def test_the_pack_menu_posts_the_contact_sheet_and_uploads_the_zip(slack: 
     ]
     audit = await slack.sql("SELECT action FROM audit_log WHERE action LIKE 'pack.%' ORDER BY id")
     assert [a.action for a in audit] == ["pack.queued", "pack.made"]
+
+
+async def test_a_search_result_s_pack_button_queues_the_pack_of_that_image(slack: Harness) -> None:
+    """The search card's 📦 N (an ephemeral message): the pack of that image is queued and
+    delivered in the channel, as from the 📦 Pack button under the image."""
+    gid, _ = await slack.finished("a lighthouse at dusk --n 1")
+    before = len(slack.fake.ephemerals)
+    sent = await slack.sender.slash_command("lighthouse", command="/imagine-search")
+    assert sent.status == 200
+
+    async def card() -> list[Any]:
+        return [e for e in slack.fake.ephemerals[before:] if _elements(e)]
+
+    [shown] = await eventually(card, "the search card is shown")
+    buttons = {e["text"]["text"]: e["action_id"] for e in _elements(shown)}
+    assert buttons["📦 1"] == f"ob:pk:{gid}:1"
+    await slack.sender.block_action(buttons["📦 1"], message_ts=shown.message_ts)
+    query = "SELECT id FROM generations WHERE parent_id = :p AND kind = 'pack'"
+    [row] = await eventually(lambda: slack.sql(query, p=gid), "the pack is queued")
+    await slack.result_message(row.id)
+    pack = await slack.app.service.generation(row.id)
+    assert (pack.kind, pack.status) == (GenerationKind.PACK, GenerationStatus.DONE), pack.error
+    assert pack.source_index == 1
+    await slack.fake.wait_for(
+        lambda f: [x for x in f.files if x.name.endswith(".zip") and CHANNEL_ID in x.channels]
+    )
