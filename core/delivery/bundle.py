@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 
 async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
-    """The originals the HTML report shows (contact sheet, top, approved images), by storage key."""
-    shown = (*report.recent_images, *report.top_images, *report.approved_images)
-    keys = {image.storage_key for image in shown}
+    """The originals the HTML report shows (contact sheet, top and approved images and the
+    approved images' ancestors), by storage key."""
+    from core.reports.html import shown_keys
+
+    keys = shown_keys(report)
     return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
 
 

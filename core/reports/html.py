@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import shlex
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -11,10 +12,11 @@ from html import escape
 from PIL import Image
 
 from core.humanise import duration, number, percent
+from core.reports.ancestry import ancestor_keys, strips
 from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, nice_max
 from core.reports.model import CampaignReport, ImageRow, Slice
 
-__all__ = ["thumbnail", "to_html"]
+__all__ = ["shown_keys", "thumbnail", "to_html"]
 
 THUMB_PX = 256
 MAX_SHEET = 120  # cards per contact sheet section: the file stays a few MB at most
@@ -46,7 +48,17 @@ def _picture(image: ImageRow, thumbs: Mapping[str, str], alt: str) -> str:
     return f'<img src="{src}" alt="{escape(alt)}" loading="lazy">'
 
 
-def _image_card(image: ImageRow, thumbs: Mapping[str, str]) -> str:
+def shown_keys(report: CampaignReport) -> set[str]:
+    """The storage keys of every picture the HTML shows: the thumbnails ``to_html`` needs."""
+    return _card_keys(report) | ancestor_keys(report, MAX_SHEET)
+
+
+def _card_keys(report: CampaignReport) -> set[str]:
+    shown = (*report.recent_images, *report.top_images, *report.approved_images[:MAX_SHEET])
+    return {i.storage_key for i in shown}
+
+
+def _image_card(image: ImageRow, thumbs: Mapping[str, str], strip: str = "") -> str:
     picture = _picture(image, thumbs, image.prompt)
     badges = f'<span class="badge fav">★ {image.favourites}</span>' if image.favourites else ""
     if image.likes:
@@ -69,17 +81,23 @@ def _image_card(image: ImageRow, thumbs: Mapping[str, str]) -> str:
         f'<div class="meta"><div class="badges">{badges}</div>'
         f'<p class="prompt">{escape(image.prompt)}</p>'
         f"<details><summary>final prompt</summary><p>{escape(image.final_prompt)}</p></details>"
-        f'<dl>{rows}</dl><div class="id">{escape(image.generation_id[:8])} · '
+        f'<dl>{rows}</dl>{strip}<div class="id">{escape(image.generation_id[:8])} · '
         f"#{image.index}</div></div></article>"
     )
 
 
-def _sheet(title: str, images: Sequence[ImageRow], thumbs: Mapping[str, str]) -> str:
+def _sheet(
+    title: str,
+    images: Sequence[ImageRow],
+    thumbs: Mapping[str, str],
+    ancestry: Mapping[tuple[str, int], str] | None = None,
+) -> str:
     if not images:
         body = '<p class="empty">None yet.</p>'
     else:
-        shown = images[:MAX_SHEET]
-        body = '<div class="sheet">' + "".join(_image_card(i, thumbs) for i in shown) + "</div>"
+        lines = ancestry or {}
+        cards = (_image_card(i, thumbs, lines.get((i.generation_id, i.index), "")) for i in images)
+        body = '<div class="sheet">' + "".join(itertools.islice(cards, MAX_SHEET)) + "</div>"
         if len(images) > MAX_SHEET:
             body += (
                 f'<p class="empty">… and {len(images) - MAX_SHEET:,} more: '
@@ -298,6 +316,13 @@ dd { margin:0; overflow-wrap:anywhere; }
 code { font-family: ui-monospace, Menlo, monospace; font-size:12px; background:#eef0f6;
   border-radius:4px; padding:1px 5px; overflow-wrap:anywhere; }
 footer { margin-top:48px; color:var(--muted); font-size:12px; }
+.ancestry { display:flex; align-items:center; flex-wrap:wrap; gap:4px; margin-top:10px;
+  font-size:10px; color:var(--muted); }
+.ancestry figure { margin:0; width:56px; text-align:center; }
+.ancestry img, .ancestry .gone { width:56px; height:56px; object-fit:cover; display:block;
+  border-radius:6px; border:1px solid var(--line); }
+.ancestry .gone { line-height:56px; }
+.ancestry figcaption { font-size:10px; font-weight:400; line-height:1.3; white-space:nowrap; }
 @media (max-width: 800px) { .charts, .tables { grid-template-columns:1fr; }
   .kpis { grid-template-columns:repeat(2, minmax(0, 1fr)); } }
 @media print { body { background:#fff; } .panel, .kpi, .shot, .gen { break-inside: avoid; } }
@@ -311,10 +336,7 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
     shown as unavailable.
     """
     t, e, c = report.totals, report.engagement, report.cost
-    wanted = {
-        i.storage_key
-        for i in (*report.recent_images, *report.top_images, *report.approved_images[:MAX_SHEET])
-    }
+    wanted = _card_keys(report)
     thumbs: dict[str, str] = {}
     for key in wanted:
         data = thumbnails.get(key)
@@ -400,7 +422,12 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
         f"<section><h2>Breakdowns</h2>{tables}</section>"
         + _contact_sheet(report, thumbs)
         + _sheet("Most favourited", report.top_images, thumbs)
-        + _sheet("Approved", report.approved_images, thumbs)
+        + _sheet(
+            "Approved",
+            report.approved_images,
+            thumbs,
+            strips(report, MAX_SHEET, thumbnails, thumbnail),
+        )
         + "<footer>onbrand · images are AI-generated · figures defined in docs/reports.md"
         "</footer></main></body></html>\n"
     )

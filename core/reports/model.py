@@ -139,6 +139,7 @@ class LineageStep:
     user: str
     prompt: str
     created_at: datetime
+    storage_key: str | None = None  # the image at ``used_index`` (None at depth 0, or if gone)
 
 
 @dataclass(frozen=True)

@@ -327,8 +327,10 @@ steps AS MATERIALIZED (
            json_agg(json_build_object(
                'depth', c.depth, 'generation_id', c.id::text, 'kind', c.kind,
                'used_index', c.used_index, 'user', lab.label, 'prompt', c.raw_prompt,
-               'created_at', c.queued_at) ORDER BY c.depth) AS steps
+               'created_at', c.queued_at, 'storage_key', used.storage_key)
+               ORDER BY c.depth) AS steps
     FROM chain c JOIN lab ON lab.id = c.user_id
+    LEFT JOIN images used ON used.generation_id = c.id AND used.index = c.used_index
     GROUP BY c.root
 )
 -- One row per approved image (ImageRow's columns, then the generation its lineage starts

@@ -129,4 +129,5 @@ def _step(s: Mapping[str, Any]) -> LineageStep:
         user=str(s["user"]),
         prompt=str(s["prompt"]),
         created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
+        storage_key=s.get("storage_key"),
     )

@@ -584,7 +584,13 @@ async def test_html_has_thumbnails_and_charts(seeded: Database) -> None:
         assert title in page
     sheet, picks = _contact_sheet(page), page.split(_SHEET_END, 1)[1]
     # 4 top + 3 approved cards; G6#2 has no bytes
-    assert picks.count('src="data:image/jpeg;base64,') == 6
+    strips = re.findall(r'<div class="ancestry">.*?</div>', picks)
+    cards = picks.count('src="data:image/jpeg;base64,') - "".join(strips).count('src="data:')
+    assert cards == 6
+    # the approved upscale's ancestry (G1#2 → G2#3 → G3): both ancestors' thumbnails
+    [strip] = strips
+    assert strip.count('src="data:image/jpeg;base64,') == 2
+    assert strip.endswith('<span class="this">this (upscale)</span></div>')
     assert picks.count("image unavailable") == 1
     # the contact sheet: all 11 images, 5 of them with bytes
     assert sheet.count('src="data:image/jpeg;base64,') == 5

@@ -138,3 +138,36 @@ async def test_acceptance_per_week_model_and_preset_version(
     assert "<td>2026-W09</td><td>tiny</td><td>acme@v1</td><td>12</td><td>16.7%</td>" in page
     plain = await build_report(db, "spring", include_images=False, sheet=0)
     assert plain.acceptance == ()  # off unless asked for: the summary stays as fast as it was
+
+
+async def test_the_html_report_shows_an_approved_image_s_ancestry(
+    db: Database, store: LocalImageStore
+) -> None:
+    """U1#1 (an upscale of V1#1, a variation of B1#2) approved: its card in the HTML report
+    carries the strip imagine #2 → variation #1 → this (upscale), each thumbnail made from the
+    very image the next step came from; B1#3 (approved, no ancestors) gets no strip."""
+    from sqlalchemy import text
+
+    from core.delivery.bundle import report_thumbnails
+    from core.reports.ancestry import ANCESTOR_PX
+    from core.reports.html import thumbnail
+
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO feedback (generation_id, image_id, user_id, kind, emoji) "
+                "VALUES (:g, :i, 3, 'approve', '')"
+            ),
+            {"g": U1, "i": image_id(U1, 1)},
+        )
+    report = await build_report(db, "spring", include_images=False)
+    page = to_html(report, await report_thumbnails(report, store))  # fetches the ancestors too
+    strips = page.split('<div class="ancestry">')[1:]
+    assert len(strips) == 1  # U1#1's; B1#3 has no ancestors
+    [strip] = strips
+    strip = strip.split("</div>")[0]
+    assert strip.index("imagine #2") < strip.index("variation #1") < strip.index("this (upscale)")
+    for gid, index in ((B1, 2), (V1, 1)):
+        small = thumbnail(picture(image_id(gid, index)), ANCESTOR_PX)
+        assert f'<img src="{small}"' in strip
+    assert thumbnail(picture(image_id(B1, 1)), ANCESTOR_PX) not in strip  # not the one used
