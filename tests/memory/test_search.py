@@ -70,6 +70,13 @@ async def test_without_pg_trgm_words_match_as_prefixes(team: Database) -> None:
     assert {h.generation_id for h in found.hits} == {B3}
     assert any("pg_trgm" in note for note in found.notes)
     assert (await search(team, "yelow circel", SearchFilters(), T1, trigrams=False)).hits == ()
+    # one cut-short word is enough for the prefix arm; known words alone skip it (same hits)
+    mixed = await search(team, "yellow circ", SearchFilters(), T1, trigrams=False)
+    assert {h.generation_id for h in mixed.hits} == {B3}
+    known = await search(team, "yellow circle", SearchFilters(), T1, trigrams=False)
+    assert {h.generation_id for h in known.hits} == {B3}
+    both = await search(team, "blue square", SearchFilters(limit=50), T1, trigrams=False)
+    assert {h.generation_id for h in both.hits} == {B1, B2, V1, U1}
 
 
 async def test_another_workspace_is_never_seen(team: Database) -> None:
