@@ -28,11 +28,16 @@ def max_diff(a: Image.Image, b: Image.Image) -> int:
 
 
 class ProgressLog:
-    """Records ``progress`` calls per job; ``cancel_after(step)`` turns a job's cancel on."""
+    """Records ``progress`` calls per job; ``cancel_at[job] = step`` turns a job's cancel on
+    once that step's progress has arrived, ``cancel_on_check[job] = n`` at the engine's n-th
+    question. Engines that run in a thread hand progress to the loop (``call_soon_threadsafe``)
+    and may finish more steps before it arrives, so for them only the second is a deadline."""
 
     def __init__(self) -> None:
         self.steps: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.cancel_at: dict[str, int] = {}
+        self.cancel_on_check: dict[str, int] = {}
+        self.checks: dict[str, int] = defaultdict(int)
         self.cancel_now: set[str] = set()
 
     def progress(self, job_id: str, step: int, total: int) -> None:
@@ -42,6 +47,10 @@ class ProgressLog:
             self.cancel_now.add(job_id)
 
     def cancelled(self, job_id: str) -> bool:
+        self.checks[job_id] += 1
+        on = self.cancel_on_check.get(job_id)
+        if on is not None and self.checks[job_id] >= on:
+            self.cancel_now.add(job_id)
         return job_id in self.cancel_now
 
     def last_step(self, job_id: str) -> int:
@@ -180,13 +189,14 @@ class EngineContract:
         self.require(self.supports_step_progress, "the engine cannot stop mid-run")
         steps = max(self.steps, 6)
         log = ProgressLog()
-        log.cancel_at["a"] = 1
+        log.cancel_on_check["a"] = 2  # before the run or after step 1, then after step 1 or 2
         (result,) = await engine.generate(
             model, [self.job(steps=steps)], progress=log.progress, cancelled=log.cancelled
         )
         assert result.cancelled
         assert result.images == ()
         assert 1 <= log.last_step("a") <= 2
+        assert log.checks["a"] <= 3  # it stopped asking: the job is gone
 
     async def test_cancel_before_start(self, engine: Engine, model: str) -> None:
         log = ProgressLog()
@@ -201,7 +211,7 @@ class EngineContract:
         """The cancelled job comes back empty; the other one finishes with all its steps."""
         log = ProgressLog()
         if self.supports_step_progress:
-            log.cancel_at["a"] = 1
+            log.cancel_on_check["a"] = 2
         else:
             log.cancel_now.add("a")
         jobs = [self.job("a"), self.job("b", seeds=(8, 9))]
