@@ -13,7 +13,7 @@ from html import escape
 
 from core.reports.model import Slice
 
-__all__ = ["ACCENT", "MAX_BARS", "bar_chart", "column_chart", "nice_max"]
+__all__ = ["ACCENT", "MAX_BARS", "bar_chart", "column_chart", "grouped_bars", "nice_max"]
 
 ACCENT = "#4f46e5"
 MAX_BARS = 15
@@ -120,6 +120,54 @@ def bar_chart(
             f'fill="{ACCENT}"/>'
             f'<text x="{label_w + plot_w + 8}" y="{y + 17}" class="value">{escape(shown)}</text>'
         )
+    parts.append("</svg>")
+    return _figure(title, "".join(parts))
+
+
+SERIES = ("#f59e0b", "#10b981", ACCENT, "#9ca3af")  # up to four series, each its own colour
+
+
+def grouped_bars(
+    rows: Sequence[tuple[str, Sequence[float]]], series: Sequence[str], title: str
+) -> str:
+    """Horizontal bars in groups: per row (label, one rate 0–1 per series), a thin bar for
+    each series in its colour, one scale for all (0 to a round number above the highest rate,
+    said left of the legend); a legend names the series."""
+    if not rows:
+        return _empty_chart(title)
+    rows = rows[:MAX_BARS]
+    label_w, width, bar_h, gap = 190, 520, 6, 10
+    group_h = bar_h * len(series) + gap
+    plot_w = width - label_w - 20
+    height = 24 + group_h * len(rows)
+    peak = min(1.0, nice_max(max((v for _, values in rows for v in values), default=0.0) or 0.01))
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'class="chart" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for n, name in enumerate(series):
+        x = label_w + n * 80
+        parts.append(
+            f'<rect x="{x}" y="4" width="10" height="10" rx="2" fill="{SERIES[n]}"/>'
+            f'<text x="{x + 14}" y="13" class="tick">{escape(name)}</text>'
+        )
+    parts.append(
+        f'<text x="{label_w - 8}" y="13" class="tick" text-anchor="end">bars: 0–{peak:.0%}</text>'
+    )
+    for k, (label, values) in enumerate(rows):
+        y = 24 + group_h * k
+        short = label if len(label) <= 26 else label[:25] + "…"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + group_h / 2}" class="label" text-anchor="end">'
+            f"{escape(short)}<title>{escape(label)}</title></text>"
+        )
+        for n, (name, value) in enumerate(zip(series, values, strict=True)):
+            w = max(1.0, plot_w * min(max(value, 0.0), peak) / peak)
+            parts.append(
+                f'<rect x="{label_w}" y="{y + n * bar_h}" width="{w:.1f}" '
+                f'height="{bar_h - 1}" fill="{SERIES[n]}"><title>{escape(name)} '
+                f"{value * 100:.1f}%</title></rect>"
+            )
     parts.append("</svg>")
     return _figure(title, "".join(parts))
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.humanise import duration, number, percent
 from core.reports.ancestry import ancestor_keys, strips
-from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, nice_max
+from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, grouped_bars, nice_max
 from core.reports.model import CampaignReport, ImageRow, Slice
 
 __all__ = ["shown_keys", "thumbnail", "to_html"]
@@ -218,12 +218,19 @@ def _acceptance_table(report: CampaignReport) -> str:
         f"<td>{percent(a.reroll_rate)}</td></tr>"
         for a in report.acceptance
     )
-    bars = [  # the chart: approval rate per (week, model, preset version), in time order
-        (f"{a.week:%G-W%V} {a.model} {a.preset}", a.approval_rate, percent(a.approval_rate))
+    groups = [  # the chart: all four rates per (week, model, preset version), in time order
+        (
+            f"{a.week:%G-W%V} {a.model} {a.preset}",
+            (a.favourite_rate, a.approval_rate, a.upscale_rate, a.reroll_rate),
+        )
         for a in report.acceptance
     ]
     return (
-        bar_chart(bars, "Approval rate per week, model and preset version", peak=1.0)
+        grouped_bars(
+            groups,
+            ("★ favourite", "✅ approval", "U upscale", "🔄 reroll"),
+            "Acceptance rates per week, model and preset version",
+        )
         + '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
         f"<table>{head}{rows}</table></div>"
     )

@@ -134,7 +134,9 @@ async def test_acceptance_per_week_model_and_preset_version(
     assert "| 2026-W09 | tiny | acme@v1 | 3 | 12 | 16.7% |" in to_markdown(report)
     assert report_dict(report)["acceptance"][0]["images"] == 12
     page = to_html(report, {})
-    assert 'aria-label="Approval rate per week, model and preset version"' in page
+    assert 'aria-label="Acceptance rates per week, model and preset version"' in page
+    for rate in ("★ favourite 16.7%", "✅ approval 8.3%", "U upscale 8.3%", "🔄 reroll 0.0%"):
+        assert f"<title>{rate}</title></rect>" in page  # one bar per rate
     assert "<td>2026-W09</td><td>tiny</td><td>acme@v1</td><td>12</td><td>16.7%</td>" in page
     plain = await build_report(db, "spring", include_images=False, sheet=0)
     assert plain.acceptance == ()  # off unless asked for: the summary stays as fast as it was
