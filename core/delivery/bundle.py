@@ -6,6 +6,7 @@ the composition root wires, over the database and the image store.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,17 @@ async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[s
     return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
 
 
+def _pointer(report: CampaignReport) -> str:
+    """One line about what only the HTML file shows (empty when there is nothing)."""
+    parts = []
+    if report.acceptance:
+        parts.append("acceptance per week, model and preset version")
+    if report.near_duplicates:
+        n = len(report.near_duplicates)
+        parts.append(f"{n} approved image{'s' if n > 1 else ''} with approved near-duplicates")
+    return f"\n\nIn the HTML file: {'; '.join(parts)}.\n" if parts else ""
+
+
 def report_source(db: Database, store: ImageStore) -> ReportSource:
     """How the service makes a chat report: the summary plus the CSV and HTML files."""
     from core.reports.build import build_report
@@ -36,9 +48,12 @@ def report_source(db: Database, store: ImageStore) -> ReportSource:
         campaign: str, since: date | None, until: date | None, pseudonymise: bool
     ) -> ReportBundle:
         report = await build_report(
-            db, campaign, since=since, until=until, pseudonymise=pseudonymise
+            db, campaign, since=since, until=until, pseudonymise=pseudonymise, memory=True
         )
         html = to_html(report, await report_thumbnails(report, store))
-        return ReportBundle(campaign, to_markdown(report), to_csv(report), html)
+        # the chat summary stays short: acceptance per week and near-duplicates are in the HTML
+        brief = replace(report, acceptance=(), near_duplicates=())
+        summary = to_markdown(brief) + _pointer(report)
+        return ReportBundle(campaign, summary, to_csv(report), html)
 
     return make

@@ -13,7 +13,8 @@ from PIL import Image
 
 from core.humanise import duration, number, percent
 from core.reports.ancestry import ancestor_keys, strips
-from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, grouped_bars, nice_max
+from core.reports.charts import ACCENT, MAX_BARS, bar_chart, column_chart, nice_max
+from core.reports.memory_html import memory_sections
 from core.reports.model import CampaignReport, ImageRow, Slice
 
 __all__ = ["shown_keys", "thumbnail", "to_html"]
@@ -203,39 +204,6 @@ def _table(title: str, slices: Sequence[Slice]) -> str:
     return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}</table></div>'
 
 
-def _acceptance_table(report: CampaignReport) -> str:
-    """Favourite, approval, upscale and reroll rates per week, model and preset version."""
-    if not report.acceptance:
-        return ""
-    head = (
-        "<tr><th>week</th><th>model</th><th>preset</th><th>images</th><th>★ rate</th>"
-        "<th>✅ rate</th><th>U rate</th><th>🔄 rate</th></tr>"
-    )
-    rows = "".join(
-        f"<tr><td>{a.week:%G-W%V}</td><td>{escape(a.model)}</td><td>{escape(a.preset)}</td>"
-        f"<td>{a.images:,}</td><td>{percent(a.favourite_rate)}</td>"
-        f"<td>{percent(a.approval_rate)}</td><td>{percent(a.upscale_rate)}</td>"
-        f"<td>{percent(a.reroll_rate)}</td></tr>"
-        for a in report.acceptance
-    )
-    groups = [  # the chart: all four rates per (week, model, preset version), in time order
-        (
-            f"{a.week:%G-W%V} {a.model} {a.preset}",
-            (a.favourite_rate, a.approval_rate, a.upscale_rate, a.reroll_rate),
-        )
-        for a in report.acceptance
-    ]
-    return (
-        grouped_bars(
-            groups,
-            ("★ favourite", "✅ approval", "U upscale", "🔄 reroll"),
-            "Acceptance rates per week, model and preset version",
-        )
-        + '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
-        f"<table>{head}{rows}</table></div>"
-    )
-
-
 CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f6f7fb; --accent:__ACCENT__; }
 * { box-sizing: border-box; }
@@ -409,7 +377,7 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
         + _table("Per user", report.per_user[:MAX_BARS])
         + _table("Per preset version", report.per_preset_version)
         + _table("Per platform", report.per_platform)
-        + _acceptance_table(report)
+        + memory_sections(report)
         + "</div>"
     )
     pseudo = " · users pseudonymised" if report.pseudonymised else ""

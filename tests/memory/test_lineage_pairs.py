@@ -22,7 +22,7 @@ from core.service import Service
 from core.service.base import ServiceConfig
 from core.storage.local import LocalImageStore
 from tests.integration.test_cli import env, onbrand  # noqa: F401  (env is a fixture)
-from tests.memory.seed import B1, B2, E1, U1, V1, image_id, picture, seed
+from tests.memory.seed import B1, B2, D1, E1, U1, V1, image_id, picture, seed
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +173,34 @@ async def test_the_html_report_shows_an_approved_image_s_ancestry(
         small = thumbnail(picture(image_id(gid, index)), ANCESTOR_PX)
         assert f'<img src="{small}"' in strip
     assert thumbnail(picture(image_id(B1, 1)), ANCESTOR_PX) not in strip  # not the one used
+
+
+async def test_the_chat_report_carries_acceptance_and_near_duplicates_in_its_html(
+    db: Database, store: LocalImageStore
+) -> None:
+    """``/imagine-report``'s bundle (Slack and Discord both post it): the HTML file has the
+    acceptance chart and the near-duplicate table; the summary stays short and says so."""
+    from sqlalchemy import text
+
+    from core.delivery.bundle import report_source
+
+    async with db.transaction() as session:  # D1#1 (autumn) is B1#3's picture (spring)
+        await session.execute(
+            text(
+                "INSERT INTO feedback (generation_id, image_id, user_id, kind, emoji) "
+                "VALUES (:g, :i, 3, 'approve', '')"
+            ),
+            {"g": D1, "i": image_id(D1, 1)},
+        )
+    bundle = await report_source(db, store)("autumn", None, None, False)
+    assert 'aria-label="Acceptance rates per week, model and preset version"' in bundle.html
+    assert "<h3>Near-duplicates of approved images</h3>" in bundle.html
+    near = bundle.html.split("<h3>Near-duplicates of approved images</h3>")[1]
+    assert near.count("<tr><td>") == 1  # D1#1, whose look-alike is B1#3 (ids here are short)
+    assert "#1</code></td><td><code>" in near
+    assert "#3</code> (spring, " in near
+    assert bundle.summary_markdown.endswith(
+        "In the HTML file: acceptance per week, model and preset version; "
+        "1 approved image with approved near-duplicates.\n"
+    )
+    assert "## Acceptance" not in bundle.summary_markdown
