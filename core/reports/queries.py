@@ -192,25 +192,23 @@ g AS MATERIALIZED (
     + _IN_RANGE
     + """
 ),
-fa AS MATERIALIZED (  -- the first favourite and approval per image (image_id NULL: the grid)
-    SELECT generation_id, image_id,
-           min(created_at) FILTER (WHERE kind = 'favourite') AS favourited_at,
-           min(created_at) FILTER (WHERE kind = 'approve') AS approved_at
-    FROM feedback
-    WHERE campaign_id = :cid {copy_range} AND kind IN ('favourite', 'approve')
-    GROUP BY generation_id, image_id
-),
-ap AS (  -- approved images, directly or through their grid, with the first approval
-    SELECT image_id, generation_id, min(at) AS approved_at
+fa AS (  -- per image: from its generation's end to its first favourite and first approval
+    SELECT min(x.created_at) FILTER (WHERE x.kind = 'favourite') - g.finished_at AS to_favourite,
+           min(x.created_at) FILTER (WHERE x.kind = 'approve') - g.finished_at AS to_approval
     FROM (
-        SELECT image_id, generation_id, approved_at AS at
-        FROM fa WHERE image_id IS NOT NULL AND approved_at IS NOT NULL
-        UNION ALL
-        SELECT im.id, fa.generation_id, fa.approved_at
-        FROM fa JOIN images im ON im.generation_id = fa.generation_id
-        WHERE fa.image_id IS NULL AND fa.approved_at IS NOT NULL
+        SELECT generation_id, image_id, kind, created_at FROM feedback
+        WHERE campaign_id = :cid {copy_range} AND image_id IS NOT NULL
+          AND kind IN ('favourite', 'approve')
+        UNION ALL  -- an approval of the grid approves its images
+        SELECT f.generation_id, im.id, f.kind, f.created_at
+        FROM (SELECT generation_id, kind, created_at FROM feedback
+              WHERE campaign_id = :cid {copy_range} AND image_id IS NULL AND kind = 'approve'
+             ) f
+        JOIN images im ON im.generation_id = f.generation_id
     ) x
-    GROUP BY image_id, generation_id
+    JOIN g ON g.id = x.generation_id
+    WHERE g.finished_at IS NOT NULL
+    GROUP BY x.generation_id, x.image_id, g.finished_at
 ),"""
     + _LABELS
     + """,
@@ -244,17 +242,11 @@ tot AS (
     FROM g
 ),
 med AS (
-    SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (
-                ORDER BY extract(epoch FROM fa.favourited_at - g.finished_at))
-            FROM fa JOIN g ON g.id = fa.generation_id
-            WHERE fa.image_id IS NOT NULL AND fa.favourited_at IS NOT NULL
-              AND g.finished_at IS NOT NULL
-           ) AS to_favourite,
-           (SELECT percentile_cont(0.5) WITHIN GROUP (
-                ORDER BY extract(epoch FROM ap.approved_at - g.finished_at))
-            FROM ap JOIN g ON g.id = ap.generation_id
-            WHERE g.finished_at IS NOT NULL
-           ) AS to_approval
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM to_favourite))
+               AS to_favourite,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM to_approval))
+               AS to_approval
+    FROM fa
 ),
 ug AS (  -- one hashed pass down to (user, preset version, day, platform) cells
     SELECT user_id, preset_name, preset_version, day, platform,
