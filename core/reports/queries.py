@@ -10,10 +10,11 @@ maps the rows into the dataclasses of ``core.reports.model``.
   in hand and one index probe per picked generation);
 - ``images``: one row per image with every detail, for the CSV and JSON exports.
 
-``figures`` and ``picks`` share the feedback CTEs but not the image counts, so they can run side
-by side on two connections. Every statement takes ``:cid`` (the campaign's id) and ``:pseudo``,
-plus ``:lo`` and ``:hi`` for the range it was made for; ``picks`` also takes ``:top``,
-``:sheet`` and ``:max_depth``.
+``figures`` sums the generations' engagement counters (kept by triggers, migration d770701256a5);
+``picks`` and ``images`` compute each image's engagement from the feedback rows (``_COMMON``).
+``figures`` and ``picks`` are independent, so they run side by side on two connections. Every
+statement takes ``:cid`` (the campaign's id) and ``:pseudo``, plus ``:lo`` and ``:hi`` for the
+range it was made for; ``picks`` also takes ``:top``, ``:sheet`` and ``:max_depth``.
 """
 
 from __future__ import annotations
@@ -307,8 +308,8 @@ SELECT
 )
 
 # The top and approved images with their details and the approved images' lineage. It needs
-# the feedback CTEs but not the image counts, so it can run beside _FIGURES on a second
-# connection in the same snapshot (see ``core.reports.build``).
+# nothing from _FIGURES, so it runs beside it on a second connection in the same snapshot (see
+# ``core.reports.build``).
 _PICKS = (
     _COMMON
     + """,
