@@ -313,9 +313,11 @@ SELECT
 _PICKS = (
     _COMMON
     + """,
-top AS (
+top AS (  -- only images that tie with the :top-th or beat it need their generation's queued_at
     SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
-    WHERE fi.favourites > 0
+    WHERE fi.favourites > 0 AND (fi.favourites, fi.likes) >= ALL (
+        SELECT favourites, likes FROM fi WHERE favourites > 0
+        ORDER BY favourites DESC, likes DESC OFFSET greatest(:top - 1, 0) LIMIT 1)
     ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
     LIMIT :top
 ),
