@@ -314,7 +314,7 @@ _PICKS = (
     _COMMON
     + """,
 top AS (  -- only images that tie with the :top-th or beat it need their generation's queued_at
-    SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
+    SELECT fi.image_id FROM fi JOIN generations g ON g.id = fi.generation_id
     WHERE fi.favourites > 0 AND (fi.favourites, fi.likes) >= ALL (
         SELECT favourites, likes FROM fi WHERE favourites > 0
         ORDER BY favourites DESC, likes DESC OFFSET greatest(:top - 1, 0) LIMIT 1)
@@ -322,7 +322,9 @@ top AS (  -- only images that tie with the :top-th or beat it need their generat
     LIMIT :top
 ),
 rg AS (  -- the newest generations that made images (only a done generation stores images)
-    SELECT id, queued_at FROM g WHERE status = 'done'
+    SELECT id, queued_at """
+    + _IN_RANGE
+    + """ AND status = 'done'
     ORDER BY queued_at DESC, id DESC
     LIMIT :sheet
 ),
