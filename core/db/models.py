@@ -89,6 +89,18 @@ def _now() -> Mapped[datetime]:
     return mapped_column(server_default=func.now())
 
 
+# A generation's engagement counters (kept by triggers, see Generation) in the order of the
+# covering index's INCLUDE list.
+GENERATION_COUNTERS = (
+    *("image_count", "favourites", "favourited_images", "approved_images"),
+    *("grid_favourites", "likes", "dislikes", "approvals"),
+)
+
+
+def _counter() -> Mapped[int]:
+    return mapped_column(Integer, default=0, server_default=text("0"))
+
+
 class Workspace(Base):
     """A Slack workspace, a Discord guild, or the local CLI."""
 
@@ -186,6 +198,7 @@ class Generation(Base):
                 "started_at",
                 "finished_at",
                 "gpu_seconds",
+                *GENERATION_COUNTERS,
             ],
         ),
         Index("ix_generations_user_id_queued_at", "user_id", "queued_at"),
@@ -244,6 +257,17 @@ class Generation(Base):
     )
     # What keyword search reads: prompt (A), final prompt (B), preset (C); PostgreSQL keeps it.
     search_doc: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOC, persisted=True))
+    # Engagement counters (GENERATION_COUNTERS), recounted from the generation's images and
+    # feedback by triggers in the same transaction (migration d770701256a5); never written by
+    # the application. Campaign reports sum them (docs/reports.md).
+    image_count: Mapped[int] = _counter()
+    favourites: Mapped[int] = _counter()  # image-level favourite rows
+    favourited_images: Mapped[int] = _counter()  # images with one or more of them
+    approved_images: Mapped[int] = _counter()  # approved directly or with their grid, once
+    grid_favourites: Mapped[int] = _counter()
+    likes: Mapped[int] = _counter()  # like, dislike and approve rows: image- and grid-level
+    dislikes: Mapped[int] = _counter()
+    approvals: Mapped[int] = _counter()
 
 
 class Upload(Base):

@@ -10,10 +10,11 @@ maps the rows into the dataclasses of ``core.reports.model``.
   in hand and one index probe per picked generation);
 - ``images``: one row per image with every detail, for the CSV and JSON exports.
 
-``figures`` and ``picks`` share the feedback CTEs but not the image counts, so they can run side
-by side on two connections. Every statement takes ``:cid`` (the campaign's id) and ``:pseudo``,
-plus ``:lo`` and ``:hi`` for the range it was made for; ``picks`` also takes ``:top``,
-``:sheet`` and ``:max_depth``.
+``figures`` sums the generations' engagement counters (kept by triggers, migration d770701256a5);
+``picks`` and ``images`` compute each image's engagement from the feedback rows (``_COMMON``).
+``figures`` and ``picks`` are independent, so they run side by side on two connections. Every
+statement takes ``:cid`` (the campaign's id) and ``:pseudo``, plus ``:lo`` and ``:hi`` for the
+range it was made for; ``picks`` also takes ``:top``, ``:sheet`` and ``:max_depth``.
 """
 
 from __future__ import annotations
@@ -31,16 +32,34 @@ def pseudonym(platform: str, workspace: str, external_id: str) -> str:
     return "user-" + digest[:10]
 
 
-# The campaign's generations in range, their feedback, and one row per image with its
-# engagement. {range} is one of the fixed fragments below, never user text.
-_COMMON = """
+# The campaign's generations in range: {range} is one of the fixed fragments below, never
+# user text.
+_COLUMNS = """id, kind, status, platform, user_id, preset_name, preset_version,
+           queued_at, started_at, finished_at, gpu_seconds"""
+_IN_RANGE = "FROM generations WHERE campaign_id = :cid {range}"
+
+# Who people are in the report: a label per user (pseudonymised on request).
+_LABELS = """
+lab AS MATERIALIZED (
+    SELECT u.id,
+           CASE WHEN :pseudo THEN 'user-' || left(encode(sha256(convert_to(
+                    u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')),
+                    'hex'), 10)
+                ELSE coalesce(nullif(u.display_name, ''), u.platform || ':' || u.external_id)
+           END AS label
+    FROM users u JOIN workspaces w ON w.id = u.workspace_id
+)"""
+
+# The generations, their feedback, and one row per image with its engagement (for the picks
+# and the per-image rows; the figures read the generations' counters instead).
+_COMMON = (
+    """
 WITH RECURSIVE
-g AS MATERIALIZED (
-    SELECT id, kind, status, platform, user_id, preset_name, preset_version,
-           queued_at, started_at, finished_at, gpu_seconds
-    FROM generations
-    WHERE campaign_id = :cid {range}
-),
+g AS MATERIALIZED (SELECT """
+    + _COLUMNS
+    + "\n    "
+    + _IN_RANGE
+    + """),
 fb AS MATERIALIZED (
     -- feedback carries its generation's campaign_id and queued_at (kept by triggers): one
     -- range scan of ix_feedback_campaign_id_report instead of a probe per generation
@@ -84,15 +103,9 @@ ap AS MATERIALIZED (
     ) x
     GROUP BY image_id, generation_id
 ),
-lab AS MATERIALIZED (
-    SELECT u.id,
-           CASE WHEN :pseudo THEN 'user-' || left(encode(sha256(convert_to(
-                    u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')),
-                    'hex'), 10)
-                ELSE coalesce(nullif(u.display_name, ''), u.platform || ':' || u.external_id)
-           END AS label
-    FROM users u JOIN workspaces w ON w.id = u.workspace_id
-),
+"""
+    + _LABELS
+    + """,
 appr AS MATERIALIZED (
     SELECT a.image_id, array_agg(lab.label ORDER BY a.at, lab.label) AS approved_by
     FROM (
@@ -113,6 +126,7 @@ appr AS MATERIALIZED (
     GROUP BY a.image_id
 )
 """
+)
 
 _RANGES = {
     (False, False): "",
@@ -163,33 +177,45 @@ LEFT JOIN appr ON appr.image_id = im.id
 
 _PICKED = "FROM images im JOIN generations gen ON gen.id = im.generation_id"
 
+# The figures read each generation's engagement from its counters (kept by triggers, migration
+# d770701256a5) in the covering index; only the medians to the first favourite and approval of
+# an image need feedback rows, the favourites and approvals ones.
 _FIGURES = (
-    _COMMON
+    """
+WITH
+g AS MATERIALIZED (
+    SELECT """
+    + _COLUMNS
+    + """, (queued_at AT TIME ZONE 'UTC')::date AS day,
+           image_count, favourites, favourited_images, approved_images,
+           grid_favourites, likes, dislikes, approvals
+    """
+    + _IN_RANGE
+    + """
+),
+fa AS (  -- per image: from its generation's end to its first favourite and first approval
+    SELECT min(x.created_at) FILTER (WHERE x.kind = 'favourite') - g.finished_at AS to_favourite,
+           min(x.created_at) FILTER (WHERE x.kind = 'approve') - g.finished_at AS to_approval
+    FROM (
+        SELECT generation_id, image_id, kind, created_at FROM feedback
+        WHERE campaign_id = :cid {copy_range} AND image_id IS NOT NULL
+          AND kind IN ('favourite', 'approve')
+        UNION ALL  -- an approval of the grid approves its images
+        SELECT f.generation_id, im.id, f.kind, f.created_at
+        FROM (SELECT generation_id, kind, created_at FROM feedback
+              WHERE campaign_id = :cid {copy_range} AND image_id IS NULL AND kind = 'approve'
+             ) f
+        JOIN images im ON im.generation_id = f.generation_id
+    ) x
+    JOIN g ON g.id = x.generation_id
+    WHERE g.finished_at IS NOT NULL
+    GROUP BY x.generation_id, x.image_id, g.finished_at
+),"""
+    + _LABELS
     + """,
-gi AS (
-    SELECT generation_id, sum(favourites) AS favourites,
-           count(*) FILTER (WHERE favourites > 0) AS favourited
-    FROM fi GROUP BY generation_id
-),
-ga AS (SELECT generation_id, count(*) AS approved FROM ap GROUP BY generation_id),
-ic AS (  -- one range scan of ix_images_campaign_id_report, as fb
-    SELECT generation_id, count(*) AS images
-    FROM images WHERE campaign_id = :cid {copy_range}
-    GROUP BY generation_id
-),
-gg AS (
-    SELECT g.*, (g.queued_at AT TIME ZONE 'UTC')::date AS day,
-           coalesce(ic.images, 0) AS images,
-           coalesce(gi.favourites, 0) AS favourites,
-           coalesce(gi.favourited, 0) AS favourited, coalesce(ga.approved, 0) AS approved
-    FROM g
-    LEFT JOIN ic ON ic.generation_id = g.id
-    LEFT JOIN gi ON gi.generation_id = g.id
-    LEFT JOIN ga ON ga.generation_id = g.id
-),
 tot AS (
     SELECT count(*) AS requests,
-           coalesce(sum(images), 0) AS images,
+           coalesce(sum(image_count), 0) AS images,
            count(DISTINCT user_id) AS users,
            count(*) FILTER (WHERE kind = 'imagine') AS imagines,
            count(*) FILTER (WHERE kind = 'variation') AS variations,
@@ -200,8 +226,8 @@ tot AS (
            count(*) FILTER (WHERE status = 'failed') AS failed,
            count(*) FILTER (WHERE status IN ('queued', 'running')) AS pending,
            coalesce(sum(favourites), 0) AS favourites,
-           coalesce(sum(favourited), 0) AS favourited_images,
-           coalesce(sum(approved), 0) AS approved_images,
+           coalesce(sum(favourited_images), 0) AS favourited_images,
+           coalesce(sum(approved_images), 0) AS approved_images,
            coalesce(sum(gpu_seconds), 0) AS gpu_seconds,
            percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
                ORDER BY extract(epoch FROM started_at - queued_at))
@@ -209,34 +235,26 @@ tot AS (
            percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
                ORDER BY extract(epoch FROM finished_at - started_at))
                FILTER (WHERE status = 'done' AND started_at IS NOT NULL
-                       AND finished_at IS NOT NULL) AS generation
-    FROM gg
-),
-fbc AS (
-    SELECT count(*) FILTER (WHERE kind = 'favourite' AND image_id IS NULL) AS grid_favourites,
-           count(*) FILTER (WHERE kind = 'like') AS likes,
-           count(*) FILTER (WHERE kind = 'dislike') AS dislikes,
-           count(*) FILTER (WHERE kind = 'approve') AS approvals
-    FROM fb
+                       AND finished_at IS NOT NULL) AS generation,
+           coalesce(sum(grid_favourites), 0) AS grid_favourites,
+           coalesce(sum(likes), 0) AS likes,
+           coalesce(sum(dislikes), 0) AS dislikes,
+           coalesce(sum(approvals), 0) AS approvals
+    FROM g
 ),
 med AS (
-    SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (
-                ORDER BY extract(epoch FROM fi.first_favourite_at - g.finished_at))
-            FROM fi JOIN g ON g.id = fi.generation_id
-            WHERE fi.first_favourite_at IS NOT NULL AND g.finished_at IS NOT NULL
-           ) AS to_favourite,
-           (SELECT percentile_cont(0.5) WITHIN GROUP (
-                ORDER BY extract(epoch FROM ap.approved_at - g.finished_at))
-            FROM ap JOIN g ON g.id = ap.generation_id
-            WHERE g.finished_at IS NOT NULL
-           ) AS to_approval
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM to_favourite))
+               AS to_favourite,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM to_approval))
+               AS to_approval
+    FROM fa
 ),
 ug AS (  -- one hashed pass down to (user, preset version, day, platform) cells
     SELECT user_id, preset_name, preset_version, day, platform,
-           min(queued_at) AS first_at, count(*) AS requests, sum(images) AS images,
-           sum(favourites) AS favourites, sum(favourited) AS favourited,
-           sum(approved) AS approved, sum(gpu_seconds) AS gpu_seconds
-    FROM gg
+           min(queued_at) AS first_at, count(*) AS requests, sum(image_count) AS images,
+           sum(favourites) AS favourites, sum(favourited_images) AS favourited,
+           sum(approved_images) AS approved, sum(gpu_seconds) AS gpu_seconds
+    FROM g
     GROUP BY user_id, preset_name, preset_version, day, platform
 ),
 sl AS (
@@ -266,7 +284,7 @@ slices AS (
 -- the picked images (top, approved, lineage) are _PICKS below
 SELECT
     (SELECT row_to_json(t) FROM (
-        SELECT tot.*, fbc.*, med.*,
+        SELECT tot.*, med.*,
                (SELECT count(*) FROM audit_log
                 WHERE action = 'prompt.blocked' AND campaign_id = :cid {audit_range})
                    AS blocked_prompts,
@@ -278,7 +296,7 @@ SELECT
                (SELECT count(*) FROM pack_files JOIN packs ON packs.id = pack_files.pack_id
                 WHERE packs.generation_id IN
                    (SELECT id FROM generations WHERE campaign_id = :cid {range})) AS pack_files
-        FROM tot, fbc, med) t) AS totals,
+        FROM tot, med) t) AS totals,
     (SELECT json_agg(s ORDER BY s.images DESC, s.requests DESC, s.key)
        FILTER (WHERE s.dim = 'user') FROM slices s) AS per_user,
     (SELECT json_agg(s ORDER BY s.first_at, s.key)
@@ -290,19 +308,23 @@ SELECT
 )
 
 # The top and approved images with their details and the approved images' lineage. It needs
-# the feedback CTEs but not the image counts, so it can run beside _FIGURES on a second
-# connection in the same snapshot (see ``core.reports.build``).
+# nothing from _FIGURES, so it runs beside it on a second connection in the same snapshot (see
+# ``core.reports.build``).
 _PICKS = (
     _COMMON
     + """,
-top AS (
-    SELECT fi.image_id FROM fi JOIN g ON g.id = fi.generation_id
-    WHERE fi.favourites > 0
+top AS (  -- only images that tie with the :top-th or beat it need their generation's queued_at
+    SELECT fi.image_id FROM fi JOIN generations g ON g.id = fi.generation_id
+    WHERE fi.favourites > 0 AND (fi.favourites, fi.likes) >= ALL (
+        SELECT favourites, likes FROM fi WHERE favourites > 0
+        ORDER BY favourites DESC, likes DESC OFFSET greatest(:top - 1, 0) LIMIT 1)
     ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
     LIMIT :top
 ),
 rg AS (  -- the newest generations that made images (only a done generation stores images)
-    SELECT id, queued_at FROM g WHERE status = 'done'
+    SELECT id, queued_at """
+    + _IN_RANGE
+    + """ AND status = 'done'
     ORDER BY queued_at DESC, id DESC
     LIMIT :sheet
 ),
