@@ -1,7 +1,7 @@
 """generations carry their engagement counters (images, favourites, approvals, …), kept by triggers
 
 Revision ID: d770701256a5
-Revises: 6a7c3c4bf1f3
+Revises: e3b7a4c9d215
 Create Date: 2026-12-06 19:50:00.000000
 
 A campaign report's figures summed each generation's engagement from its raw rows: feedback
@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d770701256a5"
-down_revision: str | Sequence[str] | None = "6a7c3c4bf1f3"
+down_revision: str | Sequence[str] | None = "e3b7a4c9d215"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
