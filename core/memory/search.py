@@ -39,6 +39,7 @@ from core.memory.model import (
     SearchResult,
 )
 from core.memory.phash import distance
+from core.memory.spelling import FUZZY_WORDS, any_unknown, has_trigrams, spelled
 from core.memory.vectors import (
     DEPTH,
     FUSED,
@@ -62,23 +63,10 @@ PSEUDONYM_SQL = (
 # PostgreSQL ORs bitmaps instead of reading the table.
 _MATCH = """(g.search_doc @@ websearch_to_tsquery('english', :q)
              OR {fuzzy} {campaigns})"""
-FUZZY_WORDS = 8  # the most query words corrected for typos
-SPELLINGS = 3  # known words tried per query word
-SPELLING_THRESHOLD = 0.25  # pg_trgm similarity from which a known word may be what was meant
 _SCORE = """(ts_rank_cd(g.search_doc, websearch_to_tsquery('english', :q), 1)
             + CASE WHEN numnode(phraseto_tsquery('english', :q)) > 0
                         AND g.search_doc @@ phraseto_tsquery('english', :q) THEN 1.0 ELSE 0.0 END
             + {similarity})"""
-# Typos, with pg_trgm: each query word becomes (itself | the known words most like it), looked
-# up in the lexicon ``search_words`` through its trigram index, and the whole is matched
-# through the document's GIN index ("blu sqare" → (blu | blue) & (sqare | square)).
-_SPELLINGS = """
-SELECT w.q, s.word FROM unnest(CAST(:words AS text[])) AS w(q)
-CROSS JOIN LATERAL (
-    SELECT word FROM search_words WHERE word % w.q ORDER BY word <-> w.q LIMIT :n
-) s
-"""
-_FUZZY = "g.search_doc @@ to_tsquery('english', :fuzzy || :negated)"
 _SIMILARITY = "word_similarity(:q, g.raw_prompt)"
 # Without pg_trgm (the embedded server): every query word as a prefix ("blu" finds "blue").
 _PREFIXES = "g.search_doc @@ to_tsquery('simple', :prefixes || :negated)"
@@ -129,14 +117,6 @@ _POOL = """(
 ) g"""
 
 _DISTANCE = "bit_count((im.phash # :phash)::bit(64))"
-
-
-async def has_trigrams(session: AsyncSession) -> bool:
-    """Whether pg_trgm is installed in this database (the migration adds it where it can)."""
-    found = await session.scalar(
-        text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")
-    )
-    return bool(found)
 
 
 async def search(
@@ -214,11 +194,11 @@ async def _search(
         if trigrams is None:
             trigrams = await has_trigrams(session)
         if trigrams:
-            fuzzy = await _spelled(session, words, params)
+            fuzzy = await spelled(session, words, params)
             score = _SCORE.format(similarity=_SIMILARITY)
         else:
             params["prefixes"] = " & ".join(f"{w}:*" for w in words)
-            fuzzy = _PREFIXES if await _unknown(session, words) else "false"
+            fuzzy = _PREFIXES if await any_unknown(session, words) else "false"
             closeness = "ts_rank_cd(g.search_doc, to_tsquery('simple', :prefixes), 1)"
             score = _SCORE.format(similarity=closeness if words else "0.0")
             notes.append("typo tolerance is off: this server has no pg_trgm (prefixes only)")
@@ -371,23 +351,6 @@ def _hits(rows: Any) -> tuple[Hit, ...]:
     )
 
 
-async def _spelled(session: AsyncSession, words: list[str], params: dict[str, Any]) -> str:
-    """The typo-tolerant condition for ``words`` (sets ``:fuzzy``), or "false" without words."""
-    if not words:
-        return "false"
-    await session.execute(  # transposed letters ("sqaure") score about 0.27
-        text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
-        {"t": str(SPELLING_THRESHOLD)},
-    )
-    found = await session.execute(text(_SPELLINGS), {"words": words, "n": SPELLINGS})
-    spellings: dict[str, set[str]] = {w: {w} for w in words}
-    for word, known in found:
-        if re.fullmatch(r"[^\W_]+", known):  # lexemes are words; keep to_tsquery's syntax out
-            spellings[word].add(known)
-    params["fuzzy"] = " & ".join("(" + " | ".join(sorted(spellings[w])) + ")" for w in words)
-    return _FUZZY
-
-
 async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:
     """The perceptual hash of ``ref``, hashing it now if the indexer hasn't yet."""
     where = "" if scope.everywhere else f"AND {_FILTERS['scope']}"
@@ -415,19 +378,6 @@ async def _phash_of(session: AsyncSession, ref: ImageRef, scope: Scope) -> int:
             "`onbrand search reindex`."
         )
     return int(row.phash)
-
-
-async def _unknown(session: AsyncSession, words: list[str]) -> bool:
-    """Whether any of ``words`` is no prompt's word (``search_words``): only then is the prefix
-    arm worth its cost ("blu" → blue); known words are matched by the document's own arm (a
-    prefix scan of two common words costs ~25 ms at 1M generations, the exact match ~5)."""
-    if not words:
-        return False
-    known = await session.scalar(
-        text("SELECT count(*) FROM search_words WHERE word = ANY (CAST(:words AS text[]))"),
-        {"words": words},
-    )
-    return int(known or 0) < len(words)
 
 
 def _and(conditions: list[str]) -> str:
