@@ -217,9 +217,8 @@ def seed_statements(scale: float) -> list[tuple[str, str]]:
             WHERE g.id = c.id
             """,
         ),
-        # the counters' UPDATE leaves a dead version of every generation behind at once (a table
-        # twice its size, reads scattered over it: keyword --campaign in bench search went from
-        # p50 29 to 334 ms), which a live table's gradual updates never do: rewrite it packed
+        # the UPDATE leaves a dead version of every generation at once (twice the table; bench
+        # search's keyword --campaign p50 29 -> 334 ms), as no live table does: rewrite it packed
         ("compact generations", "VACUUM FULL generations"),
         (
             "audit log",
