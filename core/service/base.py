@@ -16,6 +16,8 @@ from core.brand.presets import Limits, Preset
 from core.domain import (
     Actor,
     Campaign,
+    Generation,
+    GenerationKind,
     GenerationStatus,
     NewGeneration,
     Params,
@@ -219,6 +221,41 @@ class UseCase:
         await uow.repo.add_generation(generation)
         boost = RUSH_PRIORITY if campaign is not None and campaign.rush else 0
         await uow.queue.enqueue(generation.id, priority=boost - waiting)
+
+    async def _enqueue_child(
+        self,
+        uow: UnitOfWork,
+        parent: Generation,
+        kind: GenerationKind,
+        params: Params,
+        *,
+        actor: Actor,
+        user_id: int,
+        where: ReplyTarget | None,
+        source_index: int | None,
+        campaign: Campaign | None,
+        waiting: int,
+        raw_prompt: str | None = None,
+    ) -> uuid.UUID:
+        """Record and queue a generation made from ``parent`` (its campaign, preset version,
+        prompt unless given and reply target unless ``where``); its id."""
+        if parent.preset_id is None:
+            raise NotFound("The preset version of that result is no longer recorded.")
+        child = NewGeneration(
+            id=uuid.uuid4(),
+            kind=kind,
+            platform=actor.platform,
+            user_id=user_id,
+            campaign_id=parent.campaign_id,
+            preset_id=parent.preset_id,
+            raw_prompt=parent.raw_prompt if raw_prompt is None else raw_prompt,
+            params=params,
+            reply_target=where or parent.reply_target,
+            parent_id=parent.id,
+            source_index=source_index,
+        )
+        await self._record_and_enqueue(uow, child, campaign, waiting)
+        return child.id
 
     async def _ticket(self, uow: UnitOfWork, ids: Sequence[uuid.UUID]) -> Ticket:
         position = await uow.queue.position(ids[0])

@@ -5,7 +5,6 @@ up in the records and works after a restart."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 
 from core.brand.presets import DEFAULT_N, Limits
 from core.domain import (
@@ -15,7 +14,6 @@ from core.domain import (
     Generation,
     GenerationKind,
     GenerationStatus,
-    NewGeneration,
     ReplyTarget,
     RequestKey,
     Role,
@@ -110,23 +108,11 @@ class Buttons(UseCase):
         kind, params = child_of_upload(parent, kind, params, preset)  # images in: keep or drop
         limits = preset.limits if preset is not None else Limits()
         active = await self._check_quotas(uow, user_id, [params], limits, campaign)
-        if parent.preset_id is None:
-            raise NotFound("The preset version of that result is no longer recorded.")
-        child = NewGeneration(
-            id=uuid.uuid4(),
-            kind=kind,
-            platform=actor.platform,
-            user_id=user_id,
-            campaign_id=parent.campaign_id,
-            preset_id=parent.preset_id,
-            raw_prompt=parent.raw_prompt,
-            params=params,
-            reply_target=where or parent.reply_target,
-            parent_id=parent.id,
-            source_index=source,
-        )
-        await self._record_and_enqueue(uow, child, campaign, active)
-        return await self._ticket(uow, [child.id])
+        child = await self._enqueue_child(
+            uow, parent, kind, params, actor=actor, user_id=user_id, where=where,
+            source_index=source, campaign=campaign, waiting=active,
+        )  # fmt: skip
+        return await self._ticket(uow, [child])
 
 
 def _finished_words(status: GenerationStatus) -> str:

@@ -36,7 +36,6 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     ImagineRequest,
-    NewGeneration,
     Params,
     ReplyTarget,
     RequestKey,
@@ -167,23 +166,11 @@ class Edits(ImagesIn, Buttons):
             if campaign is not None:
                 self._check_dates(campaign)
             active = await self._check_quotas(uow, user_id, [params], preset.limits, campaign)
-            if parent.preset_id is None:
-                raise NotFound("The preset version of that result is no longer recorded.")
-            child = NewGeneration(
-                id=uuid.uuid4(),
-                kind=kind,
-                platform=actor.platform,
-                user_id=user_id,
-                campaign_id=parent.campaign_id,
-                preset_id=parent.preset_id,
-                raw_prompt=prompt or parent.raw_prompt,
-                params=params,
-                reply_target=where or parent.reply_target,
-                parent_id=parent.id,
-                source_index=index,
-            )
-            await self._record_and_enqueue(uow, child, campaign, active)
-            ticket = await self._ticket(uow, [child.id])
+            child = await self._enqueue_child(
+                uow, parent, kind, params, actor=actor, user_id=user_id, where=where,
+                source_index=index, campaign=campaign, waiting=active, raw_prompt=prompt or None,
+            )  # fmt: skip
+            ticket = await self._ticket(uow, [child])
             await uow.commit()
         return ticket
 

@@ -29,7 +29,6 @@ from core.domain import (
     Generation,
     GenerationKind,
     GenerationStatus,
-    NewGeneration,
     ReplyTarget,
     RequestKey,
     Ticket,
@@ -142,30 +141,18 @@ class PackJobs(Packs, Edits):
                 self._check_dates(campaign)
             params = dataclasses.replace(parent.params, n=1, placements=chosen)
             active = await self._check_quotas(uow, user_id, [params], preset.limits, campaign)
-            if parent.preset_id is None:
-                raise NotFound("The preset version of that result is no longer recorded.")
-            child = NewGeneration(
-                id=uuid.uuid4(),
-                kind=GenerationKind.PACK,
-                platform=actor.platform,
-                user_id=user_id,
-                campaign_id=parent.campaign_id,
-                preset_id=parent.preset_id,
-                raw_prompt=parent.raw_prompt,
-                params=params,
-                reply_target=where or parent.reply_target,
-                parent_id=parent.id,
-                source_index=index,
-            )
-            await self._record_and_enqueue(uow, child, campaign, active)
+            child = await self._enqueue_child(
+                uow, parent, GenerationKind.PACK, params, actor=actor, user_id=user_id,
+                where=where, source_index=index, campaign=campaign, waiting=active,
+            )  # fmt: skip
             await uow.repo.audit(
                 actor_key(actor),
                 "pack.queued",
                 f"{generation_id}:{index}",
-                {"generation": str(child.id), "placements": list(chosen) or "preset"},
+                {"generation": str(child), "placements": list(chosen) or "preset"},
                 campaign.id if campaign else None,
             )
-            ticket = await self._ticket(uow, [child.id])
+            ticket = await self._ticket(uow, [child])
             await uow.commit()
         return ticket
 

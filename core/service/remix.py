@@ -31,7 +31,6 @@ from core.domain import (
     GenerationKind,
     GenerationStatus,
     ImagineRequest,
-    NewGeneration,
     Params,
     ReplyTarget,
     RequestKey,
@@ -99,23 +98,11 @@ class Remix(UseCase):
                 if campaign.share_prompt:  # the words are the remixer's now
                     params = dataclasses.replace(params, prompt_writer=pseudonym(actor))
             active = await self._check_quotas(uow, user_id, [params], preset.limits, campaign)
-            if parent.preset_id is None:
-                raise NotFound("The preset version of that result is no longer recorded.")
-            child = NewGeneration(
-                id=uuid.uuid4(),
-                kind=kind,
-                platform=actor.platform,
-                user_id=user_id,
-                campaign_id=parent.campaign_id,
-                preset_id=parent.preset_id,
-                raw_prompt=text,
-                params=params,
-                reply_target=where or parent.reply_target,
-                parent_id=parent.id,
-                source_index=index or None,
-            )
-            await self._record_and_enqueue(uow, child, campaign, active)
-            ticket = await self._ticket(uow, [child.id])
+            child = await self._enqueue_child(
+                uow, parent, kind, params, actor=actor, user_id=user_id, where=where,
+                source_index=index or None, campaign=campaign, waiting=active, raw_prompt=text,
+            )  # fmt: skip
+            ticket = await self._ticket(uow, [child])
             await uow.commit()
         return ticket
 
