@@ -4,7 +4,7 @@ step was made from (``LineageStep.used_index``; ``core.reports.queries`` walks t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from html import escape
 
 from core.reports.model import CampaignReport, Lineage
@@ -26,12 +26,11 @@ def _chains(report: CampaignReport, shown: int) -> dict[tuple[str, int], Lineage
 
 def ancestor_keys(report: CampaignReport, shown: int) -> set[str]:
     """The storage keys of the ancestors the report shows (of the first ``shown`` approved)."""
-    return {
-        s.storage_key
-        for c in _chains(report, shown).values()
-        for s in c.steps
-        if s.depth > 0 and s.storage_key
-    }
+    return _keys(_chains(report, shown).values())
+
+
+def _keys(chains: Iterable[Lineage]) -> set[str]:
+    return {s.storage_key for c in chains for s in c.steps if s.depth > 0 and s.storage_key}
 
 
 def strips(
@@ -42,15 +41,16 @@ def strips(
 ) -> dict[tuple[str, int], str]:
     """The HTML strip for each of the first ``shown`` approved images that has ancestors, by
     (generation, index); an ancestor whose original is gone shows as a dash."""
+    chains = _chains(report, shown)
     small: dict[str, str] = {}
-    for key in ancestor_keys(report, shown):
+    for key in _keys(chains.values()):
         data = thumbnails.get(key)
         if data:
             try:
                 small[key] = thumbnail(data, ANCESTOR_PX)
             except OSError:
                 continue  # not an image Pillow can read: a dash
-    return {ref: _strip(chain, small) for ref, chain in _chains(report, shown).items()}
+    return {ref: _strip(chain, small) for ref, chain in chains.items()}
 
 
 def _strip(chain: Lineage, small: Mapping[str, str]) -> str:
