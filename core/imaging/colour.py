@@ -54,10 +54,12 @@ def srgb_to_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
 
 
-_PALETTE_SAMPLE: Final = 64
-"""Side of the sample the dominant colours come from. Median cut costs ~10 ms at 128 px and ~2 ms
-at 64 on one core (once per stored image); scores moved by at most 0.0024 on 12 photo-like
-pictures of 512-1024 px."""
+_PALETTE_SAMPLE: Final = 32
+"""Side of the sample the dominant colours come from. Median cut costs ~10 ms at 128 px, ~2.6 ms
+at 64 and ~0.7 ms at 32 on one core (once per stored image, 11 % of finishing a 128 px image at
+64). Against a 64 px sample, scores moved by at most 0.0047 at 48 and 0.0072 at 32 on 12
+photo-like pictures of 512-1024 px (``bench/pipeline.py``'s); 64 itself had moved them by at most
+0.0024 against the full picture. Reports show scores to two decimals."""
 _DOMINANT_COLOURS: Final = 8
 
 
