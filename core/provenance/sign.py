@@ -9,6 +9,7 @@ composite, an outpaint, a pack resize) is one new row.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -76,7 +77,10 @@ class Facts:
     parent_format: str = "image/png"
 
 
+@functools.cache
 def version() -> str:
+    """onbrand's installed version, looked up once per process (``importlib.metadata`` scans
+    the installed distributions: ~1.8 ms, a third of signing a 128 px image)."""
     try:
         return metadata.version("onbrand")
     except metadata.PackageNotFoundError:

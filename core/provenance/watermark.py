@@ -107,23 +107,27 @@ def _soften(tile: F64) -> F64:
 
 def _box(a: F32, radius: int) -> F32:
     """A box blur of side ``2 * radius + 1`` with the edges repeated (cumulative sums), down the
-    columns, then along the rows."""
+    columns, then along the rows.
+
+    Each pass sums along memory: the first runs on a transposed copy (numpy's ``cumsum`` down
+    axis 0 strides through memory and takes about three times as long), and the edge rows are
+    written around the copy instead of ``np.pad`` (slow in Python at these sizes). The sums are
+    ``np.cumsum``'s in the same order, so the marks stay bit-for-bit those of the plain code."""
+    down = _box_along_rows(a.T, radius)  # the columns of ``a`` are the rows of ``a.T``
+    return _box_along_rows(down.T, radius)
+
+
+def _box_along_rows(a: F32, radius: int) -> F32:
+    """A box blur along each row of ``a`` (any layout), the edge pixels repeated."""
     side, (rows, cols) = 2 * radius + 1, a.shape
-    c = _cumsum_down(np.pad(a, ((radius + 1, radius), (0, 0)), mode="edge"))
-    a = (c[side : side + rows] - c[:rows]) / side
-    c = np.cumsum(np.pad(a, ((0, 0), (radius + 1, radius)), mode="edge"), axis=1, dtype=np.float32)
-    blurred: F32 = (c[:, side : side + cols] - c[:, :cols]) / side
+    padded = np.empty((rows, cols + side), dtype=np.float32)
+    padded[:, radius + 1 : radius + 1 + cols] = a
+    padded[:, : radius + 1] = a[:, :1]
+    padded[:, radius + 1 + cols :] = a[:, -1:]
+    c = np.cumsum(padded, axis=1, dtype=np.float32)
+    blurred: F32 = c[:, side : side + cols] - c[:, :cols]
+    blurred /= side
     return blurred
-
-
-def _cumsum_down(a: F32) -> F32:
-    """``np.cumsum(a, axis=0)``, the same sums in the same order, a row at a time: numpy's own
-    strides down the columns through memory and takes about three times as long."""
-    c = np.empty_like(a)
-    c[0] = a[0]
-    for i in range(1, a.shape[0]):
-        np.add(c[i - 1], a[i], out=c[i])
-    return c
 
 
 def _luma(rgb: F32) -> F32:
