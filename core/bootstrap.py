@@ -202,11 +202,13 @@ def build_engines(settings: Settings) -> InstrumentedEngines:
 
 
 def build_worker(app: App, **overrides: Any) -> Worker:
+    from core.jobs import finishers
     from core.jobs.worker import Worker, WorkerConfig
     from core.provenance import setup as provenance
 
     settings = app.settings
     provenance.configure(provenance.provenance_of(settings))  # finishing signs with these
+    finishers.configure(settings.finishing_processes)
     max_batch = settings.max_batch or (8 if _has_cuda() else 4)
     config = WorkerConfig(
         max_batch=overrides.get("max_batch") or max_batch,

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     batch_window_ms: int = Field(default=25, alias="ONBRAND_BATCH_WINDOW_MS", ge=0)
     heartbeat_timeout_s: float = Field(default=30.0, alias="ONBRAND_HEARTBEAT_TIMEOUT", gt=0)
     max_attempts: int = Field(default=3, alias="ONBRAND_MAX_ATTEMPTS", ge=1)
+    # processes that finish images (core.jobs.finishers): unset, one per core; 0, threads instead
+    finishing_processes: int | None = Field(
+        default=None, alias="ONBRAND_FINISHING_PROCESSES", ge=0, le=256
+    )
 
     # --- memory ------------------------------------------------------------------------------
     # A CLIP model for vector search (core.memory.embedder): a local folder or a Hugging Face

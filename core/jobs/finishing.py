@@ -7,8 +7,8 @@ one) → the invisible watermark
 ``parameters`` and XMP/IPTC AI fields (``core.imaging.metadata``) → the C2PA signature
 (``core.provenance.sign``; a variation's or upscale's parent image is its ingredient) last.
 Nothing writes after signing. The image is scored against the preset's palette and durably
-stored by content hash; the work runs in finishing's own threads (``finishing_pool``: one per
-core, apart from the default executor, which the engines' calls use), the images of a job
+stored by content hash; the work runs in finishing's own processes (``core.jobs.finishers``:
+one per core, off the interpreter lock of the loop that feeds the engine), the images of a job
 concurrently. When the preset draws a logo or badge, the engine's pixels are also stored as the
 image's logo-free master (``clean_png``, ``images.clean_key``), the source of campaign packs.
 
@@ -26,18 +26,14 @@ from the source PNG).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
-import functools
 import io
 import logging
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -56,11 +52,13 @@ from core.imaging.metadata import (
     parameter_settings,
     read_parameters,
 )
+from core.jobs import finishers
 from core.jobs.images_in import kept_pixels, watermark_position
 from core.jobs.styles import a1111_loras
 from core.memory.phash import phash_if_available
 from core.ports import ImageStore, Sampling
 from core.provenance import setup as provenance
+from core.provenance.setup import Provenance
 from core.provenance.sign import Facts, action_for, sign
 from core.provenance.watermark import embed, image_id_of
 from core.storage.local import BlockingPut
@@ -69,7 +67,6 @@ log = logging.getLogger(__name__)
 
 CONFIDENTIAL = "(prompt not shared: the campaign keeps its prompts confidential)"
 _IMG2IMG = (GenerationKind.VARIATION, GenerationKind.IMAGE_PROMPT)
-T = TypeVar("T")
 
 
 class Finished(NamedTuple):
@@ -81,38 +78,6 @@ class Finished(NamedTuple):
     # the logo-free master (a plain PNG of the engine's pixels, unsigned, never served) that
     # campaign packs start from; only when a logo or badge was drawn (else the original serves)
     clean: bytes | None = None
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def finishing_pool() -> ThreadPoolExecutor:
-    """The threads that finish images: one per core this process may use.
-
-    Not asyncio's default executor: the engines run their calls there (``asyncio.to_thread``),
-    and a GPU's next call must never queue behind a backlog of PNG encodes. Finishing is
-    CPU work that releases the GIL (PIL, zlib, hashing), so more threads than cores buy nothing;
-    a backlog waits here, and the worker's in-flight cap (``WorkerConfig.batches_in_flight``)
-    stops claims while it does."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="finishing")
-        return _pool
-
-
-def _cores() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-async def in_finishing_thread(work: Callable[..., T], *args: object) -> T:
-    """``work(*args)`` in ``finishing_pool``, in a copy of this context (as ``to_thread``)."""
-    call = functools.partial(contextvars.copy_context().run, work, *args)
-    return await asyncio.get_running_loop().run_in_executor(finishing_pool(), call)
 
 
 async def store_images(
@@ -127,23 +92,15 @@ async def store_images(
 
     ``parent`` is the file of the image a variation or upscale was made from: it becomes the
     ingredient of each new image's C2PA manifest."""
-    blocking = store if isinstance(store, BlockingPut) else None
-
-    def finish(index: int, image: Image.Image) -> Finished:
-        return finish_image(job, preset, index, image, sampling, parent)
-
-    def encode_and_put(
-        local: BlockingPut, index: int, image: Image.Image
-    ) -> tuple[Finished, str, str | None]:
-        done = finish(index, image)
-        clean = None if done.clean is None else local.put_blocking(done.clean, suffix=".png")
-        return done, local.put_blocking(done.data, suffix=".png"), clean
+    credentials = provenance.current()
+    # a store the finishing process or thread can write to itself: one hop for both steps
+    local = store if isinstance(store, BlockingPut) else None
 
     async def one(index: int, image: Image.Image) -> StoredImage:
-        if blocking is not None:  # one thread hop for both
-            done, key, clean = await in_finishing_thread(encode_and_put, blocking, index, image)
-        else:
-            done = await in_finishing_thread(finish, index, image)
+        done, key, clean = await finishers.run(
+            finish_and_store, credentials, local, job, preset, index, image, sampling, parent
+        )
+        if key is None:
             clean = None if done.clean is None else await store.put(done.clean, suffix=".png")
             key = await store.put(done.data, suffix=".png")
         return StoredImage(
@@ -163,6 +120,32 @@ async def store_images(
     return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images, start=1))))
 
 
+def finish_and_store(
+    credentials: Provenance,
+    store: BlockingPut | None,
+    job: StartedJob,
+    preset: Preset | None,
+    index: int,
+    image: Image.Image,
+    sampling: Sampling | None,
+    parent: bytes | None,
+) -> tuple[Finished, str | None, str | None]:
+    """``finish_image``, then (when ``store`` is given) its original and clean master durably
+    stored: what one finishing process or thread does for one image. Module-level, so that it
+    travels to a finishing process by pickle with the worker's credentials."""
+    done = finish_image(job, preset, index, image, sampling, parent, credentials=credentials)
+    if store is None:
+        return done, None, None
+    clean = None if done.clean is None else store.put_blocking(done.clean, suffix=".png")
+    return done, store.put_blocking(done.data, suffix=".png"), clean
+
+
+def warm_up(image: Image.Image) -> None:
+    """Import what finishing imports on first use (imagehash with SciPy, c2pa)."""
+    phash_if_available(image)
+    import c2pa  # noqa: F401
+
+
 def finish_image(
     job: StartedJob,
     preset: Preset | None,
@@ -170,12 +153,14 @@ def finish_image(
     image: Image.Image,
     sampling: Sampling | None = None,
     parent: bytes | None = None,
+    *,
+    credentials: Provenance | None = None,
 ) -> Finished:
     """The stored original: logo, invisible watermark, PNG with A1111 ``parameters`` and XMP,
     then the C2PA signature; with its palette score and the pHash of its pixels before the
-    watermark."""
+    watermark. ``credentials``: the signer and watermark secret (default: the process's)."""
     params = job.params
-    credentials = provenance.current()
+    credentials = credentials or provenance.current()
     clean = image  # the engine's pixels: packs put the logo on each placement themselves
     logo = watermark_logo(preset) if preset is not None else None
     if (

@@ -5,9 +5,9 @@ heartbeats (a job whose worker died is claimed again after ``heartbeat_timeout``
 Each claimed job goes to the ``Batcher``, which groups compatible jobs into one engine call.
 Images are finished (``core.jobs.finishing``: watermark, parameters, AI disclosure) and stored
 concurrently, and only then is the generation marked done: ``done`` means every image is durably
-stored. Finishing runs in its own threads (``finishing_pool``), so batch N is finished while batch
-N+1 is in the engine; ``batches_in_flight`` batches' worth of jobs are claimed at once, and
-finishing that falls behind holds its claims, which stops new ones (back-pressure).
+stored. Finishing runs in its own processes (``core.jobs.finishers``), so batch N is finished
+while batch N+1 is in the engine; ``batches_in_flight`` batches' worth of jobs are claimed at
+once, and finishing that falls behind holds its claims, which stops new ones (back-pressure).
 
 The per-job path is kept short (``bench/queue.py`` measures it against pgqueuer alone):
 
@@ -47,6 +47,7 @@ from core.db.outage import Backoff, OutageLog, fault_of
 from core.db.queue import GENERATE
 from core.domain import GenerationKind, GenerationStatus
 from core.errors import CannotMake, RefusedByProvider, StoreRefused, UserError
+from core.jobs import finishers
 from core.jobs.batching import Batcher, BatchKey, Coalescer, generate_job, job_of, vary_job
 from core.jobs.finishing import sampling_of, store_images
 from core.jobs.images_in import IMAGE_KINDS, run_with_upload
@@ -59,7 +60,6 @@ from core.ports import Engine, Engines, GenerateJob, ImageStore, JobResult, Samp
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
 
 QUEUE_SESSION: dict[str, str] = {"synchronous_commit": "off"}
 """Session settings of pgqueuer's connection (see the module docstring)."""
@@ -135,6 +135,7 @@ class Worker:
         dies (after the jobs in hand finish, their records waiting for the database), and a new
         one is connected with backoff. The job whose "finished" pgqueuer could not write is
         claimed again after the heartbeat timeout and skipped, as it is already done."""
+        finishers.pool()  # the finishing processes start while the queue connects
         quiet = QuietOutages(lambda: self.down)
         for name in NOISY:
             logging.getLogger(name).addFilter(quiet)
