@@ -68,6 +68,8 @@ class SimulatedEngine:
         self.per_image_s = per_image_ms / 1000
         self.base_s = base_ms / 1000
         self.first_call: float | None = None
+        self.last_return = 0.0  # when the latest call handed its pictures back
+        self.waited_s = 0.0  # between one call's return and the next call (the engine idle)
         self.busy_s = 0.0
         self.calls = 0
         self.images = 0
@@ -80,10 +82,14 @@ class SimulatedEngine:
         return pool[seed % len(pool)].copy()
 
     async def _busy(self, images: int) -> None:
+        now = time.perf_counter()
         if self.first_call is None:
-            self.first_call = time.perf_counter()
+            self.first_call = now
+        else:
+            self.waited_s += now - self.last_return
         seconds = self.base_s + self.per_image_s * images
         await asyncio.to_thread(time.sleep, seconds)
+        self.last_return = time.perf_counter()
         self.busy_s += seconds
         self.calls += 1
         self.images += images
@@ -186,6 +192,7 @@ async def one_case(args: argparse.Namespace, per_image_ms: float, scratch: Path)
                 await asyncio.wait_for(running, timeout=120)
     assert engine.first_call is not None
     elapsed = last - engine.first_call
+    tail = last - engine.last_return
     rate = args.jobs / elapsed
     bound = (
         1000 / per_image_ms
@@ -202,6 +209,11 @@ async def one_case(args: argparse.Namespace, per_image_ms: float, scratch: Path)
             "calls": engine.calls,
             "images": engine.images,
             "images/call": f"{engine.images / max(engine.calls, 1):.2f}",
+            # where the rest of the time went: the engine waiting between calls, the calls
+            # taking longer than their sleep (thread hand-off), the last batch's finishing
+            "between calls": f"{engine.waited_s:.3f}s",
+            "call overrun": f"{elapsed - engine.busy_s - engine.waited_s - tail:.3f}s",
+            "after last call": f"{tail:.3f}s",
             "ratio": f"{rate / bound:.3f}",
         },
     )

@@ -180,7 +180,7 @@ def imagine(
         running = None
         worker_task = None
         if local_worker:
-            running = build_worker(app)
+            running = build_worker(app, one_shot=True)
             running.outage.level = logging.INFO  # an outage is this command's one error line
             worker_task = asyncio.create_task(running.run())
         lost = False

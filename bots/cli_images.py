@@ -146,7 +146,7 @@ async def wait_and_save(app: App, ticket: Ticket, out_dir: Path) -> int:
 
     ids = ", ".join(str(i) for i in ticket.generation_ids)
     err.print(f"queued #{ticket.position}: {ids}", highlight=False)
-    running = build_worker(app)
+    running = build_worker(app, one_shot=True)
     worker_task = asyncio.create_task(running.run())
     try:
         generations = await wait_until_finished(

@@ -72,7 +72,7 @@ async def _queue_and_build(
 
     started = time.perf_counter()
     ticket = await app.service.queue_pack(cli_actor(), cli_target(), generation_id, index, names)
-    running = build_worker(app)
+    running = build_worker(app, one_shot=True)
     worker_task = asyncio.create_task(running.run())
     try:
         (done,) = await wait_until_finished(

@@ -201,14 +201,18 @@ def build_engines(settings: Settings) -> InstrumentedEngines:
     return InstrumentedEngines(registry)
 
 
-def build_worker(app: App, **overrides: Any) -> Worker:
+def build_worker(app: App, *, one_shot: bool = False, **overrides: Any) -> Worker:
+    """The worker of ``app``. ``one_shot``: for a command that makes its images and exits, which
+    finishes them in threads unless ``ONBRAND_FINISHING_PROCESSES`` says otherwise (starting
+    the finishing processes costs about a second each; a serving worker pays it once)."""
     from core.jobs import finishers
     from core.jobs.worker import Worker, WorkerConfig
     from core.provenance import setup as provenance
 
     settings = app.settings
     provenance.configure(provenance.provenance_of(settings))  # finishing signs with these
-    finishers.configure(settings.finishing_processes)
+    processes = settings.finishing_processes
+    finishers.configure(0 if processes is None and one_shot else processes)
     max_batch = settings.max_batch or (8 if _has_cuda() else 4)
     config = WorkerConfig(
         max_batch=overrides.get("max_batch") or max_batch,

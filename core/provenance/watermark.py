@@ -94,15 +94,19 @@ def _bit_patterns() -> F64:
     return np.kron(patterns, np.ones((1, CELL, CELL)))
 
 
-_PATTERNS: Final = _bit_patterns()
-_PATTERNS_F: Final = np.conj(np.fft.fft2(_PATTERNS))
-
-
 def _soften(tile: F64) -> F64:
-    """A cyclic [1, 2, 1] / 4 smoothing on both axes: softer cell edges, same low frequencies."""
-    for axis in (0, 1):
+    """A cyclic [1, 2, 1] / 4 smoothing on the last two axes: softer cell edges, same low
+    frequencies."""
+    for axis in (-2, -1):
         tile = (np.roll(tile, 1, axis) + 2 * tile + np.roll(tile, -1, axis)) / 4
     return tile
+
+
+_PATTERNS: Final = _bit_patterns()
+_PATTERNS_F: Final = np.conj(np.fft.fft2(_PATTERNS))
+_FLAT: Final = _PATTERNS.reshape(PAYLOAD_BITS, TILE * TILE)  # one row per bit
+# each bit's pattern softened: a tile is their sum weighted by bit and gain (softening is linear)
+_SOFT_FLAT: Final = _soften(_PATTERNS).reshape(PAYLOAD_BITS, TILE * TILE)
 
 
 def _box(a: F32, radius: int) -> F32:
@@ -168,12 +172,12 @@ def embed(
     gains = np.ones(PAYLOAD_BITS)
     marked = np.empty_like(rgb)  # each round rewrites it in place
     for _ in range(_ROUNDS):
-        tile = _soften(np.tensordot(gains * bits, _PATTERNS, axes=1))
-        mark = np.tile(tile, reps)[:h, :w].astype(np.float32)
+        tile = ((gains * bits) @ _SOFT_FLAT).reshape(TILE, TILE).astype(np.float32)
+        mark = np.tile(tile, reps)[:h, :w]
         np.add(rgb, (mask * mark)[..., None], out=marked)
         np.clip(np.rint(marked, out=marked), 0, 255, out=marked)
         folded = _fold(_residual(_luma(marked)))
-        margins = bits * np.tensordot(_PATTERNS, folded, axes=((1, 2), (0, 1)))
+        margins = bits * (_FLAT @ folded.ravel())
         target = 0.6 * float(np.median(margins))
         weak = margins < target
         if not weak.any() or target <= 0:

@@ -185,3 +185,35 @@ def test_cores_are_capped_by_a_cgroup_cpu_limit(
     (tmp_path / "cpu.max").write_text(cpu_max)
     assert finishers.cores(tmp_path / "cpu.max") == expected
     assert finishers.cores(tmp_path / "missing") == 64
+
+
+@pytest.mark.parametrize(
+    ("setting", "one_shot", "processes"),
+    [(None, False, True), (None, True, False), ("2", True, True), ("0", False, False)],
+)
+def test_a_serving_worker_finishes_in_processes_and_a_one_shot_command_in_threads(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    setting: str | None,
+    one_shot: bool,
+    processes: bool,
+) -> None:
+    from types import SimpleNamespace
+
+    from core.bootstrap import build_worker
+    from core.provenance import setup
+    from core.settings import Settings
+
+    monkeypatch.setenv("ONBRAND_DATA_DIR", str(tmp_path))
+    if setting is not None:
+        monkeypatch.setenv("ONBRAND_FINISHING_PROCESSES", setting)
+    settings = Settings()  # type: ignore[call-arg]
+    app = SimpleNamespace(
+        settings=settings, db=None, engines=None, store=None, service=SimpleNamespace(presets={})
+    )
+    try:
+        build_worker(app, one_shot=one_shot)  # type: ignore[arg-type]
+        assert finishers.in_processes() is processes
+    finally:
+        finishers.configure(None)
+        setup.configure(None)
