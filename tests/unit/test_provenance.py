@@ -308,12 +308,13 @@ def test_a_preset_can_ask_for_a_visible_ai_badge(tmp_path: Path) -> None:
         load_preset(tmp_path / "bad.yaml")
 
 
-@pytest.mark.parametrize("shape", [(7, 5), (130, 97), (64, 256)])
+@pytest.mark.parametrize("shape", [(7, 5), (130, 97), (64, 256), (300, 260)])
 @pytest.mark.parametrize("radius", [2, 3])
 def test_the_fast_box_blur_gives_numpys_sums_bit_for_bit(shape: tuple[int, int], radius: int
                                                         ) -> None:  # fmt: skip
-    """The watermark's blur (a row-at-a-time cumulative sum down the columns) computes exactly
-    what ``np.cumsum`` along each axis does: marks made before and after it are the same."""
+    """The watermark's blur (cumulative sums along memory: on a transposed copy for small
+    pictures, a row at a time down the columns for large ones) computes exactly what
+    ``np.cumsum`` along each axis does: marks made before and after it are the same."""
     a = (np.random.default_rng(5).random(shape) * 255).astype(np.float32)
     expected = a
     for axis in (0, 1):
