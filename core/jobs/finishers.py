@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import math
 import multiprocessing
 import os
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _WATCH_S = 0.5  # how often a finishing process checks that its worker is still there
 _lock = threading.Lock()
@@ -99,22 +102,35 @@ def pool() -> Executor:
 def _make(processes: int | None) -> Executor:
     global _started
     if processes == 0:
-        return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="finishing")
+        return _threads()
     workers = processes or cores()
-    made = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_child_started,
-    )
-    # every process starts now and imports what finishing needs, not at the first image
-    _started = [made.submit(_ready) for _ in range(workers)]
+    try:
+        made = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_started,
+            initargs=(logging.getLogger().level,),
+        )
+        # every process starts now and imports what finishing needs, not at the first image
+        _started = [made.submit(_ready) for _ in range(workers)]
+    except OSError as exc:  # no semaphores (a container without /dev/shm), no process limit
+        log.warning("finishing runs in threads: processes can't be started here (%s)", exc)
+        return _threads()
     return made
 
 
-def _child_started() -> None:
-    """In each finishing process: the parent alone answers signals (it drains, then ends us),
-    and a parent that is gone (killed) ends us too. The call queue gives no end-of-file for
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="finishing")
+
+
+def _child_started(log_level: int) -> None:
+    """In each finishing process: logs as the worker logs (its level; format and secret
+    masking from the same settings), the parent alone answers signals (it drains, then ends
+    us), and a parent that is gone (killed) ends us too. The call queue gives no end-of-file for
     that (every process holds its writing end), so a thread watches who our parent is."""
+    from core.ops.logs import setup_logging
+
+    setup_logging(level=logging.getLevelName(log_level))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()

@@ -56,6 +56,7 @@ from core.jobs import finishers
 from core.jobs.images_in import kept_pixels, watermark_position
 from core.jobs.styles import a1111_loras
 from core.memory.phash import phash_if_available
+from core.ops import logs
 from core.ports import ImageStore, Sampling
 from core.provenance import setup as provenance
 from core.provenance.setup import Provenance
@@ -133,11 +134,12 @@ def finish_and_store(
     """``finish_image``, then (when ``store`` is given) its original and clean master durably
     stored: what one finishing process or thread does for one image. Module-level, so that it
     travels to a finishing process by pickle with the worker's credentials."""
-    done = finish_image(job, preset, index, image, sampling, parent, credentials=credentials)
-    if store is None:
-        return done, None, None
-    clean = None if done.clean is None else store.put_blocking(done.clean, suffix=".png")
-    return done, store.put_blocking(done.data, suffix=".png"), clean
+    with logs.bound(generation=job.id):  # a finishing process's lines name the job too
+        done = finish_image(job, preset, index, image, sampling, parent, credentials=credentials)
+        if store is None:
+            return done, None, None
+        clean = None if done.clean is None else store.put_blocking(done.clean, suffix=".png")
+        return done, store.put_blocking(done.data, suffix=".png"), clean
 
 
 def warm_up(image: Image.Image) -> None:

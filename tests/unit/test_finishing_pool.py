@@ -217,3 +217,57 @@ def test_a_serving_worker_finishes_in_processes_and_a_one_shot_command_in_thread
     finally:
         finishers.configure(None)
         setup.configure(None)
+
+
+async def test_a_finishing_process_logs_as_the_worker_does_and_its_errors_come_back(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A spoiled logo fails in a finishing process: the preset error reaches the worker with
+    its message, and the process's log line is the worker's JSON, naming the generation."""
+    import json
+    import logging
+
+    from core.brand.preset_files import load_preset
+    from core.errors import PresetError
+
+    (tmp_path / "logos").mkdir()
+    Image.new("RGBA", (40, 20), (255, 0, 0, 255)).save(tmp_path / "logos" / "brand.png")
+    (tmp_path / "spoiled.yaml").write_text(
+        'name: spoiled\nbrand: S\nprompt: "{prompt}"\naspect_ratios: {"1:1": [64, 64]}\n'
+        'default_aspect: "1:1"\nengine: {kind: fake, model: m, steps: 4, guidance: 5.0}\n'
+        "watermark: {logo: logos/brand.png, position: top-left, scale: 0.5}\n"
+    )
+    preset = load_preset(tmp_path / "spoiled.yaml")
+    (tmp_path / "logos" / "brand.png").write_bytes(b"not a picture at all")
+    params = Params("a cat", "", 64, 64, 4, 5.0, 1, 7, "fake", "m", "spoiled", "v")
+    job = StartedJob(uuid.uuid4(), GenerationKind.IMAGINE, "cli", params, 1, None, None)
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.WARNING)  # the level the processes start with
+    finishers.configure(1)  # a new pool, started at this level
+    try:
+        with pytest.raises(PresetError, match="watermark logo of preset spoiled"):
+            await store_images(LocalImageStore(tmp_path / "images"), job, preset, [
+                Image.new("RGB", (64, 64))
+            ])  # fmt: skip
+    finally:
+        finishers.configure(None)
+        logging.getLogger().setLevel(level)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "{" in line]
+    logo_lines = [line for line in lines if "watermark.logo" in line.get("message", "")]
+    assert logo_lines, lines
+    assert logo_lines[0]["generation_id"] == str(job.id)
+
+
+def test_where_processes_cant_start_finishing_runs_in_threads_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_semaphores(*args: object, **kwargs: object) -> None:
+        raise OSError(38, "Function not implemented")  # what SemLock raises without /dev/shm
+
+    monkeypatch.setattr(finishers, "ProcessPoolExecutor", no_semaphores)
+    finishers.configure(2)
+    try:
+        assert isinstance(finishers.pool(), ThreadPoolExecutor)
+    finally:
+        finishers.configure(None)
+    assert "finishing runs in threads" in caplog.text
