@@ -402,44 +402,9 @@ class Feedback(Base):
     generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class SearchWord(Base):
-    """The words of every prompt (3+ letters), for typo-tolerant search (``core.memory.search``).
-    A trigger on ``generations`` adds them; with pg_trgm a trigram index finds near spellings."""
-
-    __tablename__ = "search_words"
-
-    word: Mapped[str] = mapped_column(String(64), primary_key=True)
-
-
-class AuditLog(Base):
-    """Who did what: bindings, campaign changes, blocked prompts."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    at: Mapped[datetime] = _now()
-    actor: Mapped[str] = mapped_column(String(200))  # "platform:workspace:user"
-    action: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(200), default="")
-    campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
-    )
-    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-
-
-class RequestReceipt(Base):
-    """A platform request already handled (``core.db.receipts``): its platform, what kind of
-    request and the digest of the platform's id for it; kept for ``RECEIPT_RETENTION``."""
-
-    __tablename__ = "request_receipts"
-
-    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
-    seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
-
-
 # The tables of what a brand makes from one image and reuses (packs, style codes) are in
 # core.db.models_brand; importing it here puts them on Base.metadata wherever the schema is read.
 from core.db import models_brand as _brand  # noqa: E402, F401
+from core.db.models_log import AuditLog as AuditLog  # noqa: E402
+from core.db.models_log import RequestReceipt as RequestReceipt  # noqa: E402
+from core.db.models_log import SearchWord as SearchWord  # noqa: E402
