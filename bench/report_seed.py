@@ -108,19 +108,6 @@ def seed_statements(scale: float) -> list[tuple[str, str]]:
             """,
         ),
         (
-            "images",
-            f"""
-            INSERT INTO images (id, generation_id, index, storage_key, sha256, width, height,
-                                bytes, palette_score, created_at, campaign_id,
-                                generation_queued_at)
-            SELECT n * 4 + i, {uuid_of.format("n")}, i,
-                   'img/' || to_hex(n * 4 + i) || '.png', md5(n::text) || md5(i::text),
-                   1024, 1024, 1500000 + (n * 4 + i) % 100000, ((n * 13 + i) % 100) / 100.0,
-                   {queued_of("n")}, {campaign_of("n")}, {queued_of("n")}
-            FROM generate_series(0::bigint, {n_gen - 1}) n, generate_series(1, 4) i;
-            """,
-        ),
-        (
             "feedback",
             f"""
             INSERT INTO feedback (id, generation_id, image_id, user_id, kind, emoji, created_at,
@@ -142,19 +129,50 @@ def seed_statements(scale: float) -> list[tuple[str, str]]:
             ) s;
             """,
         ),
-        (  # the counters the triggers keep (migration d770701256a5), filled as its backfill
+        (  # after the feedback (no foreign key checks here): each image with its counters
+            # (migration de10912017cf), in generation order as the application writes them
+            "images",
+            f"""
+            INSERT INTO images (id, generation_id, index, storage_key, sha256, width, height,
+                                bytes, palette_score, created_at, campaign_id,
+                                generation_queued_at, favourites, likes, dislikes,
+                                first_favourite_at, approved_at)
+            SELECT n * 4 + i, {uuid_of.format("n")}, i,
+                   'img/' || to_hex(n * 4 + i) || '.png', md5(n::text) || md5(i::text),
+                   1024, 1024, 1500000 + (n * 4 + i) % 100000, ((n * 13 + i) % 100) / 100.0,
+                   {queued_of("n")}, {campaign_of("n")}, {queued_of("n")},
+                   coalesce(f.favourites, 0), coalesce(f.likes, 0), coalesce(f.dislikes, 0),
+                   f.first_favourite_at, least(f.approved_at, ga.approved_at)
+            FROM generate_series(0::bigint, {n_gen - 1}) n CROSS JOIN generate_series(1, 4) i
+            LEFT JOIN (
+                SELECT image_id, count(*) FILTER (WHERE kind = 'favourite') AS favourites,
+                       count(*) FILTER (WHERE kind = 'like') AS likes,
+                       count(*) FILTER (WHERE kind = 'dislike') AS dislikes,
+                       min(created_at) FILTER (WHERE kind = 'favourite') AS first_favourite_at,
+                       min(created_at) FILTER (WHERE kind = 'approve') AS approved_at
+                FROM feedback WHERE image_id IS NOT NULL GROUP BY image_id
+            ) f ON f.image_id = n * 4 + i
+            LEFT JOIN (  -- an approval of the grid approves its images
+                SELECT generation_id, min(created_at) AS approved_at FROM feedback
+                WHERE image_id IS NULL AND kind = 'approve' GROUP BY generation_id
+            ) ga ON ga.generation_id = {uuid_of.format("n")}
+            ORDER BY n, i;
+            """,
+        ),
+        (  # the counters the triggers keep (migrations d770701256a5, de10912017cf)
             "generation counters",
             """
             UPDATE generations g
             SET image_count = c.i, favourites = c.fav, favourited_images = c.favd,
                 approved_images = c.appd, grid_favourites = c.gfav, likes = c.l,
-                dislikes = c.d, approvals = c.a
+                dislikes = c.d, approvals = c.a, grid_likes = c.gl, grid_dislikes = c.gd
             FROM (
                 SELECT id, sum(i) AS i, sum(fav) AS fav, sum(favd) AS favd, sum(appd) AS appd,
-                       sum(gfav) AS gfav, sum(l) AS l, sum(d) AS d, sum(a) AS a
+                       sum(gfav) AS gfav, sum(l) AS l, sum(d) AS d, sum(a) AS a,
+                       sum(gl) AS gl, sum(gd) AS gd
                 FROM (
                     SELECT generation_id AS id, count(*) AS i, 0 AS fav, 0 AS favd, 0 AS appd,
-                           0 AS gfav, 0 AS l, 0 AS d, 0 AS a
+                           0 AS gfav, 0 AS l, 0 AS d, 0 AS a, 0 AS gl, 0 AS gd
                     FROM images GROUP BY 1
                     UNION ALL
                     SELECT generation_id, 0,
@@ -163,10 +181,12 @@ def seed_statements(scale: float) -> list[tuple[str, str]]:
                            count(*) FILTER (WHERE kind = 'favourite' AND image_id IS NULL),
                            count(*) FILTER (WHERE kind = 'like'),
                            count(*) FILTER (WHERE kind = 'dislike'),
-                           count(*) FILTER (WHERE kind = 'approve')
+                           count(*) FILTER (WHERE kind = 'approve'),
+                           count(*) FILTER (WHERE kind = 'like' AND image_id IS NULL),
+                           count(*) FILTER (WHERE kind = 'dislike' AND image_id IS NULL)
                     FROM feedback GROUP BY 1
                     UNION ALL  -- approved images: directly or through their grid, once
-                    SELECT generation_id, 0, 0, 0, count(*), 0, 0, 0, 0 FROM (
+                    SELECT generation_id, 0, 0, 0, count(*), 0, 0, 0, 0, 0, 0 FROM (
                         SELECT generation_id, image_id FROM feedback
                         WHERE kind = 'approve' AND image_id IS NOT NULL
                         UNION

@@ -268,6 +268,8 @@ class Generation(Base):
     likes: Mapped[int] = _counter()  # like, dislike and approve rows: image- and grid-level
     dislikes: Mapped[int] = _counter()
     approvals: Mapped[int] = _counter()
+    grid_likes: Mapped[int] = _counter()  # grid-level like and dislike rows (de10912017cf)
+    grid_dislikes: Mapped[int] = _counter()
 
 
 class Upload(Base):
@@ -327,6 +329,30 @@ class Image(Base):
             "generation_queued_at",
             postgresql_include=["generation_id"],
         ),
+        # Campaign reports: the approved images (index only), the favourited ones (read backwards)
+        Index(
+            "ix_images_campaign_approved",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=[
+                *("id", "generation_id", "index", "width", "height", "palette_score"),
+                *("storage_key", "favourites", "likes", "dislikes", "approved_at"),
+            ],
+            postgresql_where=text("approved_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_images_campaign_top",
+            "campaign_id",
+            "favourites",
+            "likes",
+            postgresql_include=[
+                "id",
+                "generation_id",
+                "generation_queued_at",
+                "first_favourite_at",
+            ],
+            postgresql_where=text("favourites > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -356,6 +382,13 @@ class Image(Base):
     # triggers (migration 004631b64596); never written by the application.
     campaign_id: Mapped[int | None] = mapped_column(Integer)
     generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Engagement: image-level rows on it (of its generation), first favourite, first approval (of
+    # it or its grid); recounted by triggers (migration de10912017cf), never written by the app.
+    favourites: Mapped[int] = _counter()
+    likes: Mapped[int] = _counter()
+    dislikes: Mapped[int] = _counter()
+    first_favourite_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Feedback(Base):
@@ -380,6 +413,13 @@ class Feedback(Base):
             postgresql_include=["generation_id", "image_id", "user_id", "kind", "created_at"],
         ),
         # near-duplicate checks (core.memory.duplicates) start from the approvals
+        Index(  # campaign reports: who approved what
+            "ix_feedback_campaign_approvals",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=["generation_id", "image_id", "user_id", "created_at"],
+            postgresql_where=text("kind = 'approve'"),
+        ),
         Index(
             "ix_feedback_approvals",
             "generation_id",
