@@ -268,6 +268,8 @@ class Generation(Base):
     likes: Mapped[int] = _counter()  # like, dislike and approve rows: image- and grid-level
     dislikes: Mapped[int] = _counter()
     approvals: Mapped[int] = _counter()
+    grid_likes: Mapped[int] = _counter()  # grid-level like and dislike rows (de10912017cf)
+    grid_dislikes: Mapped[int] = _counter()
 
 
 class Upload(Base):
@@ -327,6 +329,30 @@ class Image(Base):
             "generation_queued_at",
             postgresql_include=["generation_id"],
         ),
+        # Campaign reports: the approved images (index only), the favourited ones (read backwards)
+        Index(
+            "ix_images_campaign_approved",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=[
+                *("id", "generation_id", "index", "width", "height", "palette_score"),
+                *("storage_key", "favourites", "likes", "dislikes", "approved_at"),
+            ],
+            postgresql_where=text("approved_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_images_campaign_top",
+            "campaign_id",
+            "favourites",
+            "likes",
+            postgresql_include=[
+                "id",
+                "generation_id",
+                "generation_queued_at",
+                "first_favourite_at",
+            ],
+            postgresql_where=text("favourites > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -356,6 +382,13 @@ class Image(Base):
     # triggers (migration 004631b64596); never written by the application.
     campaign_id: Mapped[int | None] = mapped_column(Integer)
     generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Engagement: image-level rows on it (of its generation), first favourite, first approval (of
+    # it or its grid); recounted by triggers (migration de10912017cf), never written by the app.
+    favourites: Mapped[int] = _counter()
+    likes: Mapped[int] = _counter()
+    dislikes: Mapped[int] = _counter()
+    first_favourite_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Feedback(Base):
@@ -380,6 +413,13 @@ class Feedback(Base):
             postgresql_include=["generation_id", "image_id", "user_id", "kind", "created_at"],
         ),
         # near-duplicate checks (core.memory.duplicates) start from the approvals
+        Index(  # campaign reports: who approved what
+            "ix_feedback_campaign_approvals",
+            "campaign_id",
+            "generation_queued_at",
+            postgresql_include=["generation_id", "image_id", "user_id", "created_at"],
+            postgresql_where=text("kind = 'approve'"),
+        ),
         Index(
             "ix_feedback_approvals",
             "generation_id",
@@ -402,44 +442,9 @@ class Feedback(Base):
     generation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class SearchWord(Base):
-    """The words of every prompt (3+ letters), for typo-tolerant search (``core.memory.search``).
-    A trigger on ``generations`` adds them; with pg_trgm a trigram index finds near spellings."""
-
-    __tablename__ = "search_words"
-
-    word: Mapped[str] = mapped_column(String(64), primary_key=True)
-
-
-class AuditLog(Base):
-    """Who did what: bindings, campaign changes, blocked prompts."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    at: Mapped[datetime] = _now()
-    actor: Mapped[str] = mapped_column(String(200))  # "platform:workspace:user"
-    action: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(200), default="")
-    campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
-    )
-    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-
-
-class RequestReceipt(Base):
-    """A platform request already handled (``core.db.receipts``): its platform, what kind of
-    request and the digest of the platform's id for it; kept for ``RECEIPT_RETENTION``."""
-
-    __tablename__ = "request_receipts"
-
-    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
-    seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
-
-
 # The tables of what a brand makes from one image and reuses (packs, style codes) are in
 # core.db.models_brand; importing it here puts them on Base.metadata wherever the schema is read.
 from core.db import models_brand as _brand  # noqa: E402, F401
+from core.db.models_log import AuditLog as AuditLog  # noqa: E402
+from core.db.models_log import RequestReceipt as RequestReceipt  # noqa: E402
+from core.db.models_log import SearchWord as SearchWord  # noqa: E402

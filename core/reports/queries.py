@@ -5,13 +5,13 @@ Every figure is computed by PostgreSQL (CTEs, ``FILTER`` aggregates, ``GROUPING 
 maps the rows into the dataclasses of ``core.reports.model``.
 
 - ``figures``: totals, engagement, cost and the four breakdowns, one row of JSON columns;
-- ``picks``: the top and approved images, their lineage and the HTML contact sheet (the newest
-  ``:sheet`` images of the campaign's done generations, from a top-N of the generations already
-  in hand and one index probe per picked generation);
+- ``picks`` (``core.reports.picks``): the top and approved images, their lineage and the HTML
+  contact sheet (the newest ``:sheet`` images of the campaign's done generations);
 - ``images``: one row per image with every detail, for the CSV and JSON exports.
 
 ``figures`` sums the generations' engagement counters (kept by triggers, migration d770701256a5);
-``picks`` and ``images`` compute each image's engagement from the feedback rows (``_COMMON``).
+``picks`` reads the images' counters (migration de10912017cf); ``images`` computes each image's
+engagement from the feedback rows (``_COMMON``).
 ``figures`` and ``picks`` are independent, so they run side by side on two connections. Every
 statement takes ``:cid`` (the campaign's id) and ``:pseudo``, plus ``:lo`` and ``:hi`` for the
 range it was made for; ``picks`` also takes ``:top``, ``:sheet`` and ``:max_depth``.
@@ -23,6 +23,16 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from core.reports.fragments import (
+    AUDIT_RANGES,
+    COLUMNS,
+    COPY_RANGES,
+    IN_RANGE,
+    LABELS,
+    RANGES,
+)
+from core.reports.picks import PICKS
+
 __all__ = ["Statements", "Which", "pseudonym", "statements"]
 
 
@@ -32,33 +42,15 @@ def pseudonym(platform: str, workspace: str, external_id: str) -> str:
     return "user-" + digest[:10]
 
 
-# The campaign's generations in range: {range} is one of the fixed fragments below, never
-# user text.
-_COLUMNS = """id, kind, status, platform, user_id, preset_name, preset_version,
-           queued_at, started_at, finished_at, gpu_seconds"""
-_IN_RANGE = "FROM generations WHERE campaign_id = :cid {range}"
-
-# Who people are in the report: a label per user (pseudonymised on request).
-_LABELS = """
-lab AS MATERIALIZED (
-    SELECT u.id,
-           CASE WHEN :pseudo THEN 'user-' || left(encode(sha256(convert_to(
-                    u.platform || ':' || w.external_id || ':' || u.external_id, 'UTF8')),
-                    'hex'), 10)
-                ELSE coalesce(nullif(u.display_name, ''), u.platform || ':' || u.external_id)
-           END AS label
-    FROM users u JOIN workspaces w ON w.id = u.workspace_id
-)"""
-
 # The generations, their feedback, and one row per image with its engagement (for the picks
 # and the per-image rows; the figures read the generations' counters instead).
 _COMMON = (
     """
 WITH RECURSIVE
 g AS MATERIALIZED (SELECT """
-    + _COLUMNS
+    + COLUMNS
     + "\n    "
-    + _IN_RANGE
+    + IN_RANGE
     + """),
 fb AS MATERIALIZED (
     -- feedback carries its generation's campaign_id and queued_at (kept by triggers): one
@@ -104,7 +96,7 @@ ap AS MATERIALIZED (
     GROUP BY image_id, generation_id
 ),
 """
-    + _LABELS
+    + LABELS
     + """,
 appr AS MATERIALIZED (
     SELECT a.image_id, array_agg(lab.label ORDER BY a.at, lab.label) AS approved_by
@@ -127,26 +119,6 @@ appr AS MATERIALIZED (
 )
 """
 )
-
-_RANGES = {
-    (False, False): "",
-    (True, False): "AND queued_at >= :lo",
-    (False, True): "AND queued_at < :hi",
-    (True, True): "AND queued_at >= :lo AND queued_at < :hi",
-}
-# the same bounds on the generation's queued_at as copied onto images and feedback
-_COPY_RANGES = {
-    (False, False): "",
-    (True, False): "AND generation_queued_at >= :lo",
-    (False, True): "AND generation_queued_at < :hi",
-    (True, True): "AND generation_queued_at >= :lo AND generation_queued_at < :hi",
-}
-_AUDIT_RANGES = {
-    (False, False): "",
-    (True, False): "AND at >= :lo",
-    (False, True): "AND at < :hi",
-    (True, True): "AND at >= :lo AND at < :hi",
-}
 
 # Images with every detail; {source} is a FROM clause giving `im` (images) and `gen`
 # (their generations), {where} picks the images, {extra} adds columns after ImageRow's.
@@ -175,43 +147,35 @@ LEFT JOIN appr ON appr.image_id = im.id
 {where}
 """
 
-_PICKED = "FROM images im JOIN generations gen ON gen.id = im.generation_id"
-
 # The figures read each generation's engagement from its counters (kept by triggers, migration
-# d770701256a5) in the covering index; only the medians to the first favourite and approval of
-# an image need feedback rows, the favourites and approvals ones.
+# d770701256a5) in the covering index; the medians to the first favourite and approval of an
+# image read the favourited and approved images' own (migration de10912017cf).
 _FIGURES = (
     """
 WITH
 g AS MATERIALIZED (
     SELECT """
-    + _COLUMNS
+    + COLUMNS
     + """, (queued_at AT TIME ZONE 'UTC')::date AS day,
            image_count, favourites, favourited_images, approved_images,
            grid_favourites, likes, dislikes, approvals
     """
-    + _IN_RANGE
+    + IN_RANGE
     + """
 ),
-fa AS (  -- per image: from its generation's end to its first favourite and first approval
-    SELECT min(x.created_at) FILTER (WHERE x.kind = 'favourite') - g.finished_at AS to_favourite,
-           min(x.created_at) FILTER (WHERE x.kind = 'approve') - g.finished_at AS to_approval
-    FROM (
-        SELECT generation_id, image_id, kind, created_at FROM feedback
-        WHERE campaign_id = :cid {copy_range} AND image_id IS NOT NULL
-          AND kind IN ('favourite', 'approve')
-        UNION ALL  -- an approval of the grid approves its images
-        SELECT f.generation_id, im.id, f.kind, f.created_at
-        FROM (SELECT generation_id, kind, created_at FROM feedback
-              WHERE campaign_id = :cid {copy_range} AND image_id IS NULL AND kind = 'approve'
-             ) f
-        JOIN images im ON im.generation_id = f.generation_id
-    ) x
-    JOIN g ON g.id = x.generation_id
-    WHERE g.finished_at IS NOT NULL
-    GROUP BY x.generation_id, x.image_id, g.finished_at
+fa AS (  -- per image: from its generation's end to its first favourite and first approval,
+          -- kept on the image (migration de10912017cf) and read from two small partial indexes
+    SELECT im.first_favourite_at - g.finished_at AS to_favourite, NULL::interval AS to_approval
+    FROM images im JOIN g ON g.id = im.generation_id
+    WHERE im.campaign_id = :cid AND im.favourites > 0 {copy_range}
+      AND g.finished_at IS NOT NULL
+    UNION ALL
+    SELECT NULL, im.approved_at - g.finished_at
+    FROM images im JOIN g ON g.id = im.generation_id
+    WHERE im.campaign_id = :cid AND im.approved_at IS NOT NULL {copy_range}
+      AND g.finished_at IS NOT NULL
 ),"""
-    + _LABELS
+    + LABELS
     + """,
 tot AS (
     SELECT count(*) AS requests,
@@ -281,7 +245,7 @@ slices AS (
            sl.gpu_seconds, sl.first_at
     FROM sl LEFT JOIN lab ON lab.id = sl.user_id
 )
--- the picked images (top, approved, lineage) are _PICKS below
+-- the picked images (top, approved, lineage) are core.reports.picks
 SELECT
     (SELECT row_to_json(t) FROM (
         SELECT tot.*, med.*,
@@ -304,91 +268,6 @@ SELECT
     (SELECT json_agg(s ORDER BY s.key) FILTER (WHERE s.dim = 'day') FROM slices s) AS per_day,
     (SELECT json_agg(s ORDER BY s.requests DESC, s.key)
        FILTER (WHERE s.dim = 'platform') FROM slices s) AS per_platform
-"""
-)
-
-# The top and approved images with their details and the approved images' lineage. It needs
-# nothing from _FIGURES, so it runs beside it on a second connection in the same snapshot (see
-# ``core.reports.build``).
-_PICKS = (
-    _COMMON
-    + """,
-top AS (  -- only images that tie with the :top-th or beat it need their generation's queued_at
-    SELECT fi.image_id FROM fi JOIN generations g ON g.id = fi.generation_id
-    WHERE fi.favourites > 0 AND (fi.favourites, fi.likes) >= ALL (
-        SELECT favourites, likes FROM fi WHERE favourites > 0
-        ORDER BY favourites DESC, likes DESC OFFSET greatest(:top - 1, 0) LIMIT 1)
-    ORDER BY fi.favourites DESC, fi.likes DESC, g.queued_at, fi.image_id
-    LIMIT :top
-),
-rg AS (  -- the newest generations that made images (only a done generation stores images)
-    SELECT id, queued_at """
-    + _IN_RANGE
-    + """ AND status = 'done'
-    ORDER BY queued_at DESC, id DESC
-    LIMIT :sheet
-),
-recent AS (  -- each has ≥ 1 image, so :sheet generations hold the newest :sheet images
-    SELECT im.id FROM rg JOIN images im ON im.generation_id = rg.id
-    ORDER BY rg.queued_at DESC, rg.id DESC, im.index
-    LIMIT :sheet
-),
-chain AS (  -- walked once per approved generation; its images share the chain
-    SELECT gen.id AS root, 0 AS depth, gen.id, gen.parent_id, gen.source_index,
-           NULL::int AS used_index, gen.kind, gen.user_id, gen.raw_prompt, gen.queued_at
-    FROM (SELECT DISTINCT generation_id FROM ap) a
-    JOIN generations gen ON gen.id = a.generation_id
-    UNION ALL
-    SELECT c.root, c.depth + 1, p.id, p.parent_id, p.source_index,
-           c.source_index, p.kind, p.user_id, p.raw_prompt, p.queued_at
-    FROM chain c JOIN generations p ON p.id = c.parent_id
-    WHERE p.campaign_id = :cid AND c.depth < :max_depth
-),
-steps AS MATERIALIZED (
-    SELECT c.root,
-           json_agg(json_build_object(
-               'depth', c.depth, 'generation_id', c.id::text, 'kind', c.kind,
-               'used_index', c.used_index, 'user', lab.label, 'prompt', c.raw_prompt,
-               'created_at', c.queued_at, 'storage_key', used.storage_key)
-               ORDER BY c.depth) AS steps
-    FROM chain c JOIN lab ON lab.id = c.user_id
-    LEFT JOIN images used ON used.generation_id = c.id AND used.index = c.used_index
-    GROUP BY c.root
-)
--- One row per approved image (ImageRow's columns, then the generation its lineage starts
--- from), in order of approval; the first row (or a lone row of NULLs when nothing is approved)
--- also carries the top images, the lineage steps per generation and the contact sheet as JSON.
-SELECT CASE WHEN d.n IS NULL OR d.n = 1 THEN h.top_images END AS top_images,
-       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.chains END AS chains,
-       CASE WHEN d.n IS NULL OR d.n = 1 THEN h.recent_images END AS recent_images,
-       d.*
-FROM (
-    SELECT (SELECT json_agg(t ORDER BY t.favourites DESC, t.likes DESC, t.created_at,
-                            t.generation_id, t.index) FROM (
-                """
-    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT image_id FROM top)", extra="")
-    + """
-            ) t) AS top_images,
-           (SELECT json_object_agg(root::text, steps) FROM steps) AS chains,
-           (SELECT json_agg(t ORDER BY t.created_at DESC, t.generation_id DESC, t.index) FROM (
-                """
-    + _DETAIL.format(source=_PICKED, where="WHERE im.id IN (SELECT id FROM recent)", extra="")
-    + """
-            ) t) AS recent_images
-) h
-LEFT JOIN (
-    SELECT a.*, row_number() OVER (ORDER BY a.approved_at, a.generation_id, a.index) AS n
-    FROM (
-        """
-    + _DETAIL.format(
-        source=_PICKED,
-        where="WHERE im.id IN (SELECT image_id FROM ap)",
-        extra=", ap.generation_id::text AS lineage_root",
-    )
-    + """
-    ) a
-) d ON true
-ORDER BY d.n
 """
 )
 
@@ -427,9 +306,9 @@ def statements(*, since: bool, until: bool, which: Which = "all") -> Statements:
     if ``until``, the per-image one limited to ``which`` images; the bounds are fixed
     fragments, never user text."""
     shape = (since, until)
-    ranges = {"range": _RANGES[shape], "copy_range": _COPY_RANGES[shape]}
+    ranges = {"range": RANGES[shape], "copy_range": COPY_RANGES[shape]}
     return Statements(
-        figures=_FIGURES.format(**ranges, audit_range=_AUDIT_RANGES[shape]),
-        picks=_PICKS.format(**ranges),
+        figures=_FIGURES.format(**ranges, audit_range=AUDIT_RANGES[shape]),
+        picks=PICKS.format(**ranges),
         images=_IMAGES.format(**ranges, which=_WHICH[which]),
     )

@@ -100,34 +100,31 @@ class Picks:
     recent_images: tuple[ImageRow, ...]
 
 
+# The picks' columns (core.reports.picks): the top images and the contact sheet (JSON, on the
+# first row), an approved image's ImageRow columns, its place in order of approval (NULL when
+# nothing is approved) and among its generation's, then its generation's lineage as arrays (on
+# the generation's first approved image only): LineageStep's fields, oldest step last.
+_IMAGE = slice(2, 2 + _N_IMAGE_COLUMNS)
+_N = 2 + _N_IMAGE_COLUMNS
+_STEPS = slice(_N + 2, _N + 2 + len(fields(LineageStep)))
+
+
 def picks_from(picks: Sequence[Any]) -> Picks:
     """The picks' rows: top images, approved ones (in order of approval), lineage, contact sheet."""
-    chains = {
-        root: tuple(_step(s) for s in steps) for root, steps in (as_json(picks[0][1]) or {}).items()
-    }
     approved: list[ImageRow] = []
     lineage: list[Lineage] = []
+    chains: dict[str, tuple[LineageStep, ...]] = {}
     for row in picks:
-        if row[-1] is None:  # no approved image at all (n)
+        if row[_N] is None:  # no approved image at all
             continue
-        image = image_row_from_db(row[3 : 3 + _N_IMAGE_COLUMNS])
+        image = image_row_from_db(row[_IMAGE])
         approved.append(image)
-        steps = chains.get(row[-2])  # lineage_root
+        arrays = row[_STEPS]
+        if arrays[0] is not None:  # the first approved image of its generation
+            chains[image.generation_id] = tuple(map(LineageStep, *arrays))
+        steps = chains.get(image.generation_id)
         if steps is not None:
             lineage.append(Lineage(image.generation_id, image.index, image.storage_key, steps))
     top = tuple(_image_row(d) for d in as_json(picks[0][0]) or ())
-    recent = tuple(_image_row(d) for d in as_json(picks[0][2]) or ())
+    recent = tuple(_image_row(d) for d in as_json(picks[0][1]) or ())
     return Picks(top, tuple(approved), tuple(lineage), recent)
-
-
-def _step(s: Mapping[str, Any]) -> LineageStep:
-    return LineageStep(
-        depth=int(s["depth"]),
-        generation_id=str(s["generation_id"]),
-        kind=str(s["kind"]),
-        used_index=None if s["used_index"] is None else int(s["used_index"]),
-        user=str(s["user"]),
-        prompt=str(s["prompt"]),
-        created_at=_when(s["created_at"]) or datetime.min.replace(tzinfo=UTC),
-        storage_key=s.get("storage_key"),
-    )

@@ -1,0 +1,243 @@
+"""An image's engagement (``favourites``, ``likes``, ``dislikes``, ``first_favourite_at``,
+``approved_at``) and a generation's grid-level ``grid_likes`` and ``grid_dislikes`` (kept by the
+triggers of migration de10912017cf) equal a recount from the raw rows after any writes, alone or
+from concurrent transactions; the migration's backfill and the bench's seed write the same.
+
+The recount here is Python over the raw rows, with the report's definitions (docs/reports.md):
+an image counts the image-level rows on it that belong to its generation; its first approval is
+the earliest approval of it or of its whole grid. The write sequences and writers are those of
+``test_generation_counters``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from core.db import Database, plain_url
+from core.db.migrate import upgrade
+from tests.integration.test_generation_counters import (
+    _apply,
+    _gid,
+    _sequences,
+    _setup,
+    _waiting_for_a_lock,
+)
+from tests.integration.test_generation_counters import (
+    test_concurrent_random_writers_leave_correct_counters as _random_writers,
+)
+
+pytestmark = pytest.mark.integration
+
+Counters = tuple[dict[int, tuple[Any, ...]], dict[str, tuple[int, int]]]
+
+
+async def _counters(conn: asyncpg.Connection) -> Counters:
+    images = await conn.fetch(
+        "SELECT id, favourites, likes, dislikes, first_favourite_at, approved_at FROM images"
+    )
+    grids = await conn.fetch("SELECT id::text, grid_likes, grid_dislikes FROM generations")
+    return (
+        {r["id"]: tuple(r)[1:] for r in images},
+        {r["id"]: (r["grid_likes"], r["grid_dislikes"]) for r in grids},
+    )
+
+
+async def _recount(conn: asyncpg.Connection) -> Counters:
+    """The counters from the raw rows, in Python."""
+    images = await conn.fetch("SELECT id, generation_id::text AS gid FROM images")
+    feedback = await conn.fetch(
+        "SELECT generation_id::text AS gid, image_id, kind, created_at FROM feedback"
+    )
+    generations = await conn.fetch("SELECT id::text FROM generations")
+    gid_of = {im["id"]: im["gid"] for im in images}
+    counts: dict[int, dict[str, int]] = {i: defaultdict(int) for i in gid_of}
+    first: dict[tuple[int, str], datetime] = {}
+    grid_approved: dict[str, datetime] = {}
+    grids = {r["id"]: [0, 0] for r in generations}
+
+    def earliest(d: dict[Any, datetime], key: Any, at: datetime) -> None:
+        d[key] = min(d.get(key, at), at)
+
+    for f in feedback:
+        image, kind, at = f["image_id"], f["kind"], f["created_at"]
+        if image is None:
+            if kind in ("like", "dislike"):
+                grids[f["gid"]][kind == "dislike"] += 1
+            elif kind == "approve":
+                earliest(grid_approved, f["gid"], at)
+        elif gid_of.get(image) == f["gid"]:  # a row on the image, of its generation
+            counts[image][kind] += 1
+            earliest(first, (image, kind), at)
+    out = {}
+    for image, gid in gid_of.items():
+        approvals = [t for t in (first.get((image, "approve")), grid_approved.get(gid)) if t]
+        c = counts[image]
+        out[image] = (
+            *(c["favourite"], c["like"], c["dislike"]),
+            first.get((image, "favourite")),
+            min(approvals) if approvals else None,
+        )
+    return out, {gid: (likes, dislikes) for gid, (likes, dislikes) in grids.items()}
+
+
+async def _play(dsn: str, sequence: list[list[tuple[Any, ...]]]) -> None:
+    """Play ``sequence`` inside one transaction that is rolled back (each of its transactions a
+    savepoint), comparing after every one; rows get their own times (``clock_timestamp``), so
+    the first favourite and approval are told apart."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        outer = conn.transaction()
+        await outer.start()
+        try:
+            await conn.execute(
+                "ALTER TABLE feedback ALTER COLUMN created_at SET DEFAULT clock_timestamp()"
+            )
+            await _setup(conn)
+            for transaction in sequence:
+                async with conn.transaction():
+                    for op in transaction:
+                        await _apply(conn, op)
+                assert await _counters(conn) == await _recount(conn), transaction
+        finally:
+            await outer.rollback()
+    finally:
+        await conn.close()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=_sequences)
+def test_image_counters_equal_a_recount_after_any_writes(
+    db: Database, database_url: str, sequence: list[list[tuple[Any, ...]]]
+) -> None:
+    asyncio.run(_play(plain_url(database_url), sequence))
+
+
+@pytest.fixture
+async def three(db: Database, database_url: str) -> Any:
+    """Two writers and a reader on a database with one generation of four images."""
+    dsn = plain_url(database_url)
+    conns = [await asyncpg.connect(dsn) for _ in range(3)]
+    await _setup(conns[2])
+    for index in range(1, 5):
+        await _apply(conns[2], ("image", 0, index))
+    yield conns
+    for conn in conns:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # the second one's statement starts before the first commits: it must wait, then count
+        # what the first committed
+        (("feedback", 0, 1, "favourite", 1), ("feedback", 0, 2, "favourite", 1)),
+        (("feedback", 0, 1, "approve", None), ("feedback", 0, 2, "approve", 2)),
+        (("feedback", 0, 1, "like", None), ("unfeedback", 0, 3, "favourite", 2)),
+        (("feedback", 0, 1, "approve", 3), ("drop image", 0, 3)),
+        (("rekind", 0, 3, "favourite", "like"), ("feedback", 0, 2, "dislike", 2)),
+    ],
+)
+async def test_a_writer_that_waited_counts_what_the_first_committed(
+    three: list[asyncpg.Connection], first: tuple[Any, ...], second: tuple[Any, ...]
+) -> None:
+    one, two, reader = three
+    await _apply(reader, ("feedback", 0, 2, "like", None))
+    await _apply(reader, ("feedback", 0, 3, "favourite", 2))
+    async with one.transaction():
+        await _apply(one, first)
+        task = asyncio.create_task(_apply(two, second))
+        await _waiting_for_a_lock(reader, two.get_server_pid())
+    await task
+    assert await _counters(reader) == await _recount(reader)
+
+
+async def test_concurrent_random_writers_leave_correct_image_counters(
+    three: list[asyncpg.Connection], database_url: str
+) -> None:
+    await _random_writers(three, database_url)  # four writers, then the generations' check
+    assert await _counters(three[2]) == await _recount(three[2])
+    images, _ = await _counters(three[2])
+    assert any(any(c[:3]) for c in images.values()), "the writers left no image counters"
+
+
+async def test_the_backfill_counts_the_rows_written_before(pg_admin_url: str) -> None:
+    """Rows written at d770701256a5 (its triggers on): the upgrade fills the new counters."""
+    name = f"onbrand_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(dsn)
+    try:
+        await upgrade(db, "d770701256a5")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await _setup(conn)
+            for op in (
+                *(("image", slot, index) for slot in (0, 1) for index in (1, 2, 3)),
+                ("feedback", 0, 1, "favourite", 1),
+                ("feedback", 0, 2, "favourite", 1),
+                ("feedback", 0, 2, "like", 2),
+                ("feedback", 0, 3, "dislike", None),
+                ("feedback", 0, 1, "like", None),
+                ("feedback", 0, 3, "approve", 2),
+                ("feedback", 1, 1, "approve", None),
+                ("feedback", 1, 2, "approve", 3),
+            ):
+                await _apply(conn, op)
+            await upgrade(db)
+            counted = await _counters(conn)
+            assert counted == await _recount(conn)
+            assert counted[1][_gid(0)] == (1, 1)
+            assert sum(c[0] for c in counted[0].values()) == 2
+            assert sum(c[4] is not None for c in counted[0].values()) == 4  # 1 + a grid of 3
+        finally:
+            await conn.close()
+    finally:
+        await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_the_bench_seed_writes_what_the_triggers_would(pg_admin_url: str) -> None:
+    """The bench seeds with triggers off and writes the counters itself: recounting every
+    generation with the triggers' function changes nothing."""
+    from bench.report import _seed
+
+    name = f"onbrand_seed_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(dsn)
+    try:
+        await upgrade(db)
+        await _seed(dsn, 0.002)
+        conn = await asyncpg.connect(dsn)
+        try:
+            images = "SELECT * FROM images ORDER BY id"
+            generations = "SELECT * FROM generations ORDER BY id"
+            seeded = (await conn.fetch(images), await conn.fetch(generations))
+            assert sum(r["approved_at"] is not None for r in seeded[0]) > 10
+            assert sum(r["grid_likes"] for r in seeded[1]) > 10
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT onbrand_generation_counts(array_agg(id ORDER BY id)) FROM generations"
+                )
+                assert (await conn.fetch(images), await conn.fetch(generations)) == seeded
+        finally:
+            await conn.close()
+    finally:
+        await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
