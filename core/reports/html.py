@@ -188,9 +188,19 @@ def _contact_sheet(report: CampaignReport, thumbs: Mapping[str, str]) -> str:
     return f"<section><h2>Contact sheet</h2>{body}</section>"
 
 
-def _table(title: str, slices: Sequence[Slice]) -> str:
+def _table(title: str, slices: Sequence[Slice], most: int | None = None) -> str:
+    """A breakdown; with ``most``, the busiest ``most`` slices (by requests) and a line saying
+    how many more there are (the markdown report lists every one)."""
     if not slices:
         return ""
+    more = ""
+    if most is not None and len(slices) > most:
+        more = (
+            f'<tr><td colspan="7" class="more">and {len(slices) - most:,} more: these are the '
+            f"{most} with the most requests; the markdown report lists all {len(slices):,}"
+            "</td></tr>"
+        )
+        slices = sorted(slices, key=lambda s: (-s.requests, s.key))[:most]
     head = (
         "<tr><th></th><th>requests</th><th>images</th><th>users</th><th>★ rate</th>"
         "<th>✓ images</th><th>GPU s</th></tr>"
@@ -201,7 +211,7 @@ def _table(title: str, slices: Sequence[Slice]) -> str:
         f"<td>{number(s.gpu_seconds)}</td></tr>"
         for s in slices
     )
-    return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}</table></div>'
+    return f'<div class="panel"><h3>{escape(title)}</h3><table>{head}{rows}{more}</table></div>'
 
 
 CSS = """
@@ -230,7 +240,7 @@ h3 { font-size:14px; margin:0 0 10px; color:var(--muted); font-weight:600; }
   margin:0; }
 figcaption { font-size:14px; font-weight:600; color:var(--muted); margin-bottom:8px; }
 .charts { display:grid; grid-template-columns:1fr 1fr; gap:16px; margin-top:16px; }
-.charts .wide { grid-column: 1 / -1; }
+.charts .wide, .tables .wide { grid-column: 1 / -1; }
 .chart { width:100%; height:auto; display:block; }
 .chart .grid { stroke:#eef0f6; stroke-width:1; }
 .chart .tick { fill:var(--muted); font-size:11px; }
@@ -243,6 +253,7 @@ th:first-child, td:first-child { text-align:left; max-width:220px; overflow:hidd
   text-overflow:ellipsis; white-space:nowrap; }
 th { color:var(--muted); font-weight:600; font-size:12px; }
 tr:last-child td { border-bottom:0; }
+td.more { max-width:none; white-space:normal; color:var(--muted); font-size:13px; }
 .sheet { display:grid; grid-template-columns:repeat(auto-fill, minmax(250px, 1fr)); gap:18px; }
 .shot { background:#fff; border:1px solid var(--line); border-radius:12px; overflow:hidden;
   display:flex; flex-direction:column; }
@@ -374,7 +385,7 @@ def to_html(report: CampaignReport, thumbnails: Mapping[str, bytes]) -> str:
     )
     tables = (
         '<div class="tables">'
-        + _table("Per user", report.per_user[:MAX_BARS])
+        + _table("Per user", report.per_user, most=MAX_BARS)
         + _table("Per preset version", report.per_preset_version)
         + _table("Per platform", report.per_platform)
         + memory_sections(report)

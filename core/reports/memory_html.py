@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from core.humanise import percent
-from core.reports.charts import grouped_bars
+from core.reports.charts import MAX_BARS, grouped_bars
 from core.reports.model import CampaignReport
 
 __all__ = ["memory_sections"]
@@ -40,13 +40,14 @@ def _acceptance_table(report: CampaignReport) -> str:
         )
         for a in report.acceptance
     ]
+    title = "Acceptance rates per week, model and preset version"
+    if len(groups) > MAX_BARS:  # the chart holds so many: the latest, the table has them all
+        title += f" (the latest {MAX_BARS} of {len(groups)})"
     return (
         grouped_bars(
-            groups,
-            ("★ favourite", "✅ approval", "U upscale", "🔄 reroll"),
-            "Acceptance rates per week, model and preset version",
+            groups[-MAX_BARS:], ("★ favourite", "✅ approval", "U upscale", "🔄 reroll"), title
         )
-        + '<div class="panel"><h3>Acceptance per week, model and preset version</h3>'
+        + '<div class="panel wide"><h3>Acceptance per week, model and preset version</h3>'
         f"<table>{head}{rows}</table></div>"
     )
 
