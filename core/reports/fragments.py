@@ -6,12 +6,23 @@ never with user text.
 
 from __future__ import annotations
 
-__all__ = ["AUDIT_RANGES", "COLUMNS", "COPY_RANGES", "IN_RANGE", "LABELS", "RANGES"]
+__all__ = ["AUDIT_RANGES", "COLUMNS", "COPY_RANGES", "DETAIL_HEAD", "IN_RANGE", "LABELS", "RANGES"]
 
 # The campaign's generations in range.
 COLUMNS = """id, kind, status, platform, user_id, preset_name, preset_version,
            queued_at, started_at, finished_at, gpu_seconds"""
 IN_RANGE = "FROM generations WHERE campaign_id = :cid {range}"
+
+# An image's columns up to its engagement, in ``ImageRow``'s order, from ``im`` (the image),
+# ``gen`` (its generation) and ``mk`` (its maker's label): the picks and the per-image rows go
+# on from here, each with its own source of engagement.
+DETAIL_HEAD = """
+SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS "user",
+       gen.platform, gen.queued_at AS created_at, gen.finished_at,
+       gen.raw_prompt AS prompt, gen.final_prompt,
+       ((gen.params->>'seed')::bigint + im.index - 1) % 4294967296 AS seed,
+       gen.params->>'model' AS model, (gen.params->>'steps')::int AS steps,
+       im.width, im.height, gen.preset_name AS preset, gen.preset_version,"""
 
 # Who people are in the report: a label per user (pseudonymised on request).
 LABELS = """

@@ -16,20 +16,16 @@ It takes ``:cid``, ``:pseudo``, ``:top``, ``:sheet`` and ``:max_depth``, plus ``
 
 from __future__ import annotations
 
-from core.reports.fragments import IN_RANGE, LABELS
+from core.reports.fragments import DETAIL_HEAD, IN_RANGE, LABELS
 
 __all__ = ["PICKS"]
 
 # Images with every detail (ImageRow's columns, in order); {source} is a FROM clause giving `im`
 # (images, or rows with the same columns), {generations} their generations (the table, or apg),
 # {where} picks the images.
-_DETAIL = """
-SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS "user",
-       gen.platform, gen.queued_at AS created_at, gen.finished_at,
-       gen.raw_prompt AS prompt, gen.final_prompt,
-       ((gen.params->>'seed')::bigint + im.index - 1) % 4294967296 AS seed,
-       gen.params->>'model' AS model, (gen.params->>'steps')::int AS steps,
-       im.width, im.height, gen.preset_name AS preset, gen.preset_version,
+_DETAIL = (
+    DETAIL_HEAD
+    + """
        im.favourites, im.likes, im.dislikes,
        gen.grid_favourites, gen.grid_likes, gen.grid_dislikes,
        im.approved_at IS NOT NULL AS approved,
@@ -41,6 +37,7 @@ JOIN lab mk ON mk.id = gen.user_id
 LEFT JOIN appr ON appr.image_id = im.id
 {where}
 """
+)
 
 PICKS = (
     """

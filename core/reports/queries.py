@@ -27,6 +27,7 @@ from core.reports.fragments import (
     AUDIT_RANGES,
     COLUMNS,
     COPY_RANGES,
+    DETAIL_HEAD,
     IN_RANGE,
     LABELS,
     RANGES,
@@ -122,13 +123,9 @@ appr AS MATERIALIZED (
 
 # Images with every detail; {source} is a FROM clause giving `im` (images) and `gen`
 # (their generations), {where} picks the images, {extra} adds columns after ImageRow's.
-_DETAIL = """
-SELECT im.generation_id::text AS generation_id, im.index, gen.kind, mk.label AS "user",
-       gen.platform, gen.queued_at AS created_at, gen.finished_at,
-       gen.raw_prompt AS prompt, gen.final_prompt,
-       ((gen.params->>'seed')::bigint + im.index - 1) % 4294967296 AS seed,
-       gen.params->>'model' AS model, (gen.params->>'steps')::int AS steps,
-       im.width, im.height, gen.preset_name AS preset, gen.preset_version,
+_DETAIL = (
+    DETAIL_HEAD
+    + """
        coalesce(fi.favourites, 0) AS favourites,
        coalesce(fi.likes, 0) AS likes,
        coalesce(fi.dislikes, 0) AS dislikes,
@@ -146,6 +143,7 @@ LEFT JOIN ap ON ap.image_id = im.id
 LEFT JOIN appr ON appr.image_id = im.id
 {where}
 """
+)
 
 # The figures read each generation's engagement from its counters (kept by triggers, migration
 # d770701256a5) in the covering index; the medians to the first favourite and approval of an
