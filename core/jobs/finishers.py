@@ -47,7 +47,7 @@ _WATCH_S = 0.5  # how often a finishing process checks that its worker is still 
 _lock = threading.Lock()
 _processes: int | None = None  # None: one per core; 0: threads
 _pool: Executor | None = None
-_started: list[Future[int]] = []  # each finishing process's first call (``warm``)
+_started: list[Future[int]] = []  # the current pool's processes' first calls (``warm``)
 
 
 def cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -101,6 +101,7 @@ def pool() -> Executor:
 
 def _make(processes: int | None) -> Executor:
     global _started
+    _started = []  # the new pool's own, if it has processes
     if processes == 0:
         return _threads()
     workers = processes or cores()
