@@ -51,6 +51,22 @@ def _with_database(url: str, name: str) -> str:
     return f"{server}/{name}" + (f"?{query}" if query else "")
 
 
+@pytest.fixture
+async def scratch_db(pg_admin_url: str) -> AsyncIterator[Database]:
+    """An empty database of its own: for tests that move the schema up and down or seed
+    outside the shared one; dropped afterwards."""
+    name = f"onbrand_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    db = Database(_with_database(pg_admin_url, name))
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
     """A new, empty database for this run (dropped afterwards)."""

@@ -12,7 +12,6 @@ the earliest approval of it or of its whole grid. The write sequences and writer
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -172,72 +171,54 @@ async def test_concurrent_random_writers_leave_correct_image_counters(
     assert any(any(c[:3]) for c in images.values()), "the writers left no image counters"
 
 
-async def test_the_backfill_counts_the_rows_written_before(pg_admin_url: str) -> None:
+async def test_the_backfill_counts_the_rows_written_before(scratch_db: Database) -> None:
     """Rows written at d770701256a5 (its triggers on): the upgrade fills the new counters."""
-    name = f"onbrand_mig_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(dsn)
+    db = scratch_db
+    await upgrade(db, "d770701256a5")
+    conn = await asyncpg.connect(db.dsn)
     try:
-        await upgrade(db, "d770701256a5")
-        conn = await asyncpg.connect(dsn)
-        try:
-            await _setup(conn)
-            for op in (
-                *(("image", slot, index) for slot in (0, 1) for index in (1, 2, 3)),
-                ("feedback", 0, 1, "favourite", 1),
-                ("feedback", 0, 2, "favourite", 1),
-                ("feedback", 0, 2, "like", 2),
-                ("feedback", 0, 3, "dislike", None),
-                ("feedback", 0, 1, "like", None),
-                ("feedback", 0, 3, "approve", 2),
-                ("feedback", 1, 1, "approve", None),
-                ("feedback", 1, 2, "approve", 3),
-            ):
-                await _apply(conn, op)
-            await upgrade(db)
-            counted = await _counters(conn)
-            assert counted == await _recount(conn)
-            assert counted[1][_gid(0)] == (1, 1)
-            assert sum(c[0] for c in counted[0].values()) == 2
-            assert sum(c[4] is not None for c in counted[0].values()) == 4  # 1 + a grid of 3
-        finally:
-            await conn.close()
+        await _setup(conn)
+        for op in (
+            *(("image", slot, index) for slot in (0, 1) for index in (1, 2, 3)),
+            ("feedback", 0, 1, "favourite", 1),
+            ("feedback", 0, 2, "favourite", 1),
+            ("feedback", 0, 2, "like", 2),
+            ("feedback", 0, 3, "dislike", None),
+            ("feedback", 0, 1, "like", None),
+            ("feedback", 0, 3, "approve", 2),
+            ("feedback", 1, 1, "approve", None),
+            ("feedback", 1, 2, "approve", 3),
+        ):
+            await _apply(conn, op)
+        await upgrade(db)
+        counted = await _counters(conn)
+        assert counted == await _recount(conn)
+        assert counted[1][_gid(0)] == (1, 1)
+        assert sum(c[0] for c in counted[0].values()) == 2
+        assert sum(c[4] is not None for c in counted[0].values()) == 4  # 1 + a grid of 3
     finally:
-        await db.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()
 
 
-async def test_the_bench_seed_writes_what_the_triggers_would(pg_admin_url: str) -> None:
+async def test_the_bench_seed_writes_what_the_triggers_would(scratch_db: Database) -> None:
     """The bench seeds with triggers off and writes the counters itself: recounting every
     generation with the triggers' function changes nothing."""
     from bench.report import _seed
 
-    name = f"onbrand_seed_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(dsn)
+    dsn = scratch_db.dsn
+    await upgrade(scratch_db)
+    await _seed(dsn, 0.002)
+    conn = await asyncpg.connect(dsn)
     try:
-        await upgrade(db)
-        await _seed(dsn, 0.002)
-        conn = await asyncpg.connect(dsn)
-        try:
-            images = "SELECT * FROM images ORDER BY id"
-            generations = "SELECT * FROM generations ORDER BY id"
-            seeded = (await conn.fetch(images), await conn.fetch(generations))
-            assert sum(r["approved_at"] is not None for r in seeded[0]) > 10
-            assert sum(r["grid_likes"] for r in seeded[1]) > 10
-            async with conn.transaction():
-                await conn.execute(
-                    "SELECT onbrand_generation_counts(array_agg(id ORDER BY id)) FROM generations"
-                )
-                assert (await conn.fetch(images), await conn.fetch(generations)) == seeded
-        finally:
-            await conn.close()
+        images = "SELECT * FROM images ORDER BY id"
+        generations = "SELECT * FROM generations ORDER BY id"
+        seeded = (await conn.fetch(images), await conn.fetch(generations))
+        assert sum(r["approved_at"] is not None for r in seeded[0]) > 10
+        assert sum(r["grid_likes"] for r in seeded[1]) > 10
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT onbrand_generation_counts(array_agg(id ORDER BY id)) FROM generations"
+            )
+            assert (await conn.fetch(images), await conn.fetch(generations)) == seeded
     finally:
-        await db.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()

@@ -7,12 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -22,25 +19,9 @@ from core.db import Database
 from core.db.migrate import current_revision, downgrade, head_revision, upgrade
 from core.db.models import Base
 from core.db.queue import include_name
-from tests.conftest import _with_database
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def scratch_db(pg_admin_url: str) -> AsyncIterator[Database]:
-    """An empty database of its own: these tests move the schema up and down."""
-    name = f"onbrand_mig_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    db = Database(_with_database(pg_admin_url, name))
-    try:
-        yield db
-    finally:
-        await db.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def _diff(connection: Connection) -> list[object]:
