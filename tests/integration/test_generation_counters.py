@@ -289,12 +289,8 @@ async def test_two_writers_inside_one_statement_each_do_not_deadlock(
     assert await _counters(reader) == await _recount(reader)
 
 
-async def test_concurrent_random_writers_leave_correct_counters(
-    three: list[asyncpg.Connection], database_url: str
-) -> None:
-    dsn = plain_url(database_url)
-    await _apply(three[2], ("generation", 1))
-    rng = random.Random(19)
+async def _write_concurrently(dsn: str, rng: random.Random) -> None:
+    """Four writers, 40 transactions each, of one to three random changes on a random slot."""
 
     def op(slot: int) -> tuple[Any, ...]:
         user, index = rng.choice(USERS), rng.choice((None, 1, 2, 3))
@@ -331,4 +327,11 @@ async def test_concurrent_random_writers_leave_correct_counters(
     finally:
         for conn in conns:
             await conn.close()
+
+
+async def test_concurrent_random_writers_leave_correct_counters(
+    three: list[asyncpg.Connection], database_url: str
+) -> None:
+    await _apply(three[2], ("generation", 1))
+    await _write_concurrently(plain_url(database_url), random.Random(19))
     assert await _counters(three[2]) == await _recount(three[2])
