@@ -417,6 +417,13 @@ class SqlRepository:
     async def remove_feedback(
         self, generation_id: uuid.UUID, image_id: int | None, user_id: int, kind: FeedbackKind
     ) -> bool:
+        # The generation's lock first, as an insert's trigger takes it: deleting first, then
+        # waiting in the trigger for an insert that waits for the deleted row, deadlocked.
+        await self.session.execute(
+            select(m.Generation.id)
+            .where(m.Generation.id == generation_id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+        )
         removed = await self.session.scalar(
             delete(m.Feedback)
             .where(

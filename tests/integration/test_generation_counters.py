@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -19,9 +20,12 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from core.db import Database, plain_url
 from core.db.models import GENERATION_COUNTERS
+from core.db.uow import SqlUnitOfWork
+from core.domain import FeedbackKind
 
 pytestmark = pytest.mark.integration
 
@@ -286,6 +290,37 @@ async def test_two_writers_inside_one_statement_each_do_not_deadlock(
     await asyncio.gather(one.execute(sql, _gid(0), 1), two.execute(sql, _gid(0), 2))
     counters = (await _counters(reader))[_gid(0)]
     assert (counters["likes"], counters["dislikes"]) == (2, 2)
+    assert await _counters(reader) == await _recount(reader)
+
+
+async def test_a_reaction_removed_while_it_is_added_again_does_not_deadlock(
+    db: Database, three: list[asyncpg.Connection]
+) -> None:
+    """The repository's ``remove_feedback`` takes the generation's lock before it deletes. It
+    deleted first: an addition of the same reaction that held the lock (its BEFORE trigger)
+    waited for the deleted row, the delete's trigger for the lock, and PostgreSQL failed one of
+    the two (a toggled reaction lost or an error)."""
+    adder, _, reader = three
+    await _apply(reader, ("feedback", 0, 1, "like", None))
+    gid = uuid.UUID(_gid(0))
+    pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def remove() -> bool:
+        async with SqlUnitOfWork(db) as uow:
+            session = uow.repo.session  # type: ignore[attr-defined]  # a SqlRepository
+            pid.set_result(await session.scalar(text("SELECT pg_backend_pid()")))
+            removed = await uow.repo.remove_feedback(gid, None, 1, FeedbackKind.LIKE)
+            await uow.commit()
+        return removed
+
+    async with adder.transaction():
+        # the addition's BEFORE trigger, at the instant the removal starts
+        await adder.execute("SELECT 1 FROM generations WHERE id = $1 FOR NO KEY UPDATE", gid)
+        removal = asyncio.create_task(remove())
+        await _waiting_for_a_lock(reader, await pid)
+        await _apply(adder, ("feedback", 0, 1, "like", None))  # still there: a no-op
+    assert await asyncio.wait_for(removal, 10)
+    assert (await _counters(reader))[_gid(0)]["likes"] == 0
     assert await _counters(reader) == await _recount(reader)
 
 
