@@ -6,6 +6,8 @@ the composition root wires, over the database and the image store.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING
@@ -17,14 +19,37 @@ from core.service.reports import ReportBundle, ReportSource
 if TYPE_CHECKING:
     from core.reports.model import CampaignReport
 
+log = logging.getLogger(__name__)
+
 
 async def report_thumbnails(report: CampaignReport, store: ImageStore) -> dict[str, bytes]:
     """The originals the HTML report shows (contact sheet, top and approved images and the
     approved images' ancestors), by storage key."""
     from core.reports.html import shown_keys
 
-    keys = shown_keys(report)
-    return {key: await store.get(key) for key in sorted(keys) if await store.exists(key)}
+    return await originals(shown_keys(report), store)
+
+
+async def originals(keys: Iterable[str], store: ImageStore) -> dict[str, bytes]:
+    """The stored bytes of ``keys``, by key. One the store no longer has, or a key it refuses
+    (not a content hash: a row written by hand), is left out, and the report shows that picture
+    as unavailable rather than failing whole."""
+    found: dict[str, bytes] = {}
+    refused: list[str] = []
+    for key in sorted(keys):
+        try:
+            if await store.exists(key):
+                found[key] = await store.get(key)
+        except ValueError:
+            refused.append(key)
+    if refused:
+        log.warning(
+            "the image store refused %d storage key(s) of this report (%r first); "
+            "those pictures show as unavailable",
+            len(refused),
+            refused[0],
+        )
+    return found
 
 
 def _pointer(report: CampaignReport) -> str:
