@@ -48,7 +48,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,6 +65,7 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 CALLBACK_DEADLINE_S = 3.0
 TOKEN_LIFETIME_S = 15 * 60
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024  # a guild without boosts, since 2024
+NONCE_WINDOW = timedelta(minutes=5)  # how long an enforced nonce finds its message
 
 # Gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE = 0, 1, 2, 3
@@ -451,6 +452,7 @@ class _Fault:
     body: Any
     headers: dict[str, str]
     times: int
+    after: bool = False  # the request takes effect first; only its answer is the fault
 
 
 @dataclass
@@ -648,20 +650,36 @@ class FakeDiscord:
             headers["X-RateLimit-Global"] = "true"
         self._add_fault(route, 429, body, headers, times)
 
-    def fail_next(self, route: str, status: int = 500, *, times: int = 1, body: Any = None) -> None:
-        """Answer the next ``times`` requests matching ``route`` with ``status``.
+    def fail_next(
+        self,
+        route: str,
+        status: int = 500,
+        *,
+        times: int = 1,
+        body: Any = None,
+        after: bool = False,
+    ) -> None:
+        """Answer the next ``times`` requests matching ``route`` with ``status``; ``after``:
+        the request takes effect (a message is posted) and only the answer fails.
 
         discord.py retries 500, 502, 504 and 524 itself (after 1 s, then 3 s, ...)."""
         if body is None:
             reason = "Internal Server Error" if status >= 500 else "Bad Request"
             body = {"message": f"{status}: {reason}", "code": 0}
-        self._add_fault(route, status, body, {}, times)
+        self._add_fault(route, status, body, {}, times, after=after)
 
     def _add_fault(
-        self, route: str, status: int, body: Any, headers: dict[str, str], times: int
+        self,
+        route: str,
+        status: int,
+        body: Any,
+        headers: dict[str, str],
+        times: int,
+        *,
+        after: bool = False,
     ) -> None:
         method, pattern = route_regex(route)
-        self._faults.append(_Fault(method, pattern, status, body, headers, times))
+        self._faults.append(_Fault(method, pattern, status, body, headers, times, after))
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
@@ -1299,7 +1317,7 @@ class FakeDiscord:
             body, files = await self._read_body(request)
             fault = self._take_fault(request.method, path)
             public = path.startswith(("/interactions/", "/webhooks/"))  # the token is the auth
-            if fault is not None:
+            if fault is not None and not fault.after:
                 response: web.StreamResponse = _json_response(fault.body, fault.status)
                 response.headers.update(fault.headers)
             elif not public and request.headers.get("Authorization") != f"Bot {self.token}":
@@ -1310,6 +1328,9 @@ class FakeDiscord:
                 except Exception as exc:  # a bug in the fake: fail fast, keep it for the test
                     self.bugs.append(exc)
                     response = _error(400, 0, f"fake Discord bug: {exc!r}")
+                if fault is not None:  # it took effect; the answer is lost
+                    response = _json_response(fault.body, fault.status)
+                    response.headers.update(fault.headers)
             query = dict(request.query)
             self.requests.append(
                 RestRequest(request.method, path, query, body, files, response.status, at)
@@ -1746,9 +1767,27 @@ class FakeDiscord:
             return _error(400, 50006, "Cannot send an empty message")
         if sum(len(f.data) for f in files) > ATTACHMENT_SIZE_LIMIT:
             return _error(413, 40005, "Request entity too large")
+        if body.get("enforce_nonce") and (same := self._same_nonce(channel_id, body.get("nonce"))):
+            return _json_response(same.payload)  # Discord: the message made before, not a new one
         message = self._store(channel_id, body, files, source="channel")
         await self._echo("MESSAGE_CREATE", message)
         return _json_response(message.payload)
+
+    def _same_nonce(self, channel_id: int, nonce: Any) -> StoredMessage | None:
+        """The bot's message in the channel with this nonce from the last few minutes (Discord
+        checks ``enforce_nonce`` for "the past few minutes"; five here)."""
+        if not nonce:
+            return None
+        recent = datetime.now(UTC) - NONCE_WINDOW
+        for message in self.messages.values():
+            if (
+                message.channel_id == channel_id
+                and message.payload.get("nonce") == nonce
+                and int(message.payload["author"]["id"]) == self.bot.id
+                and datetime.fromisoformat(message.payload["timestamp"]) >= recent
+            ):
+                return message
+        return None
 
     async def _get_message(self, call: _Call) -> web.Response:
         message = self._channel_message(call)

@@ -332,6 +332,7 @@ class _Fault:
     error: str | None
     retry_after: int | None
     delay: float
+    after: bool = False  # the call takes effect first; only its answer is the fault
 
 
 class SlackApiFailure(Exception):
@@ -535,6 +536,7 @@ class FakeSlack:
         retry_after: int | None = None,
         times: int = 1,
         delay: float = 0.0,
+        after: bool = False,
     ) -> None:
         """Fail the next ``times`` calls of ``method`` (before any other check).
 
@@ -545,7 +547,9 @@ class FakeSlack:
           error or "internal_error"}``.
 
         ``method`` is a Web API method name, or ``UPLOAD`` / ``RESPONSE_URL``. ``delay`` waits
-        that many seconds (on the fake's loop) before answering.
+        that many seconds (on the fake's loop) before answering. ``after=True``: the call
+        takes effect (a message is posted) and only the answer is the fault, as when Slack
+        posts a message and then its answer fails.
         """
         if status is None:
             status = 200 if error is not None else 429
@@ -554,7 +558,9 @@ class FakeSlack:
             retry_after = 1 if retry_after is None else retry_after
         elif status != 200:
             error = error or "internal_error"
-        fault = _Fault(status=status, error=error, retry_after=retry_after, delay=delay)
+        fault = _Fault(
+            status=status, error=error, retry_after=retry_after, delay=delay, after=after
+        )
         with self._lock:
             self._faults.setdefault(method, deque()).extend([fault] * times)
 
@@ -733,7 +739,7 @@ class FakeSlack:
         params, files = await _read_params(request)
         token = _bearer(request) or _str(params.pop("token", None))
         fault = await self._take_fault(method)
-        if fault is not None and fault.status:
+        if fault is not None and fault.status and not fault.after:
             return self._answer_fault(request, method, token, params, files, fault)
 
         status = 200
@@ -754,6 +760,8 @@ class FakeSlack:
             with self._lock:
                 self._bugs.append(exc)
             status, body = 500, {"ok": False, "error": f"fake_slack_bug: {exc!r}"}
+        if fault is not None and fault.status and fault.after:  # done, but the answer fails
+            return self._answer_fault(request, method, token, params, files, fault)
         self._record(request, method, token, params, files, status, body)
         return web.json_response(body, status=status)
 
@@ -1159,6 +1167,45 @@ class FakeSlack:
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"channel": self._channel(params).to_api()}
 
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The channel's top-level messages (thread replies left out), newest first."""
+        channel = self._channel(params)
+        if not channel.is_member:
+            raise SlackApiFailure("not_in_channel")
+        messages = [m for m in self._messages.get(channel.id, []) if not m.is_reply]
+        return self._page(messages[::-1], params)
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then the replies, oldest first."""
+        channel = self._channel(params)
+        parent = self._find_message(channel.id, _str(params.get("ts")))
+        thread = parent.thread_ts or parent.ts
+        messages = [
+            m for m in self._messages.get(channel.id, []) if m.ts == thread or m.thread_ts == thread
+        ]
+        return self._page(messages, params)
+
+    def _page(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        """``oldest`` / ``latest`` (exclusive, as Slack's default), ``limit`` (default 100),
+        metadata only with ``include_all_metadata``; no cursor (``has_more`` says if cut)."""
+        oldest, latest = _str(params.get("oldest")), _str(params.get("latest"))
+        shown = [
+            m
+            for m in messages
+            if not m.deleted
+            and (not oldest or float(m.ts) > float(oldest))
+            and (not latest or float(m.ts) < float(latest))
+        ]
+        limit = int(_str(params.get("limit")) or 100)
+        metadata = _str(params.get("include_all_metadata")) in {"1", "true", "True"}
+        out = []
+        for message in shown[:limit]:
+            body = message.to_api()
+            if not metadata:
+                body.pop("metadata", None)
+            out.append(body)
+        return {"messages": out, "has_more": len(shown) > limit}
+
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         upload = self._files.get(_str(params.get("file")) or "")
         if upload is None or not upload.completed:
@@ -1202,6 +1249,8 @@ class FakeSlack:
         "reactions.get": _reactions_get,
         "users.info": _users_info,
         "conversations.info": _conversations_info,
+        "conversations.history": _conversations_history,
+        "conversations.replies": _conversations_replies,
         "views.open": _views_open,
     }
 
