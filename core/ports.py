@@ -260,8 +260,16 @@ class ChatSink(Protocol):
     async def update_status(self, ref: MessageRef, card: ResultCard) -> None: ...
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
-    ) -> MessageRef: ...
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
+    ) -> MessageRef:
+        """Post the result; ``earlier_attempt``: when an earlier attempt began, whose answer was
+        lost (it may have posted: a sink that can tell looks before posting again)."""
+        ...
 
     async def flush(self) -> None: ...
 

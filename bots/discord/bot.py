@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from bots.discord.edits import RegionSelect, RemixButton
 from bots.discord.packs import PACK_TEMPLATE, PackSelect
 from bots.discord.payloads import MALFORMED_COMMAND, option_problem
 from bots.discord.render import COLOUR, clip, reply_content
-from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink
+from bots.discord.sink import DEFAULT_MAX_UPLOAD_BYTES, MIN_EDIT_INTERVAL_S, DiscordSink, nonce
 from bots.discord.verify import Verifier
 from core import replies
 from core.delivery import announce
@@ -245,13 +246,14 @@ class OnbrandBot(discord.Client):
         target = self.reply_target(interaction)
         channel = self.sink.channel(target.channel_id, target.workspace_id)
 
-        async def post(card: ResultCard) -> MessageRef:
+        async def post(generation_id: uuid.UUID, card: ResultCard) -> MessageRef:
             rendered = self.sink.render(card, target.workspace_id)
             sent = await channel.send(
                 content=f"<@{actor.user_id}>",
                 embed=rendered.embed,
                 view=rendered.view or discord.utils.MISSING,
                 allowed_mentions=QUIET,
+                nonce=nonce("s", generation_id),
             )
             return MessageRef(Platform.DISCORD, str(channel.id), str(sent.id))
 

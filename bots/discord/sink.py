@@ -3,12 +3,16 @@
 Everything goes through channel-message endpoints with the bot token, never an interaction token
 (which dies after 15 minutes). discord.py honours 429s itself (it waits ``retry_after`` and sends
 again); any other failure of a post raises, so the ``Delivery`` leaves the generation undelivered
-and its sweep tries again.
+and its sweep tries again. Posts carry an enforced nonce (``nonce``), so one sent again after a
+lost answer is not shown twice.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import uuid
+from datetime import datetime
 
 import discord
 
@@ -22,6 +26,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # under Discord's default 10 MB per upload
 MIN_EDIT_INTERVAL_S = 3.0  # progress edits per message, at most one per interval
 PING_REQUESTER = discord.AllowedMentions(everyone=False, roles=False, users=True)
+
+
+def nonce(kind: str, generation_id: uuid.UUID) -> str:
+    """The nonce of a generation's status (``s``) or result (``r``) message: Discord allows 25
+    characters, so the id as 22 characters of URL-safe base64 after the kind."""
+    return kind + base64.urlsafe_b64encode(generation_id.bytes).decode().rstrip("=")
 
 
 def requester_mention(generation: Generation) -> str:
@@ -62,11 +72,21 @@ class DiscordSink:
         return self.client.get_partial_messageable(int(channel_id), guild_id=guild)
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
     ) -> MessageRef:
         """Post the result as an ordinary channel message; raises when Discord refuses it, with
         ``Undeliverable`` when the channel is gone (404). A 403 (missing permissions) is worth
-        retrying: an admin can grant them."""
+        retrying: an admin can grant them.
+
+        The message carries a nonce made from the generation's id, enforced: a post whose
+        answer was lost, sent again (discord.py's own retry of a 5xx, or the sweep's within a
+        few minutes, ``earlier_attempt`` or not), gets the message already made back instead of
+        a second one."""
         channel = self.channel(target.thread_id or target.channel_id, target.workspace_id)
         rendered = self.render(card, target.workspace_id)
         try:
@@ -76,6 +96,7 @@ class DiscordSink:
                 files=rendered.files,
                 view=rendered.view or discord.utils.MISSING,
                 allowed_mentions=PING_REQUESTER,
+                nonce=nonce("r", generation.id),
             )
         except discord.NotFound as exc:
             raise Undeliverable(f"Discord: {exc.status} {exc.text or exc.code}") from exc

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,14 +34,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import http, render, search, verify
+from bots.slack import http, once, render, search, verify
 from bots.slack.edits import register_edits
 from bots.slack.images_in import register_images_in
 from bots.slack.packs import register_packs
@@ -81,7 +78,8 @@ REPORT_USAGE = "Usage: `/imagine-report <campaign>`"
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
-    """The Web API client: the bot token, ``SLACK_API_URL``, and retries (429 after Retry-After)."""
+    """The Web API client: the bot token, ``SLACK_API_URL``, and retries (429 after Retry-After;
+    a 5xx or lost connection of anything but ``chat.postMessage``, which ``once`` handles)."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set")
     options: dict[str, Any] = {}
@@ -90,9 +88,9 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            once.ConnectionErrorRetries(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=1),
+            once.ServerErrorRetries(max_retry_count=1),
         ],
         **options,
     )
@@ -265,14 +263,18 @@ class SlackBot:
         """Posts a status card where the request came from (editable later, unlike
         ``response_url``)."""
 
-        async def post(card: ResultCard) -> MessageRef:
-            posted = await self.client.chat_postMessage(
+        async def post(generation_id: uuid.UUID, card: ResultCard) -> MessageRef:
+            channel, ts = await once.post_once(
+                self.client,
+                once.STATUS,
+                str(generation_id),
                 channel=where.channel_id,
                 thread_ts=where.thread_id,
+                since=time.time() - once.LOOKBACK_S,
                 text=render.fallback_text(card),
                 blocks=render.status_blocks(card),
             )
-            return MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
+            return MessageRef(Platform.SLACK, channel, ts)
 
         return post
 
@@ -365,8 +367,13 @@ class SlackBot:
             team, user, channel = sender(command)
             actor = await self.actor(team, user, command.get("user_name", ""))
             bundle = await self.service.report(actor, campaign, key=key)
-            summary = await self.client.chat_postMessage(
+            _, summary_ts = await once.post_once(
+                self.client,
+                once.REPORT,
+                key.id if key is not None else uuid.uuid4().hex,
                 channel=channel,
+                thread_ts=None,
+                since=time.time() - once.LOOKBACK_S,
                 text=render.escape(replies.report_title(bundle.campaign)),
                 blocks=render.markdown_blocks(bundle.summary_markdown),
             )
@@ -377,7 +384,7 @@ class SlackBot:
                     for name, data in files
                 ],
                 channel=channel,
-                thread_ts=str(summary["ts"]),
+                thread_ts=summary_ts,
                 initial_comment=replies.REPORT_FILES_NOTE,
             )
 

@@ -23,6 +23,10 @@
   Slack says where it landed, so reactions on the picture count), then the buttons message.
 * Any other failure raises, so the ``Delivery`` leaves the generation undelivered and its sweep
   tries again; an upload that succeeded is not repeated on that retry (same process).
+* The result message is posted at most once (``bots.slack.once``): it carries metadata naming
+  its generation; an answer that leaves the outcome unknown (5xx, lost connection) is followed
+  by a look at the channel or thread, and so is a try after an earlier one whose answer was lost
+  (``earlier_attempt``: another process, or after a crash) before anything is uploaded again.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import render
+from bots.slack import once, render
 from core.delivery.throttle import EditThrottle
 from core.domain import Generation, MessageRef, Platform, ReplyTarget, ResultCard
 from core.ports import Undeliverable
@@ -65,6 +70,7 @@ class _Posting:
     shared: bool = False  # the fallback's upload into the channel is done
     shared_ts: str | None = None  # the message that shares it, when Slack said
     posted: MessageRef | None = None  # the fallback's buttons message
+    since: float = 0.0  # epoch seconds: a lookup for the message reads from here on
 
 
 class TokenBucket:
@@ -164,15 +170,39 @@ class SlackSink:
     # --- results ---------------------------------------------------------------------------
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
     ) -> MessageRef:
         """The result as one message with the grid and its buttons (or, when Slack refuses the
         image block, as an upload and a buttons message); raises when Slack refuses it, with
-        ``Undeliverable`` when the channel is gone or closed to the bot for good."""
+        ``Undeliverable`` when the channel is gone or closed to the bot for good. After an
+        ``earlier_attempt`` whose answer was lost, the message that attempt posted, if Slack
+        shows it."""
+        since = (earlier_attempt or datetime.now(UTC)).timestamp() - once.LOOKBACK_S
+        with_files = any(not i.content_type.startswith("image/") for i in card.images)
         try:
-            if any(not i.content_type.startswith("image/") for i in card.images):
-                return await self._post_with_files(target, card, generation)
-            return await self._post_result(target, card, generation)
+            if earlier_attempt is not None:  # whose answer was lost: did it post?
+                found = await once.find(
+                    self.client,
+                    once.RESULT,
+                    str(generation.id),
+                    target.channel_id,
+                    target.thread_id,
+                    since,
+                )
+                if found is not None:
+                    log.info("the result of %s was posted already: not again", generation.id)
+                    self._postings.pop(generation.id, None)
+                    if not with_files:
+                        return MessageRef(Platform.SLACK, *found)
+                    self._with_files[generation.id] = MessageRef(Platform.SLACK, *found)
+            if with_files:
+                return await self._post_with_files(target, card, generation, since)
+            return await self._post_result(target, card, generation, since)
         except SlackApiError as exc:
             if _error(exc) in CHANNEL_GONE:
                 self._postings.pop(generation.id, None)
@@ -181,16 +211,16 @@ class SlackSink:
             raise
 
     async def _post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self, target: ReplyTarget, card: ResultCard, generation: Generation, since: float
     ) -> MessageRef:
-        posting = self._postings.setdefault(generation.id, _Posting())
+        posting = self._postings.setdefault(generation.id, _Posting(since=since))
         if card.images and not posting.fallback:
             if posting.files is None:
                 posting.files = await self._upload_privately(card)
             alt_text = card.text or card.images[0].filename
             images = [render.image_block(file_id, alt_text) for file_id in posting.files]
             try:
-                ref = await self._post(target, card, generation, images=images)
+                ref = await self._post(target, card, generation, posting.since, images=images)
             except SlackApiError as exc:
                 if _error(exc) not in IMAGE_REFUSED:
                     raise
@@ -211,7 +241,7 @@ class SlackSink:
             posting.shared = True
         if posting.posted is None:
             posting.posted = await self._post(
-                target, card, generation, image_posted=bool(card.images)
+                target, card, generation, posting.since, image_posted=bool(card.images)
             )
         if posting.shared_ts and self.service is not None:
             picture = MessageRef(Platform.SLACK, target.channel_id, posting.shared_ts)
@@ -220,7 +250,7 @@ class SlackSink:
         return posting.posted
 
     async def _post_with_files(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self, target: ReplyTarget, card: ResultCard, generation: Generation, since: float
     ) -> MessageRef:
         """A card with files that are not pictures (a pack's zip): the message with its
         pictures first, then the files uploaded into the channel or thread beside it
@@ -229,7 +259,7 @@ class SlackSink:
         files = [i for i in card.images if not i.content_type.startswith("image/")]
         ref = self._with_files.get(generation.id)
         if ref is None:
-            ref = await self._post_result(target, replace(card, images=pictures), generation)
+            ref = await self._post_result(target, replace(card, images=pictures), generation, since)
             self._with_files[generation.id] = ref
         await self.client.files_upload_v2(
             file_uploads=[
@@ -247,6 +277,7 @@ class SlackSink:
         target: ReplyTarget,
         card: ResultCard,
         generation: Generation,
+        since: float,
         *,
         images: Sequence[render.Block] = (),
         image_posted: bool = False,
@@ -257,15 +288,19 @@ class SlackSink:
             image_posted=image_posted,
             mention=render.requester_mention(generation.requester),
         )
-        posted = await self.client.chat_postMessage(
+        channel, ts = await once.post_once(
+            self.client,
+            once.RESULT,
+            str(generation.id),
             channel=target.channel_id,
             thread_ts=target.thread_id,
+            since=since,
             text=render.fallback_text(card),
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
         )
-        return MessageRef(Platform.SLACK, str(posted["channel"]), str(posted["ts"]))
+        return MessageRef(Platform.SLACK, channel, ts)
 
     async def _upload_privately(self, card: ResultCard) -> list[str]:
         """Upload the card's images without sharing them anywhere; their file ids."""

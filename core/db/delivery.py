@@ -2,7 +2,8 @@
 
 A failed post is counted and waits before its next try (``delivery_retry_at``); a result given
 up (``undeliverable``: the channel is gone, or too many failures) is never tried again, so failing
-results never keep deliverable ones waiting.
+results never keep deliverable ones waiting. The first try's start is kept
+(``delivery_began_at``): a later try looks whether it posted after all before posting again.
 """
 
 from __future__ import annotations
@@ -104,14 +105,32 @@ async def progress(db: Database, generation_id: uuid.UUID) -> float:
     return float(value or 0.0)
 
 
-async def is_due(db: Database, generation_id: uuid.UUID) -> bool:
-    """Whether the result is still due now: a sweep's list read a moment ago may name one that
-    another attempt has since posted, given up, or put off until its next try."""
-    async with db.sessions() as session:
-        due = await session.scalar(
-            select(GenerationRow.id).where(GenerationRow.id == generation_id, *_DUE)
-        )
-    return due is not None
+class Due(NamedTuple):
+    earlier: datetime | None  # when an earlier attempt to post began (it may have posted)
+
+
+async def begin_delivery(db: Database, generation_id: uuid.UUID) -> Due | None:
+    """An attempt to post the result begins: None when it is no longer due (a sweep's list read
+    a moment ago may name one that another attempt has since posted, given up, or put off until
+    its next try). The first attempt's start is kept (``delivery_began_at``); a later attempt is
+    told when it was, so that it looks whether that one posted before it posts again."""
+    async with db.transaction() as session:
+        row = (
+            await session.execute(
+                select(GenerationRow.delivery_began_at)
+                .where(GenerationRow.id == generation_id, *_DUE)
+                .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.delivery_began_at is None:
+            await session.execute(
+                update(GenerationRow)
+                .where(GenerationRow.id == generation_id)
+                .values(delivery_began_at=func.now())
+            )
+        return Due(earlier=row.delivery_began_at)
 
 
 class FailedDelivery(NamedTuple):

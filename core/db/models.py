@@ -246,8 +246,9 @@ class Generation(Base):
     gpu_seconds: Mapped[float | None] = mapped_column(Float)
     reply_target: Mapped[dict[str, Any]] = mapped_column(JSONB)
     delivered_at: Mapped[datetime | None]
-    # Posting the result: failed attempts so far, when to try again, and why it was given up
-    # (a channel that is gone, or too many failures), which ends the tries.
+    # Posting the result: when the first try began, failed tries so far, when to try again, and
+    # why it was given up (a channel that is gone, or too many failures), which ends the tries.
+    delivery_began_at: Mapped[datetime | None]
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     delivery_retry_at: Mapped[datetime | None]
     undeliverable: Mapped[str | None] = mapped_column(Text)

@@ -11,6 +11,7 @@ The platform posts; this module decides what is posted and what happens around i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 
 from core import replies
@@ -28,8 +29,9 @@ from core.domain import (
 from core.ports import ChatSink
 from core.service import Service
 
-PostFn = Callable[[ResultCard], Awaitable[MessageRef]]
-"""Posts a public status card where the request came from; the message it became."""
+PostFn = Callable[[uuid.UUID, ResultCard], Awaitable[MessageRef]]
+"""Posts a generation's public status card where the request came from; the message it became
+(the generation's id lets a platform post it at most once)."""
 
 
 async def announce(
@@ -41,7 +43,8 @@ async def announce(
         generation = await service.generation(generation_id)
         position = ticket.position + offset if ticket.position else None
         ref = await post(
-            status_card(generation, position=position, eta_seconds=eta(ticket, offset))
+            generation_id,
+            status_card(generation, position=position, eta_seconds=eta(ticket, offset)),
         )
         refs.append(ref)
         if closing := await service.record_status_message(generation_id, ref):

@@ -242,9 +242,12 @@ class Delivery:
             return False
         card = await self._card(generation)
         status_ref = await queries.status_message(self.db, generation_id)
-        if not await queries.is_due(self.db, generation_id):
+        due = await queries.begin_delivery(self.db, generation_id)
+        if due is None:
             return False
-        posted = await self.sink.post_result(generation.reply_target, card, generation)
+        posted = await self.sink.post_result(
+            generation.reply_target, card, generation, earlier_attempt=due.earlier
+        )
         await self.service.record_message(generation_id, posted, "result")
         lag = await queries.mark_delivered(self.db, generation_id)
         if lag is not None:

@@ -3,6 +3,8 @@ and the ``ChatSink`` contract suite."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from core.domain import (
     Generation,
     MessageRef,
@@ -46,7 +48,12 @@ class RecordingSink:
         self.statuses.setdefault(ref, []).append(card)
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
     ) -> MessageRef:
         if target.channel_id in self.gone:
             raise Undeliverable(f"channel {target.channel_id} is gone")

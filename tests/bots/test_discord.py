@@ -592,6 +592,23 @@ async def test_a_failed_post_is_left_for_the_sweep(idle: Harness) -> None:
     assert result.files
 
 
+async def test_a_result_posted_whose_answer_was_lost_is_shown_once(idle: Harness) -> None:
+    """Discord posted the result, then answered 503 (which discord.py does not retry): the
+    sweep's next try sends it again with the same nonce (discord.py's own would be new), and
+    Discord, enforcing it, answers with the message made the first time."""
+    _, gid = await idle.imagine("a lost answer")
+    [queued] = idle.status_messages()
+    idle.fake.fail_next("POST /channels/*/messages", 503, after=True)
+    idle.start_worker()
+    result = await idle.result(gid)
+    posts = idle.fake.requests_matching("POST /channels/*/messages")
+    assert [p.status for p in posts] == [200, 503, 200]  # Queued, posted but lost, found
+    assert posts[1].json["nonce"] == posts[2].json["nonce"]
+    await asyncio.sleep(0.5)  # two sweeps
+    shown = [m.id for m in idle.fake.messages_in(idle.channel_id)]
+    assert shown == [queued.id, result.id]
+
+
 async def test_gateway_reconnect_in_the_middle_of_a_job(idle: Harness) -> None:
     idle.engine.step_delay = 0.15
     _, gid = await idle.imagine("through a reconnect")

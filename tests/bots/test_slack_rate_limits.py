@@ -2,8 +2,10 @@
 reaches the channel exactly once.
 
 Short refusals are ridden out by slack_sdk's retry handlers that ``bots.slack.slack_client``
-configures (429: after Retry-After, up to 3 times; 5xx: once; connection errors: twice); longer
-outages by ``core.delivery``'s attempts with back-off and, at last, giving up with a reason.
+configures (429: after Retry-After, up to 3 times; 5xx: once; connection errors: twice), except
+that a post whose answer was lost is looked for before it is posted again (``bots.slack.once``);
+longer outages by ``core.delivery``'s attempts with back-off and, at last, giving up with a
+reason.
 A status edit Slack refuses for a passing reason is sent again a few times (``SlackSink``).
 The real bolt app and Delivery against the fake Slack, over HTTP (the transport is beside the
 point here; ``test_slack_transports`` runs the scenarios over both).
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bots.slack import SlackSink, slack_client
+from bots.slack import SlackSink, once, slack_client
 from bots.slack.sink import EDIT_TRIES
 from core.db import Database
 from core.domain import MessageRef, Platform, ResultCard
@@ -114,6 +116,74 @@ async def test_a_long_outage_backs_off_and_the_result_is_posted_once_when_slack_
     assert len(slack.fake.pending_files) == 1  # the first, never completed: nobody sees it
 
 
+async def test_a_result_posted_whose_answer_was_lost_is_found_not_posted_again(
+    slack: Transported,
+) -> None:
+    """Slack posted the result, then answered 500: the channel is read back and the message
+    found there is the result (slack_sdk's blind retry posted it twice)."""
+    generation_id, _ = await slack.queued("a sneaker")
+    slack.fake.fail_next("chat.postMessage", status=500, after=True)
+
+    await slack.start_worker()
+    await _delivered_once(slack, generation_id)
+
+    assert _statuses(slack.fake, "chat.postMessage") == [200, 500]  # Queued, the lost answer
+    [lookup] = slack.fake.calls_to("conversations.history")
+    assert lookup.params["include_all_metadata"] in {"1", "true", True}
+    [posted] = slack.buttons_messages()
+    assert posted.metadata == {
+        "event_type": "onbrand_result",
+        "event_payload": {"key": str(generation_id)},
+    }
+    [row] = await slack.sql(
+        "SELECT message_id FROM messages WHERE generation_id = :g AND role = 'result'",
+        g=generation_id,
+    )
+    assert row.message_id == posted.ts  # reactions on it count
+
+
+async def test_a_later_try_looks_for_what_an_earlier_one_posted_before_posting(
+    slack: Transported,
+) -> None:
+    """The first try posted the result but never learnt it (the answer lost, and the lookup
+    failing too); the sweep's next try reads the channel first and finds it: nothing is
+    uploaded or posted again. (So does a try after a crash between posting and recording.)"""
+    generation_id, _ = await slack.queued("a sneaker")
+    slack.fake.fail_next("chat.postMessage", status=500, after=True)  # posted, answer lost
+    slack.fake.fail_next("conversations.history", status=503, times=2)  # and its client retry
+    slack.fake.fail_next("chat.postMessage", error="internal_error")  # the second post: refused
+
+    await slack.start_worker()
+    await _delivered_once(slack, generation_id)
+
+    posts = slack.fake.calls_to("chat.postMessage")  # Queued, lost answer, refused: no more
+    assert [(c.status, c.error) for c in posts][1:] == [
+        (500, "internal_error"),
+        (200, "internal_error"),
+    ]
+    assert len(posts) == 3
+    assert _statuses(slack.fake, "conversations.history") == [503, 503, 200]
+    assert len(slack.fake.calls_to("files.getUploadURLExternal")) == 1  # not uploaded again
+    [row] = await slack.sql(
+        "SELECT delivery_attempts, delivery_began_at IS NOT NULL AS began FROM generations "
+        "WHERE id = :g",
+        g=generation_id,
+    )
+    assert (row.delivery_attempts, row.began) == (1, True)
+
+
+async def test_a_queued_message_whose_answer_was_lost_is_shown_once(slack: Transported) -> None:
+    slack.fake.fail_next("chat.postMessage", status=503, after=True)
+    generation_id, status = await slack.queued("a sneaker")
+    await asyncio.sleep(0.3)
+    assert [m.ts for m in slack.bot_messages()] == [status.ts]
+    [row] = await slack.sql(
+        "SELECT message_id FROM messages WHERE generation_id = :g AND role = 'status'",
+        g=generation_id,
+    )
+    assert row.message_id == status.ts
+
+
 async def test_an_outage_past_the_last_attempt_gives_up_with_a_reason_and_starves_nothing(
     slack: Transported, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -199,3 +269,41 @@ async def test_a_newer_card_replaces_a_refused_one_instead_of_it_being_sent_agai
     assert fake.message(CHANNEL_ID, ref.message_id).text == "✖ Cancelled."
     calls = [(c.params.get("text"), c.error) for c in fake.calls_to("chat.update")]
     assert calls == [("⏳ Generating… 80%", "internal_error"), ("✖ Cancelled.", None)]
+
+
+async def test_a_thread_reply_whose_answer_was_lost_is_found_in_the_thread(
+    fake: FakeSlack,
+) -> None:
+    client = _sink(fake).client
+    parent = fake.post_as_user(CHANNEL_ID, "the brief")
+    fake.fail_next("chat.postMessage", status=500, after=True)
+
+    channel, ts = await once.post_once(
+        client, once.STATUS, "g-1", channel=CHANNEL_ID, thread_ts=parent, since=0, text="🕒"
+    )
+
+    [reply] = [m for m in fake.thread(CHANNEL_ID, parent) if m.bot_id]
+    assert (channel, ts) == (CHANNEL_ID, reply.ts)
+    assert len(fake.calls_to("conversations.replies")) == 1
+    assert _statuses(fake, "chat.postMessage") == [500]
+
+
+async def test_a_post_refused_before_it_was_made_is_made_once_after_the_lookup(
+    fake: FakeSlack,
+) -> None:
+    client = _sink(fake).client
+    fake.fail_next("chat.postMessage", status=503)  # not posted
+
+    _, ts = await once.post_once(
+        client, once.RESULT, "g-2", channel=CHANNEL_ID, thread_ts=None, since=0, text="🖼"
+    )
+
+    assert [m.ts for m in fake.messages(CHANNEL_ID)] == [ts]
+    assert _statuses(fake, "chat.postMessage") == [503, 200]
+    assert len(fake.calls_to("conversations.history")) == 1
+    # the lookup for another generation does not take g-2's message for its own
+    fake.fail_next("chat.postMessage", status=500)
+    _, other = await once.post_once(
+        client, once.RESULT, "g-3", channel=CHANNEL_ID, thread_ts=None, since=0, text="🖼"
+    )
+    assert [m.ts for m in fake.messages(CHANNEL_ID)] == [ts, other]

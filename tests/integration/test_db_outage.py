@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -73,9 +74,14 @@ class Recording(RecordingSink):
         self.posted: list[uuid.UUID] = []
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
     ) -> MessageRef:
-        ref = await super().post_result(target, card, generation)
+        ref = await super().post_result(target, card, generation, earlier_attempt=earlier_attempt)
         self.posted.append(generation.id)
         return ref
 

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -410,13 +411,20 @@ class RecordingSink:
         self.edits: list[tuple[MessageRef, ResultCard]] = []
         self.fail_times = fail_times
         self.gone: set[str] = set()  # channels deleted on the platform
+        self.earlier: list[datetime | None] = []  # each post's ``earlier_attempt``
 
     async def update_status(self, ref: MessageRef, card: ResultCard) -> None:
         self.edits.append((ref, card))
 
     async def post_result(
-        self, target: ReplyTarget, card: ResultCard, generation: Generation
+        self,
+        target: ReplyTarget,
+        card: ResultCard,
+        generation: Generation,
+        *,
+        earlier_attempt: datetime | None = None,
     ) -> MessageRef:
+        self.earlier.append(earlier_attempt)
         if target.channel_id in self.gone:
             raise Undeliverable(f"channel_not_found: {target.channel_id}")
         if self.fail_times:
@@ -439,6 +447,12 @@ async def test_results_finished_while_the_bot_was_down_are_delivered_once(
     assert await delivery.sweep() == 0  # the platform refused: still undelivered
     assert await delivery.sweep() == 1
     assert await delivery.sweep() == 0  # never twice
+    async with db.sessions() as session:
+        began = await session.scalar(
+            text("SELECT delivery_began_at FROM generations WHERE id = :g"), {"g": gid}
+        )
+    assert began is not None
+    assert sink.earlier == [None, began]  # the retry is told when the first try began
     ((posted_id, card),) = sink.posted
     assert posted_id == gid
     labels = ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "🔄", "Remix"]
