@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -121,9 +122,9 @@ def _posts_a_message(request: HttpRequest) -> bool:
     return request.url.rstrip("/").endswith("/chat.postMessage")
 
 
-class ServerErrorRetries(AsyncServerErrorRetryHandler):
-    """slack_sdk's retry after a 500 or 503, except of ``chat.postMessage`` (``post_once``
-    looks before it posts again)."""
+class _LeavesPostsAlone(AsyncRetryHandler):
+    """A retry handler that never retries ``chat.postMessage`` (``post_once`` looks before it
+    posts again); anything else as the handler it is mixed into decides."""
 
     async def _can_retry_async(
         self,
@@ -140,19 +141,9 @@ class ServerErrorRetries(AsyncServerErrorRetryHandler):
         )
 
 
-class ConnectionErrorRetries(AsyncConnectionErrorRetryHandler):
+class ServerErrorRetries(_LeavesPostsAlone, AsyncServerErrorRetryHandler):
+    """slack_sdk's retry after a 500 or 503, except of ``chat.postMessage``."""
+
+
+class ConnectionErrorRetries(_LeavesPostsAlone, AsyncConnectionErrorRetryHandler):
     """slack_sdk's retry after a lost connection, except of ``chat.postMessage``."""
-
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if _posts_a_message(request):
-            return False
-        return await super()._can_retry_async(
-            state=state, request=request, response=response, error=error
-        )
