@@ -5,13 +5,14 @@ timeout, the message may well be in the channel already, and posting again blind
 twice (slack_sdk's retry handlers used to do just that; ``app.slack_client`` no longer lets them
 retry this method). Instead, every message posted here carries Slack message metadata naming
 what it is (``event_type``) and for what (``event_payload.key``: a generation id, a request key);
-after an answer that leaves the outcome unknown, and before any post that an earlier attempt may
-already have made (``look_first``: a delivery tried again after a crash or a lost answer), the
-channel or thread is read back (``conversations.history`` / ``conversations.replies`` with
-``include_all_metadata``, from ``since`` on) and a message found there is the answer.
+after an answer that leaves the outcome unknown the channel or thread is read back (``find``:
+``conversations.history`` / ``conversations.replies`` with ``include_all_metadata``, from
+``since`` on) and a message found there is the answer. ``SlackSink`` also calls ``find`` before
+a delivery tried again after an earlier try whose answer was lost (or a crash), before it uploads
+anything.
 
 Reading needs the ``channels:history`` scope (``groups:history`` for private channels); without
-it the lookup is skipped with a warning and the post goes ahead as before.
+it (or in a direct message) the lookup fails with a warning and the post goes ahead as before.
 """
 
 from __future__ import annotations
@@ -48,16 +49,12 @@ async def post_once(
     channel: str,
     thread_ts: str | None,
     since: float,
-    look_first: bool = False,
     **message: Any,
 ) -> tuple[str, str]:
     """``chat.postMessage`` of ``message`` into ``channel`` (or the thread), tagged ``kind`` /
     ``key``; the (channel, ts) of the message, found or posted. An answer that leaves the
     outcome unknown is followed by a lookup, then one more post; an error that says the post
     was refused (``SlackApiError`` with a 4xx or ``ok: false``) is raised at once."""
-    if look_first and (found := await find(client, kind, key, channel, thread_ts, since)):
-        log.info("%s %s was posted already (%s): not posting it again", kind, key, found[1])
-        return found
     metadata = {"event_type": kind, "event_payload": {"key": key}}
     for attempt in (1, 2):
         try:
