@@ -17,6 +17,7 @@ import logging
 from aiohttp import web
 
 from bots.slack.app import SlackBot, build_slack_app, slack_client
+from bots.slack.scopes import missing_scopes
 from bots.slack.sink import SlackSink
 from bots.slack.socket_mode import PING_INTERVAL_S, SocketMode
 from core.bootstrap import App
@@ -40,6 +41,8 @@ async def serve_slack(
     client = slack_client(settings)
     bot = SlackBot(app, client=client)
     sink = bot.sink
+    # logged, beside the rest: a grant older than this version's manifest
+    checking = asyncio.create_task(missing_scopes(client), name="slack-scopes")
     delivery = app.delivery(sink)
     delivering = asyncio.create_task(delivery.run(), name="slack-delivery")
     try:
@@ -70,6 +73,7 @@ async def serve_slack(
                 await runner.cleanup()
         await bot.drain()
     finally:
+        checking.cancel()
         delivery.stop()  # the result being posted, if any, finishes first
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(delivering, 30)

@@ -630,6 +630,30 @@ async def test_serve_slack_waits_for_an_unreachable_slack_and_says_it_is_not_rea
         await asyncio.wait_for(serving, timeout=10)
 
 
+async def test_serve_slack_names_a_scope_the_token_lacks_as_it_starts(
+    socket_slack: Transported, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bots.slack import serve_slack
+
+    slack = socket_slack
+    await slack.stop_bot()
+    slack.fake.scopes.remove("groups:history")  # installed before this version's manifest
+    app = App(slack.app.settings, slack.db, slack.app.service, slack.store)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="bots.slack.scopes"):
+        serving = asyncio.create_task(serve_slack(app, stop, socket_ping_interval_s=PING_S))
+        try:
+
+            async def warned() -> list[str]:
+                return [m for r in caplog.records if "groups:history" in (m := r.getMessage())]
+
+            [line] = await eventually(warned, "the missing scope is logged")
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, timeout=10)
+    assert "private channels" in line
+
+
 async def test_onbrand_run_reports_the_socket_s_readiness(socket_slack: Transported) -> None:
     """``run_all`` (what ``onbrand run`` runs) registers its own "slack" check as the adapter
     starts; the Socket Mode adapter's check of the connection must be what ``/readyz`` reads."""

@@ -86,6 +86,17 @@ USER_ID = "U0MARKETER"
 USER_NAME = "maria.marketer"
 ADMIN_ID = "U0ADMIN001"
 ADMIN_NAME = "alex.admin"
+# the bot token's grant: the app installed from deploy/slack-manifest.yaml
+GRANTED_SCOPES = (
+    "commands",
+    "chat:write",
+    "files:write",
+    "files:read",
+    "reactions:read",
+    "users:read",
+    "channels:history",
+    "groups:history",
+)
 
 UPLOAD = "upload"  # the method name recorded for POSTs to an upload URL
 _BLOCK_IMAGE_TYPES = {"png", "jpg", "jpeg", "gif"}  # the files an image block's slack_file may show
@@ -396,6 +407,7 @@ class FakeSlack:
         self._faults: dict[str, deque[_Fault]] = {}
         self._bugs: list[Exception] = []
         self._refuse_slack_files = False
+        self.scopes = list(GRANTED_SCOPES)  # sent as X-OAuth-Scopes on every answer
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -763,7 +775,9 @@ class FakeSlack:
         if fault is not None and fault.status and fault.after:  # done, but the answer fails
             return self._answer_fault(request, method, token, params, files, fault)
         self._record(request, method, token, params, files, status, body)
-        return web.json_response(body, status=status)
+        return web.json_response(
+            body, status=status, headers={"X-OAuth-Scopes": ",".join(self.scopes)}
+        )
 
     async def _upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
