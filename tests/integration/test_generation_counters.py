@@ -14,6 +14,7 @@ import asyncio
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -194,20 +195,33 @@ async def _setup(conn: asyncpg.Connection) -> None:
         await _apply(conn, ("generation", slot))
 
 
-async def _play(dsn: str, sequence: list[list[tuple[Any, ...]]]) -> None:
+Read = Callable[[asyncpg.Connection], Awaitable[Any]]
+
+
+async def _play(
+    dsn: str,
+    sequence: list[list[tuple[Any, ...]]],
+    counters: Read = _counters,
+    recount: Read = _recount,
+    *,
+    prepare: str = "",
+) -> None:
     """Play ``sequence`` inside one transaction that is rolled back (each of its transactions a
-    savepoint: the triggers fire the same), comparing after every one."""
+    savepoint: the triggers fire the same), comparing ``counters`` with ``recount`` after every
+    one; ``prepare`` runs first, inside the rolled-back transaction."""
     conn = await asyncpg.connect(dsn)
     try:
         outer = conn.transaction()
         await outer.start()
         try:
+            if prepare:
+                await conn.execute(prepare)
             await _setup(conn)
             for transaction in sequence:
                 async with conn.transaction():
                     for op in transaction:
                         await _apply(conn, op)
-                assert await _counters(conn) == await _recount(conn), transaction
+                assert await counters(conn) == await recount(conn), transaction
         finally:
             await outer.rollback()
     finally:

@@ -26,11 +26,13 @@ from core.db.migrate import upgrade
 from tests.integration.test_generation_counters import (
     _apply,
     _gid,
+    _play,
     _sequences,
     _setup,
     _waiting_for_a_lock,
     _write_concurrently,
 )
+from tests.integration.test_generation_counters import three as three  # a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -86,30 +88,6 @@ async def _recount(conn: asyncpg.Connection) -> Counters:
     return out, {gid: (likes, dislikes) for gid, (likes, dislikes) in grids.items()}
 
 
-async def _play(dsn: str, sequence: list[list[tuple[Any, ...]]]) -> None:
-    """Play ``sequence`` inside one transaction that is rolled back (each of its transactions a
-    savepoint), comparing after every one; rows get their own times (``clock_timestamp``), so
-    the first favourite and approval are told apart."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        outer = conn.transaction()
-        await outer.start()
-        try:
-            await conn.execute(
-                "ALTER TABLE feedback ALTER COLUMN created_at SET DEFAULT clock_timestamp()"
-            )
-            await _setup(conn)
-            for transaction in sequence:
-                async with conn.transaction():
-                    for op in transaction:
-                        await _apply(conn, op)
-                assert await _counters(conn) == await _recount(conn), transaction
-        finally:
-            await outer.rollback()
-    finally:
-        await conn.close()
-
-
 @settings(
     max_examples=60,
     deadline=None,
@@ -119,20 +97,9 @@ async def _play(dsn: str, sequence: list[list[tuple[Any, ...]]]) -> None:
 def test_image_counters_equal_a_recount_after_any_writes(
     db: Database, database_url: str, sequence: list[list[tuple[Any, ...]]]
 ) -> None:
-    asyncio.run(_play(plain_url(database_url), sequence))
-
-
-@pytest.fixture
-async def three(db: Database, database_url: str) -> Any:
-    """Two writers and a reader on a database with one generation of four images."""
-    dsn = plain_url(database_url)
-    conns = [await asyncpg.connect(dsn) for _ in range(3)]
-    await _setup(conns[2])
-    for index in range(1, 5):
-        await _apply(conns[2], ("image", 0, index))
-    yield conns
-    for conn in conns:
-        await conn.close()
+    # rows get their own times (clock_timestamp), so the first favourite and approval differ
+    clock = "ALTER TABLE feedback ALTER COLUMN created_at SET DEFAULT clock_timestamp()"
+    asyncio.run(_play(plain_url(database_url), sequence, _counters, _recount, prepare=clock))
 
 
 @pytest.mark.parametrize(
