@@ -57,11 +57,13 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
+import yaml
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -87,16 +89,8 @@ USER_NAME = "maria.marketer"
 ADMIN_ID = "U0ADMIN001"
 ADMIN_NAME = "alex.admin"
 # the bot token's grant: the app installed from deploy/slack-manifest.yaml
-GRANTED_SCOPES = (
-    "commands",
-    "chat:write",
-    "files:write",
-    "files:read",
-    "reactions:read",
-    "users:read",
-    "channels:history",
-    "groups:history",
-)
+MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "slack-manifest.yaml"
+GRANTED_SCOPES = tuple(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])
 
 UPLOAD = "upload"  # the method name recorded for POSTs to an upload URL
 _BLOCK_IMAGE_TYPES = {"png", "jpg", "jpeg", "gif"}  # the files an image block's slack_file may show
