@@ -56,20 +56,20 @@ async def post_once(
     outcome unknown is followed by a lookup, then one more post; an error that says the post
     was refused (``SlackApiError`` with a 4xx or ``ok: false``) is raised at once."""
     metadata = {"event_type": kind, "event_payload": {"key": key}}
-    for attempt in (1, 2):
-        try:
-            posted = await client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, metadata=metadata, **message
-            )
-        except Exception as exc:
-            if attempt == 2 or not outcome_unknown(exc):
-                raise
-            log.warning("posting %s %s: %s; looking whether it was posted", kind, key, _why(exc))
-            if found := await find(client, kind, key, channel, thread_ts, since):
-                return found
-        else:
-            return str(posted["channel"]), str(posted["ts"])
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    async def post() -> tuple[str, str]:
+        posted = await client.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, metadata=metadata, **message
+        )
+        return str(posted["channel"]), str(posted["ts"])
+
+    try:
+        return await post()
+    except Exception as exc:
+        if not outcome_unknown(exc):
+            raise
+        log.warning("posting %s %s: %s; looking whether it was posted", kind, key, _why(exc))
+    return await find(client, kind, key, channel, thread_ts, since) or await post()
 
 
 def outcome_unknown(exc: BaseException) -> bool:
