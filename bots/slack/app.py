@@ -270,7 +270,6 @@ class SlackBot:
                 str(generation_id),
                 channel=where.channel_id,
                 thread_ts=where.thread_id,
-                since=time.time() - once.LOOKBACK_S,
                 text=render.fallback_text(card),
                 blocks=render.status_blocks(card),
             )
@@ -373,7 +372,6 @@ class SlackBot:
                 key.id if key is not None else uuid.uuid4().hex,
                 channel=channel,
                 thread_ts=None,
-                since=time.time() - once.LOOKBACK_S,
                 text=render.escape(replies.report_title(bundle.campaign)),
                 blocks=render.markdown_blocks(bundle.summary_markdown),
             )

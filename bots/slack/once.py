@@ -18,6 +18,7 @@ it (or in a direct message) the lookup fails with a warning and the post goes ah
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -48,13 +49,15 @@ async def post_once(
     *,
     channel: str,
     thread_ts: str | None,
-    since: float,
+    since: float | None = None,
     **message: Any,
 ) -> tuple[str, str]:
     """``chat.postMessage`` of ``message`` into ``channel`` (or the thread), tagged ``kind`` /
     ``key``; the (channel, ts) of the message, found or posted. An answer that leaves the
     outcome unknown is followed by a lookup, then one more post; an error that says the post
-    was refused (``SlackApiError`` with a 4xx or ``ok: false``) is raised at once."""
+    was refused (``SlackApiError`` with a 4xx or ``ok: false``) is raised at once. ``since``
+    (epoch seconds): where a lookup starts; by default ``LOOKBACK_S`` before now."""
+    since = time.time() - LOOKBACK_S if since is None else since
     metadata = {"event_type": kind, "event_payload": {"key": key}}
 
     async def post() -> tuple[str, str]:
